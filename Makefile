@@ -1,0 +1,33 @@
+# One target per job; `make` alone lists them.
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The whole suite runs once per backend, msgpack-style; ARENA_BACKEND=... picks one.
+BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
+
+.PHONY: help install demo test clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml setup.py native/shim.h native/shim.c native/build.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the package, compiled shim and test extras
+
+demo: install ## Replay Go issue 20259 with real memory under every rule
+	$(PY) -m arena demo
+
+test: install ## Run the test suite once per backend (cffi, ctypes)
+	@for b in $(BACKENDS); do \
+		echo "== backend: $$b"; \
+		ARENA_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
+	done
+
+clean: ## Remove .venv, build products and caches
+	rm -rf $(VENV) build *.egg-info arena/_native*.so arena/_native.c arena/_native.o \
+		.pytest_cache .hypothesis
+	find . -name __pycache__ -prune -exec rm -rf {} +

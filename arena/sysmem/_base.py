@@ -1,0 +1,167 @@
+"""What both backends share: argument checks, error decoding, 32-bit confinement.
+
+The backends keep the checks off their fast path: the cffi shim checks in C and
+the arguments are examined here only after a call failed, to say which one was
+wrong. The ctypes backend has no C to check for it and calls ``check`` first.
+"""
+from __future__ import annotations
+
+import errno
+import operator
+import os
+import struct
+
+from ._maps import free_gaps, lowest_mappable, mappings
+
+NATIVE_BITS = struct.calcsize("P") * 8
+# A 32-bit process on an x86-64 kernel can map up to here (TASK_SIZE of a
+# compat task): the last page below 4 GiB stays unmapped.
+COMPAT_TASK_SIZE = 0xFFFFE000
+# A native i386 kernel with the 3G/1G split stops here.
+_I386_TASK_SIZE = 0xC0000000
+# Another thread can take a gap between reading the maps and mapping it.
+_PLACEMENT_TRIES = 8
+
+
+def _task_size() -> int:
+    """One past the highest address this process can map, judged from where its stack is."""
+    stack_end = max((m.end for m in mappings() if m.name == "[stack]"), default=0)
+    if NATIVE_BITS == 32:
+        return COMPAT_TASK_SIZE if stack_end > _I386_TASK_SIZE else _I386_TASK_SIZE
+    # 47 bits on x86-64 and most arm64 kernels; a larger space only on request.
+    return 1 << max(47, stack_end.bit_length())
+
+
+TASK_SIZE = _task_size()
+
+
+def _integer(name: str, value: object) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
+
+
+class Memory:
+    """The OS memory layer: reserve, commit, decommit and release address space.
+
+    ``address_bits=32`` in a 64-bit process confines every mapping below
+    ``COMPAT_TASK_SIZE`` and places a refused hint top-down in the highest free
+    gap, as the kernel does for a 32-bit process.
+    """
+
+    page_size: int
+
+    def __init__(self, address_bits: int | None = None) -> None:
+        if address_bits is None:
+            address_bits = NATIVE_BITS
+        address_bits = _integer("address_bits", address_bits)
+        if address_bits not in (32, 64):
+            raise ValueError(f"address_bits must be 32 or 64, got {address_bits}")
+        if address_bits > NATIVE_BITS:
+            raise ValueError(f"a {NATIVE_BITS}-bit process cannot map a {address_bits}-bit address space")
+        self.address_bits = address_bits
+        self.confined = address_bits < NATIVE_BITS
+        self.limit = COMPAT_TASK_SIZE if self.confined else TASK_SIZE
+        # Page 0 stays unmapped even where root may map below vm.mmap_min_addr.
+        self.lowest = max(-(-lowest_mappable() // self.page_size) * self.page_size, self.page_size)
+        if self.confined:
+            # Instance attributes shadow the unconfined methods of the class.
+            self.reserve = self._confined_reserve
+            self.reserve_exact = self._confined_reserve_exact
+            self.commit = self._confined("commit")
+            self.decommit = self._confined("decommit")
+            self.release = self._confined("release")
+
+    def __repr__(self) -> str:
+        where = f", confined below {self.limit:#x}" if self.confined else ""
+        return f"{type(self).__name__}(address_bits={self.address_bits}{where})"
+
+    # -- checks --------------------------------------------------------------
+
+    def check_size(self, size: object) -> int:
+        size = _integer("size", size)
+        if size <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+        if size % self.page_size:
+            raise ValueError(f"size must be a multiple of the page size {self.page_size:#x}, got {size:#x}")
+        if size >= self.limit:
+            raise ValueError(f"size {size:#x} does not fit the address space below {self.limit:#x}")
+        return size
+
+    def check(self, name: str, addr: object, size: object) -> tuple[int, int]:
+        """Raise ``TypeError``/``ValueError`` naming the argument unless ``[addr, addr+size)`` is valid."""
+        size = self.check_size(size)
+        addr = _integer(name, addr)
+        if addr < 0:
+            raise ValueError(f"{name} must not be negative, got {addr}")
+        if addr % self.page_size:
+            raise ValueError(f"{name} {addr:#x} is not aligned to the page size {self.page_size:#x}")
+        if addr + size > self.limit:
+            raise ValueError(
+                f"{name} range [{addr:#x}, {addr + size:#x}) passes the top of the address space {self.limit:#x}"
+            )
+        return addr, size
+
+    def check_hint(self, hint: object, size: object) -> tuple[int, int]:
+        """Like ``check``, but a hint only has to be an aligned address: the kernel ignores one that does not fit."""
+        size = self.check_size(size)
+        hint = _integer("hint", hint)
+        if not 0 <= hint < 1 << self.address_bits:
+            raise ValueError(f"hint {hint:#x} is not a {self.address_bits}-bit address")
+        if hint % self.page_size:
+            raise ValueError(f"hint {hint:#x} is not aligned to the page size {self.page_size:#x}")
+        if hint + size > 1 << self.address_bits:
+            raise ValueError(f"hint range [{hint:#x}, {hint + size:#x}) wraps past the top of the address space")
+        return hint, size
+
+    def failed(self, op: str, code: int, name: str, addr: object, size: object) -> int | None:
+        """Turn a failed call's code into the documented answer: ``None``, or the right exception."""
+        if name == "hint":
+            self.check_hint(addr, size)
+        else:
+            self.check(name, addr, size)
+        if op.startswith("reserve") and code == errno.ENOMEM:
+            return None
+        if op == "reserve_exact" and code == errno.EEXIST:
+            return None
+        raise OSError(code, f"{op}({name}={addr:#x}, size={size:#x}): {os.strerror(code)}")
+
+    def check_lowest(self, addr: int) -> None:
+        """Root may map below vm.mmap_min_addr; page 0 must still never be ours."""
+        if addr < self.lowest:
+            raise ValueError(f"addr {addr:#x} is below the lowest mappable address {self.lowest:#x}")
+
+    # -- confinement ---------------------------------------------------------
+
+    def _confined_reserve(self, hint: int, size: int) -> int | None:
+        hint, size = self.check_hint(hint, size)
+        # A hint is honoured only if its whole range is free and mappable;
+        # 0, or a hint below mmap_min_addr, means no preference.
+        if hint >= self.lowest and hint + size <= self.limit:
+            p = type(self).reserve_exact(self, hint, size)
+            if p is not None:
+                return p
+        for _ in range(_PLACEMENT_TRIES):
+            gaps = [g for g in free_gaps(mappings(), self.lowest, self.limit) if g[1] - g[0] >= size]
+            if not gaps:
+                return None
+            # Top-down, like the kernel's search from mmap_base.
+            p = type(self).reserve_exact(self, gaps[-1][1] - size, size)
+            if p is not None:
+                return p
+        return None
+
+    def _confined_reserve_exact(self, addr: int, size: int) -> int | None:
+        addr, size = self.check("addr", addr, size)
+        return type(self).reserve_exact(self, addr, size)
+
+    def _confined(self, op: str):
+        raw = getattr(type(self), op)
+
+        def call(addr: int, size: int) -> None:
+            addr, size = self.check("addr", addr, size)
+            raw(self, addr, size)
+
+        call.__name__ = op
+        return call

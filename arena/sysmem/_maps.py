@@ -1,0 +1,73 @@
+"""This process's mappings, read from /proc/self/maps directly."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, NamedTuple
+
+
+class Mapping(NamedTuple):
+    start: int
+    end: int
+    perms: str
+    name: str
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def mappings() -> list[Mapping]:
+    """Every mapping of this process, lowest first."""
+    with open("/proc/self/maps", "rb") as f:
+        text = f.read().decode("utf-8", "replace")
+    out = []
+    for line in text.splitlines():
+        fields = line.split(None, 5)
+        lo, _, hi = fields[0].partition("-")
+        out.append(Mapping(int(lo, 16), int(hi, 16), fields[1], fields[5] if len(fields) > 5 else ""))
+    return out
+
+
+def mapping_count() -> int:
+    """How many mappings this process has (one line of /proc/self/maps each)."""
+    with open("/proc/self/maps", "rb") as f:
+        return f.read().count(b"\n")
+
+
+def lowest_mappable() -> int:
+    """vm.mmap_min_addr: the kernel refuses to map below it."""
+    try:
+        with open("/proc/sys/vm/mmap_min_addr") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0x10000
+
+
+def free_gaps(maps: Iterable[Mapping], low: int, high: int) -> list[tuple[int, int]]:
+    """The unmapped ranges ``[start, end)`` inside ``[low, high)``, lowest first."""
+    gaps = []
+    cursor = low
+    for m in maps:
+        if m.end <= cursor:
+            continue
+        if m.start >= high:
+            break
+        if m.start > cursor:
+            gaps.append((cursor, m.start))
+        cursor = m.end
+    if cursor < high:
+        gaps.append((cursor, high))
+    return gaps
+
+
+def program_extent(maps: Iterable[Mapping]) -> tuple[int, int]:
+    """``(end of the executable's image, current program break)``; 0 for what is absent."""
+    exe = os.readlink("/proc/self/exe")
+    binary_end = brk = 0
+    for m in maps:
+        # The anonymous mapping right after the image is its .bss.
+        if m.name == exe or (not m.name and m.start == binary_end):
+            binary_end = max(binary_end, m.end)
+        elif m.name == "[heap]":
+            brk = m.end
+    return binary_end, brk

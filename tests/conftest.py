@@ -1,0 +1,35 @@
+import ctypes
+
+import pytest
+
+from arena import sysmem
+from arena.testing import reservations
+
+
+# glibc gives each new thread a malloc arena reserved with MAP_NORESERVE; one
+# arena keeps threaded tests from looking like they leaked a reservation.
+M_ARENA_MAX = -8
+ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
+
+
+def pytest_report_header(config):
+    return f"arena backend: {type(sysmem.default()).__name__} ({sysmem.NATIVE_BITS}-bit process)"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_mappings():
+    """Every test must give back every mapping it reserved."""
+    before = reservations()
+    yield
+    leaked = sorted(reservations() - before)
+    assert not leaked, "mappings left behind: " + ", ".join(f"[{a:#x}, {b:#x}) {p}" for a, b, p in leaked)
+
+
+@pytest.fixture
+def memory():
+    return sysmem.default()
+
+
+@pytest.fixture
+def memory32():
+    return sysmem.default(address_bits=32)

@@ -1,0 +1,295 @@
+"""The OS memory layer against the real kernel (run once per backend)."""
+import errno
+import subprocess
+import sys
+
+import pytest
+
+from arena import sysmem
+from arena.testing import peek, poke
+
+MiB = 1 << 20
+
+
+def perms_of(addr, size):
+    """Permissions of every mapping overlapping ``[addr, addr+size)``."""
+    return {m.perms for m in sysmem.mappings() if m.start < addr + size and addr < m.end}
+
+
+def free_spot(memory, size, low=None, high=None):
+    """A free, aligned range far from its neighbours, found in this process's own maps."""
+    low = memory.lowest if low is None else low
+    high = memory.limit if high is None else high
+    for a, b in reversed(sysmem.free_gaps(sysmem.mappings(), low, high)):
+        if b - a >= 3 * size:
+            return a + size
+    pytest.fail("no free range")
+
+
+@pytest.fixture(params=["native", "32"])
+def any_memory(request, memory, memory32):
+    return memory if request.param == "native" else memory32
+
+
+def test_free_hint_is_honoured(any_memory):
+    hint = free_spot(any_memory, MiB)
+    p = any_memory.reserve(hint, MiB)
+    try:
+        assert p == hint
+        assert perms_of(p, MiB) == {"---p"}
+    finally:
+        any_memory.release(p, MiB)
+
+
+def test_occupied_hint_is_not_honoured_and_answer_is_a_separate_mapping(any_memory):
+    hint = free_spot(any_memory, MiB)
+    blocker = any_memory.reserve_exact(hint, MiB)
+    assert blocker == hint
+    try:
+        p = any_memory.reserve(hint, MiB)
+        assert p is not None and p != hint
+        try:
+            assert p + MiB <= hint or p >= hint + MiB
+            assert any(m.start <= p and p + MiB <= m.end for m in sysmem.mappings())
+        finally:
+            any_memory.release(p, MiB)
+    finally:
+        any_memory.release(blocker, MiB)
+
+
+def test_reserve_exact_free_and_occupied(any_memory):
+    addr = free_spot(any_memory, MiB)
+    assert any_memory.reserve_exact(addr, MiB) == addr
+    try:
+        assert any_memory.reserve_exact(addr, MiB) is None
+        # Overlapping only the last page is occupied too.
+        assert any_memory.reserve_exact(addr + MiB - any_memory.page_size, MiB) is None
+    finally:
+        any_memory.release(addr, MiB)
+
+
+def test_commit_write_read_decommit_zeroes_release_unmaps(any_memory):
+    p = any_memory.reserve(0, MiB)
+    try:
+        assert perms_of(p, MiB) == {"---p"}
+        any_memory.commit(p, MiB)
+        assert perms_of(p, MiB) == {"rw-p"}
+        pattern = bytes(range(256)) * 16
+        poke(p, pattern)
+        poke(p + MiB - len(pattern), pattern)
+        assert peek(p, len(pattern)) == pattern
+        assert peek(p + MiB - len(pattern), len(pattern)) == pattern
+        any_memory.decommit(p, MiB)
+        assert perms_of(p, MiB) == {"---p"}
+        any_memory.commit(p, MiB)
+        assert peek(p, len(pattern)) == bytes(len(pattern))
+    finally:
+        any_memory.release(p, MiB)
+    assert perms_of(p, MiB) == set()
+
+
+def test_partial_commit_splits_the_reservation(any_memory):
+    page = any_memory.page_size
+    p = any_memory.reserve(0, 4 * page)
+    try:
+        any_memory.commit(p + page, page)
+        assert perms_of(p, page) == {"---p"}
+        assert perms_of(p + page, page) == {"rw-p"}
+        assert perms_of(p + 2 * page, 2 * page) == {"---p"}
+    finally:
+        any_memory.release(p, 4 * page)
+
+
+def test_no_room_is_none(any_memory):
+    # A blocker in the middle leaves no gap as large as the upper half.
+    half = any_memory.limit // 2 // MiB * MiB
+    blocker = any_memory.reserve_exact(half, MiB)
+    assert blocker == half, "the middle of the address space is taken here"
+    try:
+        assert any_memory.reserve(0, any_memory.limit - half) is None
+        assert any_memory.reserve(half, any_memory.limit - half) is None
+    finally:
+        any_memory.release(blocker, MiB)
+
+
+def test_failing_syscall_raises_oserror_with_errno(memory):
+    p = memory.reserve(0, MiB)
+    memory.release(p, MiB)
+    # Nothing is mapped there now: mprotect and madvise answer ENOMEM.
+    with pytest.raises(OSError) as info:
+        memory.commit(p, MiB)
+    assert info.value.errno == errno.ENOMEM
+    assert f"{p:#x}" in str(info.value)
+    with pytest.raises(OSError) as info:
+        memory.decommit(p, MiB)
+    assert info.value.errno == errno.ENOMEM
+
+
+# -- confinement to a 32-bit address space ------------------------------------
+
+
+def test_confined_results_stay_below_compat_task_size(memory32):
+    top = sysmem.COMPAT_TASK_SIZE
+    got = []
+    try:
+        for hint in (0, 0x10000000, top - MiB, 0xFFF00000, 0xFFE00000, 0x10000000):
+            p = memory32.reserve(hint, MiB)
+            assert p is not None
+            got.append(p)
+            assert p + MiB <= top
+        # No preference goes top-down; an occupied hint is still answered below the limit.
+        assert got[0] == top - MiB and got[1] == 0x10000000 and got[5] != got[1]
+    finally:
+        for p in got:
+            memory32.release(p, MiB)
+    assert memory32.reserve_exact(top - memory32.page_size, memory32.page_size) == top - memory32.page_size
+    memory32.release(top - memory32.page_size, memory32.page_size)
+
+
+@pytest.mark.skipif(sysmem.NATIVE_BITS == 32, reason="a 32-bit process uses the real kernel's search, not the model")
+def test_occupied_hint_lands_top_down_in_highest_gap_that_fits(memory32):
+    top = sysmem.COMPAT_TASK_SIZE
+    page = memory32.page_size
+    # Occupy the top 64 MiB except a one-page hole, then ask for 1 MiB at an occupied hint.
+    block_lo = top - 64 * MiB
+    hole = top - 32 * MiB
+    made = []
+    try:
+        for lo, hi in sysmem.free_gaps(sysmem.mappings(), block_lo, top):
+            for a, b in ((lo, min(hi, hole)), (max(lo, hole + page), hi)):
+                if a < b:
+                    assert memory32.reserve_exact(a, b - a) == a
+                    made.append((a, b - a))
+        expected = max(b for a, b in sysmem.free_gaps(sysmem.mappings(), memory32.lowest, block_lo) if b - a >= MiB)
+        p = memory32.reserve(top - 16 * MiB, MiB)
+        made.append((p, MiB))
+        assert p == expected - MiB
+        # A request that fits the hole takes the hole: it is the highest gap.
+        q = memory32.reserve(top - 16 * MiB, page)
+        made.append((q, page))
+        assert q == hole
+    finally:
+        for a, size in made:
+            memory32.release(a, size)
+
+
+def test_confined_rejects_ranges_past_the_limit(memory32):
+    page = memory32.page_size
+    with pytest.raises(ValueError, match="passes the top"):
+        memory32.reserve_exact(sysmem.COMPAT_TASK_SIZE, page)
+    with pytest.raises(ValueError, match="passes the top"):
+        memory32.commit(0xFFFFF000, page)
+    with pytest.raises(ValueError, match="32-bit address"):
+        memory32.reserve(1 << 32, page)
+    with pytest.raises(ValueError, match="wraps"):
+        memory32.reserve(0xFFFFF000, 2 * page)
+
+
+# -- bad input: the documented exception, before any syscall -------------------
+
+PAGE = sysmem.default().page_size
+BAD_SIZES = [
+    (0, ValueError, "positive"),
+    (-PAGE, ValueError, "positive"),
+    (PAGE + 1, ValueError, "multiple"),
+    (1 << 64, ValueError, "does not fit"),
+    (1 << 100, ValueError, "does not fit"),
+    (4096.0, TypeError, "size must be an int"),
+    ("4096", TypeError, "size must be an int"),
+    (None, TypeError, "size must be an int"),
+]
+BAD_ADDRS = [
+    (1, ValueError, "aligned"),
+    (PAGE + 8, ValueError, "aligned"),
+    (-PAGE, ValueError, "negative"),
+    (1 << 64, ValueError, "passes the top"),
+    (2.0, TypeError, "must be an int"),
+    (None, TypeError, "must be an int"),
+]
+OPS = ["reserve_exact", "commit", "decommit", "release"]
+
+
+@pytest.mark.parametrize("op", ["reserve", *OPS])
+@pytest.mark.parametrize("size, exc, words", BAD_SIZES)
+def test_bad_size(any_memory, op, size, exc, words):
+    before = sysmem.mapping_count()
+    with pytest.raises(exc, match=words) as info:
+        getattr(any_memory, op)(0x10000000, size)
+    assert "size" in str(info.value)
+    assert sysmem.mapping_count() <= before
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("addr, exc, words", BAD_ADDRS)
+def test_bad_address(any_memory, op, addr, exc, words):
+    with pytest.raises(exc, match=words) as info:
+        getattr(any_memory, op)(addr, PAGE)
+    assert "addr" in str(info.value)
+
+
+@pytest.mark.parametrize("hint, exc, words", [(1, ValueError, "aligned"), (-PAGE, ValueError, "address"), (0.0, TypeError, "hint must be an int"), ("0", TypeError, "hint must be an int")])
+def test_bad_hint(any_memory, hint, exc, words):
+    with pytest.raises(exc, match=words):
+        any_memory.reserve(hint, PAGE)
+
+
+def test_range_that_wraps_is_refused(memory):
+    top = 1 << sysmem.NATIVE_BITS
+    with pytest.raises(ValueError, match="top of the address space"):
+        memory.release(top - PAGE, 2 * PAGE)
+    with pytest.raises(ValueError, match="top of the address space"):
+        memory.reserve(top - PAGE, 2 * PAGE)
+
+
+def test_reserve_exact_below_lowest_mappable_address(any_memory):
+    with pytest.raises(ValueError, match="lowest mappable"):
+        any_memory.reserve_exact(0, PAGE)
+
+
+@pytest.mark.parametrize("bits, exc", [(16, ValueError), (128, ValueError), ("32", TypeError), (32.0, TypeError)])
+def test_bad_address_bits(bits, exc):
+    with pytest.raises(exc, match="address_bits"):
+        sysmem.default(address_bits=bits)
+
+
+# -- choosing a backend ---------------------------------------------------------
+
+
+def test_unknown_backend_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("ARENA_BACKEND", "rust")
+    with pytest.raises(ValueError, match="ARENA_BACKEND='rust'"):
+        sysmem.default()
+
+
+@pytest.mark.parametrize("name, cls", [("cffi", sysmem.CffiMemory), ("ctypes", sysmem.CtypesMemory)])
+def test_backend_can_be_forced(monkeypatch, name, cls):
+    monkeypatch.setenv("ARENA_BACKEND", name)
+    assert type(sysmem.default()) is cls
+
+
+def test_without_compiled_module_default_is_ctypes_with_one_warning():
+    code = """
+import sys, warnings
+sys.modules["arena._native"] = None  # as if it was never built
+from arena import sysmem
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    first, second = sysmem.default(), sysmem.default(32)
+print(type(first).__name__, type(second).__name__, len(caught))
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "ARENA_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["CtypesMemory", "CtypesMemory", "1"]
+
+
+def test_mappings_parse_this_process(memory):
+    p = memory.reserve(0, MiB)
+    try:
+        memory.commit(p, memory.page_size)
+        maps = sysmem.mappings()
+        assert maps == sorted(maps)
+        assert sysmem.Mapping(p, p + memory.page_size, "rw-p", "") in maps
+        assert any(m.name.endswith("]") for m in maps)  # [stack], [heap], [vdso]
+        assert len(maps) == sysmem.mapping_count()
+    finally:
+        memory.release(p, MiB)
