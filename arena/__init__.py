@@ -1,1 +1,18 @@
 """A real-memory arena allocator modelled on Go's linear heap arena (Go 1.8 – 1.10)."""
+from .layout import LAYOUT_32, LAYOUT_64, Layout, native_layout
+from .manager import RULES, Arena, ArenaClosed, Bounds, Event, Region, ReservationFailed, Stats
+
+__all__ = [
+    "LAYOUT_32",
+    "LAYOUT_64",
+    "RULES",
+    "Arena",
+    "ArenaClosed",
+    "Bounds",
+    "Event",
+    "Layout",
+    "Region",
+    "ReservationFailed",
+    "Stats",
+    "native_layout",
+]

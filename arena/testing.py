@@ -1,7 +1,181 @@
-"""Helpers for tests that provoke placement bugs with real mappings."""
+"""Adversarial address spaces made of real mappings, for tests that provoke placement bugs.
+
+``ScriptedMemory`` answers reservations where a script says, by really mapping
+there; ``Crowd`` fills the space with blockers so that the kernel itself
+answers low.
+"""
 from __future__ import annotations
 
 import ctypes
+import operator
+from collections import deque
+from typing import Callable, Iterable, NamedTuple, Union
+
+from . import sysmem
+
+
+class _NoRoom:
+    def __repr__(self) -> str:
+        return "NO_ROOM"
+
+
+NO_ROOM = _NoRoom()
+"""A scripted answer: the kernel has no room (``reserve`` returns ``None``)."""
+
+
+class Fail(NamedTuple):
+    """A scripted answer: the call fails with this errno."""
+
+    errno: int
+
+
+Answer = Union[None, int, _NoRoom, Fail, Callable[[int, int], object]]
+
+
+class Call(NamedTuple):
+    op: str
+    addr: int
+    size: int
+    result: object
+
+
+class ScriptedMemory:
+    """An OS layer whose reservations answer from a script, with real mappings.
+
+    Each ``reserve`` takes the next answer: ``None`` asks the kernel with the
+    caller's hint; an address is really mapped exactly there; ``NO_ROOM``
+    reports no room; ``Fail(errno)`` raises ``OSError``; a callable
+    ``(hint, size) -> answer`` decides when asked. Past the last answer it
+    passes through. ``fail_next(op, errno)`` makes a later commit, decommit,
+    release or reserve_exact fail once. Every call is recorded in ``calls``.
+    """
+
+    def __init__(self, inner: sysmem.Memory, answers: Iterable[Answer] = ()) -> None:
+        self.inner = inner
+        self.page_size = inner.page_size
+        self.address_bits = inner.address_bits
+        self.limit = inner.limit
+        self.lowest = inner.lowest
+        self.calls: list[Call] = []
+        self._answers = deque(self._checked(a) for a in answers)
+        self._failures: dict[str, deque[int]] = {}
+
+    def _checked(self, answer: object) -> Answer:
+        if answer is None or answer is NO_ROOM or isinstance(answer, Fail) or callable(answer):
+            return answer
+        if isinstance(answer, bool) or not isinstance(answer, int):
+            raise TypeError(f"a scripted answer must be an address, None, NO_ROOM, Fail or a callable, not {answer!r}")
+        if answer < self.lowest or answer >= self.limit or answer % self.page_size:
+            raise ValueError(f"scripted answer {answer:#x} is not a page-aligned address in [{self.lowest:#x}, {self.limit:#x})")
+        return answer
+
+    @property
+    def pending(self) -> int:
+        """Answers not used yet."""
+        return len(self._answers)
+
+    def fail_next(self, op: str, errno: int) -> None:
+        """Make the next ``op`` (commit, decommit, release, reserve_exact) fail with ``errno``."""
+        if op not in ("commit", "decommit", "release", "reserve_exact"):
+            raise ValueError(f"cannot script a failure of {op!r}")
+        self._failures.setdefault(op, deque()).append(operator.index(errno))
+
+    def reserve(self, hint: int, size: int) -> int | None:
+        answer = self._answers.popleft() if self._answers else None
+        if callable(answer):
+            answer = self._checked(answer(hint, size))
+        if answer is NO_ROOM:
+            result = None
+        elif isinstance(answer, Fail):
+            self.calls.append(Call("reserve", hint, size, answer))
+            raise OSError(answer.errno, f"scripted failure of reserve(hint={hint:#x}, size={size:#x})")
+        elif answer is None:
+            result = self.inner.reserve(hint, size)
+        else:
+            result = self._place(answer, size)
+        self.calls.append(Call("reserve", hint, size, result))
+        return result
+
+    def _place(self, addr: int, size: int) -> int:
+        if addr + size > self.limit:
+            raise ValueError(f"scripted answer [{addr:#x}, {addr + size:#x}) passes the top {self.limit:#x}")
+        p = self.inner.reserve_exact(addr, size)
+        if p is None:
+            taken = [m for m in sysmem.mappings() if m.start < addr + size and addr < m.end]
+            raise RuntimeError(
+                f"scripted answer [{addr:#x}, {addr + size:#x}) is not free: "
+                + ", ".join(f"[{m.start:#x}, {m.end:#x}) {m.perms} {m.name}".rstrip() for m in taken)
+            )
+        return p
+
+    def _passed(self, op: str, addr: int, size: int) -> object:
+        failures = self._failures.get(op)
+        if failures:
+            code = failures.popleft()
+            self.calls.append(Call(op, addr, size, Fail(code)))
+            raise OSError(code, f"scripted failure of {op}(addr={addr:#x}, size={size:#x})")
+        result = getattr(self.inner, op)(addr, size)
+        self.calls.append(Call(op, addr, size, result))
+        return result
+
+    def reserve_exact(self, addr: int, size: int) -> int | None:
+        return self._passed("reserve_exact", addr, size)
+
+    def commit(self, addr: int, size: int) -> None:
+        self._passed("commit", addr, size)
+
+    def decommit(self, addr: int, size: int) -> None:
+        self._passed("decommit", addr, size)
+
+    def release(self, addr: int, size: int) -> None:
+        self._passed("release", addr, size)
+
+    def __repr__(self) -> str:
+        return f"ScriptedMemory({self.inner!r}, {self.pending} answers pending)"
+
+
+class Crowd:
+    """Real blocker mappings (PROT_NONE) that occupy hints or fill ranges; released on exit."""
+
+    def __init__(self, memory: sysmem.Memory | None = None) -> None:
+        self.memory = memory if memory is not None else sysmem.default()
+        self.blocks: list[tuple[int, int]] = []
+
+    def occupy(self, addr: int, size: int) -> int:
+        """Map exactly ``[addr, addr+size)``; ``RuntimeError`` naming the range if it is not free."""
+        p = self.memory.reserve_exact(addr, size)
+        if p is None:
+            raise RuntimeError(f"cannot occupy [{addr:#x}, {addr + size:#x}): not free")
+        self.blocks.append((p, size))
+        return p
+
+    def fill(self, low: int, high: int, holes: Iterable[tuple[int, int]] = ()) -> int:
+        """Occupy every free byte of ``[low, high)`` except the ``holes`` ``[(start, end), ...]``; returns bytes taken."""
+        page = self.memory.page_size
+        cuts = sorted(holes)
+        taken = 0
+        for a, b in sysmem.free_gaps(sysmem.mappings(), low, high):
+            pieces = [(a, b)]
+            for ha, hb in cuts:
+                pieces = [p for lo, hi in pieces for p in ((lo, min(hi, ha)), (max(lo, hb), hi)) if p[0] < p[1]]
+            for lo, hi in pieces:
+                lo, hi = -(-lo // page) * page, hi // page * page
+                if lo < hi:
+                    self.occupy(lo, hi - lo)
+                    taken += hi - lo
+        return taken
+
+    def release(self) -> None:
+        """Give back every blocker."""
+        while self.blocks:
+            p, size = self.blocks.pop()
+            self.memory.release(p, size)
+
+    def __enter__(self) -> Crowd:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def poke(addr: int, data: bytes) -> None:

@@ -1,0 +1,77 @@
+"""Invariant checks of an arena against its own history and /proc/self/maps."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from . import sysmem
+from .manager import Arena, ArenaClosed
+
+
+class Violation(NamedTuple):
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+class InvariantViolation(AssertionError):
+    """``verify_or_raise`` found the arena unsound."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        super().__init__("; ".join(map(str, violations)))
+        self.violations = violations
+
+
+def _covered(maps: list[sysmem.Mapping], start: int, end: int, perms: str | None) -> bool:
+    """Whether mappings (with ``perms``, if given) cover ``[start, end)`` without a hole."""
+    cursor = start
+    for m in maps:
+        if m.end <= cursor:
+            continue
+        if m.start > cursor or (perms is not None and m.perms != perms):
+            return False
+        cursor = m.end
+        if cursor >= end:
+            return True
+    return cursor >= end
+
+
+def verify(a: Arena) -> list[Violation]:
+    """Every way ``a`` is unsound; an empty list means sound."""
+    if a.closed:
+        raise ArenaClosed("cannot verify a closed arena: its mappings are gone")
+    found = []
+    for e in a.events:
+        if e.after.arena_used < e.before.arena_used:
+            found.append(Violation(
+                "arena_used-decreased",
+                f"{e.step} {e.verdict} at {e.returned:#x}: arena_used {e.before.arena_used:#x} -> {e.after.arena_used:#x}",
+            ))
+    maps = sysmem.mappings()
+    regions = sorted(a.regions)
+    allocations = sorted(a.allocations)
+    for addr, size in allocations:
+        if not (a.contains(addr) and a.contains(addr + size - 1)):
+            found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
+        if not any(r.start <= addr and addr + size <= r.end for r in regions):
+            found.append(Violation("foreign", f"allocation [{addr:#x}, {addr + size:#x}) lies in no mapping the arena made"))
+        if not _covered(maps, addr, addr + size, "rw-p"):
+            found.append(Violation("not-mapped", f"allocation [{addr:#x}, {addr + size:#x}) is not mapped read-write"))
+    for (a1, s1), (a2, s2) in zip(allocations, allocations[1:]):
+        if a2 < a1 + s1:
+            found.append(Violation("overlap", f"allocations [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
+    made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "contiguous", "accepted", "fallback")}
+    for r in regions:
+        if (r.start, r.size) not in made:
+            found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by this arena"))
+        if not _covered(maps, r.start, r.end, None):
+            found.append(Violation("unmapped", f"region [{r.start:#x}, {r.end:#x}) is no longer mapped"))
+    return found
+
+
+def verify_or_raise(a: Arena) -> None:
+    """Raise ``InvariantViolation`` listing every violation, if there is any."""
+    found = verify(a)
+    if found:
+        raise InvariantViolation(found)

@@ -1,0 +1,99 @@
+"""Address-space layouts: the constants of Go's arena on 32- and 64-bit.
+
+Where a default differs from Go it says so and why.
+"""
+from __future__ import annotations
+
+import dataclasses
+import struct
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What an arena assumes about its address space; ``dataclasses.replace`` makes variants."""
+
+    name: str
+    address_bits: int
+    # The heap may span at most max_mem + 1 bytes from arena_start (Go's _MaxMem).
+    max_mem: int
+    # The arena's page (Go's _PageSize), larger than the OS page.
+    page_size: int = 8 * KiB
+    # Growth reserves round(n + page_size, growth_step) bytes at a time.
+    growth_step: int = 256 * MiB
+    # 32-bit Go sets arena_start to 0 so reservations anywhere count as heap.
+    arena_start_is_zero: bool = False
+    # First-reservation hints tried in order, each taken only if honoured exactly;
+    # empty means Go's 32-bit rule: just above the binary and the program break.
+    first_hints: tuple[int, ...] = ()
+    # Arena sizes tried for the first reservation, largest first (Go's 32-bit ladder).
+    first_sizes: tuple[int, ...] = (256 * MiB,)
+    # Heap metadata (bitmap and spans) reserved below the arena in the first reservation.
+    metadata_size: int = 0
+    # Whether a small mapping anywhere may serve a request the reservation cannot (32-bit only in Go).
+    fallback: bool = False
+    # go1.9 rule: strand at most this much of the current block to jump to a new one.
+    strand_limit: int = 16 * MiB
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type == "bool" and not isinstance(value, bool):
+                raise TypeError(f"Layout.{field.name} must be a bool, got {value!r}")
+            if field.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"Layout.{field.name} must be an int, got {value!r}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"Layout.name must be a str, got {self.name!r}")
+        if self.address_bits not in (32, 64):
+            raise ValueError(f"Layout.address_bits must be 32 or 64, got {self.address_bits}")
+        top = 1 << self.address_bits
+        if self.page_size < 4 * KiB or self.page_size & (self.page_size - 1):
+            raise ValueError(f"Layout.page_size must be a power of two of at least 4 KiB, got {self.page_size:#x}")
+        if not 0 < self.max_mem < top:
+            raise ValueError(f"Layout.max_mem must be in (0, 2**{self.address_bits}), got {self.max_mem:#x}")
+        for name in ("growth_step", "metadata_size", "strand_limit"):
+            value = getattr(self, name)
+            if value < 0 or value % self.page_size or value >= top:
+                raise ValueError(f"Layout.{name} must be a multiple of page_size below 2**{self.address_bits}, got {value:#x}")
+        if self.growth_step == 0:
+            raise ValueError("Layout.growth_step must be positive")
+        for name in ("first_hints", "first_sizes"):
+            values = getattr(self, name)
+            if not isinstance(values, tuple) or not all(type(v) is int for v in values):
+                raise TypeError(f"Layout.{name} must be a tuple of ints, got {values!r}")
+            for v in values:
+                if v < 0 or v % self.page_size or v >= top:
+                    raise ValueError(f"Layout.{name} holds {v:#x}: not a page-aligned {self.address_bits}-bit value")
+        if not self.first_sizes:
+            raise ValueError("Layout.first_sizes must name at least one size")
+        if self.fallback and self.address_bits != 32:
+            raise ValueError("Layout.fallback is Go's 32-bit path: a 64-bit arena's reservation is all it has")
+
+
+LAYOUT_32 = Layout(
+    name="32-bit",
+    address_bits=32,
+    max_mem=(1 << 32) - 1,
+    arena_start_is_zero=True,
+    first_sizes=(512 * MiB, 256 * MiB, 128 * MiB, 0),
+    # bitmap: 2 bits per 4-byte word of 4 GiB; spans: one pointer per 8 KiB page.
+    metadata_size=256 * MiB + 2 * MiB,
+    fallback=True,
+)
+
+LAYOUT_64 = Layout(
+    name="64-bit",
+    address_bits=64,
+    max_mem=(1 << 39) - 1,
+    first_hints=tuple(i << 40 | 0x00C0 << 32 for i in range(0x80)),
+    # Differs from Go, which reserved all 512 GiB (and 16.5 GiB of metadata) up
+    # front: that would leave the growth path, the one the seed guards, idle.
+    # The first arena is one growth step; metadata is not modelled on 64-bit.
+    first_sizes=(256 * MiB,),
+)
+
+
+def native_layout() -> Layout:
+    """The layout of this process: ``LAYOUT_32`` with 4-byte pointers, else ``LAYOUT_64``."""
+    return LAYOUT_32 if struct.calcsize("P") == 4 else LAYOUT_64

@@ -1,0 +1,394 @@
+"""The arena manager: Go's linear heap arena and its sysAlloc, under three rules.
+
+Bounds follow Go's names. Everything in [arena_start, arena_used) is "heap"
+(``contains``); arena_used must never decrease, or live memory above it stops
+being heap. The rules differ only in which non-contiguous reservation they
+accept (see ``_accepts``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import operator
+import threading
+from typing import NamedTuple
+
+from . import sysmem
+from .layout import LAYOUT_64, Layout, MiB
+
+RULES = ("fixed", "legacy", "go1.9")
+
+
+class ArenaClosed(RuntimeError):
+    """The arena was closed: its mappings are gone."""
+
+
+class ReservationFailed(MemoryError):
+    """Not even the smallest first reservation could be made (Go throws here)."""
+
+
+class Bounds(NamedTuple):
+    arena_start: int
+    arena_used: int
+    arena_alloc: int
+    arena_end: int
+
+
+class Region(NamedTuple):
+    """A mapping the arena made and holds: ``role`` is first, reservation or fallback."""
+
+    start: int
+    size: int
+    role: str
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One decision: what was asked, what the kernel answered, the verdict and why."""
+
+    step: str  # first, grow, commit or fallback
+    request: int  # the n of sys_alloc (0 for the first reservation)
+    hint: int | None
+    size: int
+    returned: int | None
+    verdict: str
+    reason: str
+    before: Bounds
+    after: Bounds
+
+
+@dataclasses.dataclass
+class Stats:
+    reserved: int = 0  # bytes of address space held now
+    committed: int = 0  # bytes made read-write (Go's heap_sys)
+    released_after_rejection: int = 0  # Go's "fake stat": never counted above
+    reservations: int = 0  # reservations the kernel answered
+    contiguous: int = 0
+    noncontiguous: int = 0
+    rejections: int = 0
+    fallbacks: int = 0
+
+
+def _round_up(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+class Arena:
+    """A linear heap arena over real reservations, growing as Go's sysAlloc did."""
+
+    def __init__(
+        self,
+        layout: Layout = LAYOUT_64,
+        rule: str = "fixed",
+        memory: sysmem.Memory | None = None,
+        start: int | None = None,
+        initial_size: int | None = None,
+    ) -> None:
+        if not isinstance(layout, Layout):
+            raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+        if memory is None:
+            memory = sysmem.default(address_bits=layout.address_bits)
+        if getattr(memory, "address_bits", None) != layout.address_bits:
+            raise ValueError(f"a {layout.name} layout needs a {layout.address_bits}-bit memory layer, got {memory!r}")
+        if layout.page_size % memory.page_size:
+            raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
+        self.layout = layout
+        self.rule = rule
+        self.memory = memory
+        self._lock = threading.Lock()
+        self._closed = False
+        self._regions: list[Region] = []
+        self._allocations: list[tuple[int, int]] = []
+        self._events: list[Event] = []
+        self._stats = Stats()
+        self._start = self._used = self._alloc = self._end = 0
+        self._reserve_first(self._check_start(start), self._check_initial_size(initial_size))
+
+    # -- arguments -------------------------------------------------------------
+
+    def _page_multiple(self, name: str, value: object, *, positive: bool) -> int:
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
+        if value < 0 or (positive and value == 0):
+            raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value}")
+        if value % self.layout.page_size:
+            raise ValueError(f"{name} must be a multiple of the arena page {self.layout.page_size:#x}, got {value:#x}")
+        if value > self.layout.max_mem:
+            raise ValueError(f"{name} {value:#x} is more than the arena can span (max_mem {self.layout.max_mem:#x})")
+        return value
+
+    def _check_start(self, start: object) -> int | None:
+        if start is None:
+            return None
+        start = self._page_multiple("start", start, positive=True)
+        if start - self.layout.metadata_size < self.memory.lowest:
+            raise ValueError(
+                f"start {start:#x} leaves no room below it for {self.layout.metadata_size:#x} bytes of heap metadata"
+            )
+        if start >= self.memory.limit:
+            raise ValueError(f"start {start:#x} is outside the address space (below {self.memory.limit:#x})")
+        return start
+
+    def _check_initial_size(self, size: object) -> int | None:
+        return None if size is None else self._page_multiple("initial_size", size, positive=False)
+
+    # -- state -----------------------------------------------------------------
+
+    def _bounds(self) -> Bounds:
+        return Bounds(self._start, self._used, self._alloc, self._end)
+
+    def _record(self, step, request, hint, size, returned, verdict, reason, before) -> None:
+        self._events.append(Event(step, request, hint, size, returned, verdict, reason, before, self._bounds()))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ArenaClosed("the arena is closed")
+
+    # -- the first reservation -------------------------------------------------
+
+    def _first_hint(self, total: int) -> int:
+        """Go's 32-bit rule: 256 KiB above the binary, rounded to 1 MiB; above the brk if that falls inside."""
+        limit = self.memory.limit
+        binary_end, brk = sysmem.program_extent(sysmem.mappings())
+        # On a 64-bit host nothing of the binary lies in a 32-bit space: start low.
+        binary_end = binary_end if binary_end < limit else 0
+        p = _round_up(binary_end + (1 << 18), MiB)
+        if brk < limit and p <= brk < p + total:
+            p = _round_up(brk + MiB, MiB)
+        return p
+
+    def _reserve_first(self, start: int | None, initial_size: int | None) -> None:
+        layout, meta = self.layout, self.layout.metadata_size
+        sizes = layout.first_sizes if initial_size is None else (initial_size,)
+        before = self._bounds()
+        if start is None:
+            # 64-bit: each hint is taken only where it is honoured exactly.
+            for hint in layout.first_hints:
+                total = meta + sizes[0]
+                p = self.memory.reserve(hint, total)
+                if p == hint:
+                    return self._take_first(p, total, hint, before)
+                if p is not None:
+                    self._stats.reservations += 1
+                    self.memory.release(p, total)
+                self._record("first", 0, hint, total, p, "missed", "not at the hint; released, next hint", before)
+        for size in sizes:
+            total = meta + size
+            hint = self._first_hint(total) if start is None else start - meta
+            p = self.memory.reserve(hint, total)
+            if p is not None:
+                return self._take_first(p, total, hint, before)
+            self._record("first", 0, hint, total, None, "no-room", "no room; trying a smaller arena", before)
+        raise ReservationFailed(f"cannot reserve arena address space: tried {', '.join(f'{s:#x}' for s in sizes)} bytes")
+
+    def _take_first(self, p: int, total: int, hint: int, before: Bounds) -> None:
+        # The metadata sits below the arena part, as in Go's single reservation.
+        base = _round_up(p, self.layout.page_size) + self.layout.metadata_size
+        self._start = 0 if self.layout.arena_start_is_zero else base
+        self._used = self._alloc = base
+        self._end = max(p + total, base)
+        self._stats.reservations += 1
+        self._hold(p, total, "first")
+        where = "at the hint" if p == hint else f"the kernel chose {p:#x} instead of {hint:#x}"
+        self._record("first", 0, hint, total, p, "reserved", f"first reservation {where}", before)
+
+    def _hold(self, p: int, size: int, role: str) -> None:
+        self._regions.append(Region(p, size, role))
+        self._stats.reserved += size
+
+    # -- sysAlloc --------------------------------------------------------------
+
+    def sys_alloc(self, n: int) -> int | None:
+        """``n`` bytes of committed, read-write memory, or ``None`` when out of memory."""
+        with self._lock:
+            self._check_open()
+            n = self._page_multiple("n", n, positive=True)
+            if n > self._end - self._alloc:
+                # Python integers never wrap: arena_alloc above arena_end (after a
+                # fallback raised it) reads as "does not fit", where Go's uintptr
+                # subtraction would wrap and commit outside the reservation.
+                grown = self._grow(n)
+                if grown is False:
+                    return None
+            if n <= self._end - self._alloc:
+                return self._commit(n)
+            return self._fallback(n)
+
+    def _grow(self, n: int) -> bool | None:
+        """Try to extend the reservation; ``False`` means Go 1.8 gives up here."""
+        layout, before = self.layout, self._bounds()
+        p_size = _round_up(n + layout.page_size, layout.growth_step)
+        new_end = self._end + p_size
+        # Go's "arena_end <= new_end" is its overflow check: a block ending at
+        # exactly 2**bits wraps to 0 in uintptr and is not tried either.
+        if new_end >= 1 << layout.address_bits or new_end - self._start - 1 > layout.max_mem:
+            self._record("grow", n, None, p_size, None, "beyond-max-mem", "growing would pass max_mem or the top; not tried", before)
+            return None
+        hint = self._end
+        p = self.memory.reserve(hint, p_size)
+        if p is None:
+            if self.rule == "go1.9":
+                self._record("grow", n, hint, p_size, None, "no-room", "no room; falling back", before)
+                return None
+            self._record("grow", n, hint, p_size, None, "no-room", "no room; Go 1.8 returns nil here", before)
+            return False
+        self._stats.reservations += 1
+        # p can be anywhere in the address space, including before arena_end.
+        if p == self._end:
+            self._hold(p, p_size, "reservation")
+            self._stats.contiguous += 1
+            self._end = new_end
+            self._record("grow", n, hint, p_size, p, "contiguous", "contiguous with the reservation", before)
+            return True
+        why = self._accepts(p, p_size)
+        if why is None:
+            self._hold(p, p_size, "reservation")
+            self._stats.noncontiguous += 1
+            self._end = p + p_size
+            self._alloc = _round_up(p, layout.page_size)
+            if self.rule != "go1.9":
+                # Before Go 1.9 the allocation cursor is arena_used itself: under
+                # "legacy" a region below arena_used lowers it, which is the bug.
+                self._used = self._alloc
+            lowered = " LOWERED arena_used" if self._used < before.arena_used else ""
+            self._record("grow", n, hint, p_size, p, "accepted", f"non-contiguous region accepted ({self.rule}){lowered}", before)
+            return True
+        # Not usable: release it against the fake stat, so the real ones never count it.
+        self.memory.release(p, p_size)
+        self._stats.released_after_rejection += p_size
+        self._stats.rejections += 1
+        self._record("grow", n, hint, p_size, p, "rejected", f"{why}; released", before)
+        return None
+
+    def _accepts(self, p: int, p_size: int) -> str | None:
+        """``None`` if the rule takes a non-contiguous region at ``p``, else why not."""
+        if p + p_size - self._start - 1 > self.layout.max_mem:
+            return f"region ends past arena_start + max_mem ({self._start + self.layout.max_mem:#x})"
+        if self.rule == "fixed":
+            # The seed: only above arena_end, so arena_used can only rise.
+            return None if self._end < p else f"p {p:#x} is not above arena_end {self._end:#x}"
+        if p < self._start:
+            return f"p {p:#x} is below arena_start {self._start:#x}"
+        if self.rule == "go1.9" and self._end - self._alloc >= self.layout.strand_limit:
+            return f"it would strand {self._end - self._alloc:#x} bytes of the current block (limit {self.layout.strand_limit:#x})"
+        return None
+
+    def _commit(self, n: int) -> int:
+        before = self._bounds()
+        p = self._alloc
+        # [p, p + n) lies inside the current block, which the arena reserved.
+        self.memory.commit(p, n)
+        self._alloc = p + n
+        if self._alloc > self._used:
+            self._used = self._alloc
+        self._stats.committed += n
+        self._allocations.append((p, n))
+        self._record("commit", n, None, n, p, "committed", "from the reservation", before)
+        return p
+
+    def _fallback(self, n: int) -> int | None:
+        layout, before = self.layout, self._bounds()
+        if not layout.fallback:
+            self._record("fallback", n, None, 0, None, "out-of-memory", "the reservation is all a 64-bit arena has", before)
+            return None
+        p_size = _round_up(n, layout.page_size) + layout.page_size
+        p = self.memory.reserve(0, p_size)
+        if p is None:
+            self._record("fallback", n, 0, p_size, None, "out-of-memory", "no room for a fallback mapping", before)
+            return None
+        # Go computes p + p_size - arena_start in uintptr, which wraps to 0 for a
+        # region ending at exactly 4 GiB; exact integers keep such a region, since
+        # it does lie inside the space, and never let a wrapped value pass.
+        if p < self._start or p + p_size - self._start - 1 > layout.max_mem:
+            self.memory.release(p, p_size)
+            self._record("fallback", n, 0, p_size, p, "fallback-rejected", "outside [arena_start, arena_start + max_mem]", before)
+            return None
+        q = _round_up(p, layout.page_size)
+        try:
+            self.memory.commit(q, n)
+        except OSError:
+            self.memory.release(p, p_size)
+            raise
+        self._hold(p, p_size, "fallback")
+        self._stats.fallbacks += 1
+        self._stats.committed += n
+        self._allocations.append((q, n))
+        if q + n > self._used:
+            self._used = q + n
+            if self.rule != "go1.9":
+                self._alloc = self._used
+        self._record("fallback", n, 0, p_size, p, "fallback", "small mapping anywhere the kernel likes", before)
+        return q
+
+    # -- queries ---------------------------------------------------------------
+
+    def contains(self, addr: int) -> bool:
+        """Go's heap check: ``arena_start <= addr < arena_used``, nothing else."""
+        try:
+            addr = operator.index(addr)
+        except TypeError:
+            raise TypeError(f"addr must be an int, not {type(addr).__name__} ({addr!r})") from None
+        with self._lock:
+            self._check_open()
+            return self._start <= addr < self._used
+
+    arena_start = property(lambda self: self._start, doc="Lowest heap address (0 on 32-bit).")
+    arena_used = property(lambda self: self._used, doc="End of the heap handed out so far.")
+    arena_alloc = property(lambda self: self._alloc, doc="Allocation cursor (arena_used except under go1.9).")
+    arena_end = property(lambda self: self._end, doc="End of the current reservation.")
+    arena_reserved = property(lambda self: True, doc="Always True: every block is really reserved.")
+    closed = property(lambda self: self._closed)
+
+    @property
+    def allocations(self) -> list[tuple[int, int]]:
+        """``(address, size)`` of everything ``sys_alloc`` handed out, in order."""
+        return list(self._allocations)
+
+    @property
+    def regions(self) -> list[Region]:
+        """The mappings the arena holds."""
+        return list(self._regions)
+
+    @property
+    def events(self) -> list[Event]:
+        return list(self._events)
+
+    @property
+    def stats(self) -> Stats:
+        return dataclasses.replace(self._stats)
+
+    # -- lifetime --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release every mapping the arena made; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            error = None
+            for region in reversed(self._regions):
+                try:
+                    self.memory.release(region.start, region.size)
+                except OSError as exc:
+                    error = error or exc
+            self._regions.clear()
+            self._stats.reserved = 0
+            if error is not None:
+                raise error
+
+    def __enter__(self) -> Arena:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"used={self._used:#x} end={self._end:#x}"
+        return f"<Arena {self.layout.name} rule={self.rule} start={self._start:#x} {state}>"
