@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The whole suite runs once per backend, msgpack-style; ARENA_BACKEND=... picks one.
 BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 
-.PHONY: help install demo test clean
+.PHONY: help install demo test test32 bench32 docker32 clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,15 @@ test: install ## Run the test suite once per backend (cffi, ctypes)
 		echo "== backend: $$b"; \
 		ARENA_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
 	done
+
+test32: ## Run the tests as a 32-bit i386 program (Docker if an engine answers, else a debootstrap root; needs root)
+	tools/i386.sh test
+
+bench32: ## Run the benchmarks as a 32-bit i386 program
+	tools/i386.sh bench
+
+docker32: ## Run the tests in the i386 Docker image (docker/Dockerfile.i386)
+	tools/i386.sh docker test
 
 clean: ## Remove .venv, build products and caches
 	rm -rf $(VENV) build *.egg-info arena/_native*.so arena/_native.c arena/_native.o \

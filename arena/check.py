@@ -39,6 +39,8 @@ def _covered(maps: list[sysmem.Mapping], start: int, end: int, perms: str | None
 
 def verify(a: Arena) -> list[Violation]:
     """Every way ``a`` is unsound; an empty list means sound."""
+    if not isinstance(a, Arena):
+        raise TypeError(f"verify needs an Arena, not {type(a).__name__} ({a!r})")
     if a.closed:
         raise ArenaClosed("cannot verify a closed arena: its mappings are gone")
     found = []
@@ -48,13 +50,17 @@ def verify(a: Arena) -> list[Violation]:
                 "arena_used-decreased",
                 f"{e.step} {e.verdict} at {e.returned:#x}: arena_used {e.before.arena_used:#x} -> {e.after.arena_used:#x}",
             ))
-    maps = sysmem.mappings()
     regions = sorted(a.regions)
     allocations = sorted(a.allocations)
+    # Only what lies below the arena's highest byte matters; the rest is not read.
+    top = max([r.end for r in regions] + [p + n for p, n in allocations], default=0)
+    maps = sysmem.mappings(below=top)
+    # Contiguous growth makes adjacent regions: an allocation may span several.
+    held = [sysmem.Mapping(r.start, r.end, "", r.role) for r in regions]
     for addr, size in allocations:
         if not (a.contains(addr) and a.contains(addr + size - 1)):
             found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
-        if not any(r.start <= addr and addr + size <= r.end for r in regions):
+        if not _covered(held, addr, addr + size, None):
             found.append(Violation("foreign", f"allocation [{addr:#x}, {addr + size:#x}) lies in no mapping the arena made"))
         if not _covered(maps, addr, addr + size, "rw-p"):
             found.append(Violation("not-mapped", f"allocation [{addr:#x}, {addr + size:#x}) is not mapped read-write"))

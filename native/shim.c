@@ -27,7 +27,8 @@ static int check(uintptr_t addr, size_t size) {
         return SHIM_ESIZE;
     if (addr & page_mask)
         return SHIM_EALIGN;
-    if (addr + size < addr)
+    /* A range may end exactly at the top; only one that passes it wraps. */
+    if (size - 1 > UINTPTR_MAX - addr)
         return SHIM_EWRAP;
     return 0;
 }

@@ -28,8 +28,9 @@ def _task_size() -> int:
     stack_end = max((m.end for m in mappings() if m.name == "[stack]"), default=0)
     if NATIVE_BITS == 32:
         return COMPAT_TASK_SIZE if stack_end > _I386_TASK_SIZE else _I386_TASK_SIZE
-    # 47 bits on x86-64 and most arm64 kernels; a larger space only on request.
-    return 1 << max(47, stack_end.bit_length())
+    # 47 bits on x86-64 and most arm64 kernels (a larger space only on
+    # request), less the top page, which x86-64 keeps unmapped.
+    return (1 << max(47, stack_end.bit_length())) - 4096
 
 
 TASK_SIZE = _task_size()
@@ -143,7 +144,7 @@ class Memory:
             if p is not None:
                 return p
         for _ in range(_PLACEMENT_TRIES):
-            gaps = [g for g in free_gaps(mappings(), self.lowest, self.limit) if g[1] - g[0] >= size]
+            gaps = [g for g in free_gaps(mappings(below=self.limit), self.lowest, self.limit) if g[1] - g[0] >= size]
             if not gaps:
                 return None
             # Top-down, like the kernel's search from mmap_base.

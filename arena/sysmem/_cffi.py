@@ -38,8 +38,10 @@ class CffiMemory(Memory):
         try:
             p = self._reserve(hint, size)
         except (TypeError, OverflowError):
-            self.check_hint(hint, size)
-            raise
+            # Raises naming the argument; what passes is an int-like (__index__)
+            # that cffi does not convert itself, as ctypes does: call with ints.
+            hint, size = self.check_hint(hint, size)
+            p = self._reserve(hint, size)
         if p < _FAILED:
             return p
         return self.failed("reserve", _WRAP - p, "hint", hint, size)
@@ -52,8 +54,9 @@ class CffiMemory(Memory):
                 self.check_lowest(addr)
             p = self._reserve_exact(addr, size)
         except (TypeError, OverflowError):
-            self.check("addr", addr, size)
-            raise
+            addr, size = self.check("addr", addr, size)
+            self.check_lowest(addr)
+            p = self._reserve_exact(addr, size)
         if p < _FAILED:
             return p
         return self.failed("reserve_exact", _WRAP - p, "addr", addr, size)
@@ -63,8 +66,8 @@ class CffiMemory(Memory):
         try:
             code = self._commit(addr, size)
         except (TypeError, OverflowError):
-            self.check("addr", addr, size)
-            raise
+            addr, size = self.check("addr", addr, size)
+            code = self._commit(addr, size)
         if code:
             self.failed("commit", code, "addr", addr, size)
 
@@ -73,8 +76,8 @@ class CffiMemory(Memory):
         try:
             code = self._decommit(addr, size)
         except (TypeError, OverflowError):
-            self.check("addr", addr, size)
-            raise
+            addr, size = self.check("addr", addr, size)
+            code = self._decommit(addr, size)
         if code:
             self.failed("decommit", code, "addr", addr, size)
 
@@ -83,7 +86,7 @@ class CffiMemory(Memory):
         try:
             code = self._release(addr, size)
         except (TypeError, OverflowError):
-            self.check("addr", addr, size)
-            raise
+            addr, size = self.check("addr", addr, size)
+            code = self._release(addr, size)
         if code:
             self.failed("release", code, "addr", addr, size)

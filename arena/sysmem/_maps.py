@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 from typing import Iterable, NamedTuple
 
+# Small reads let a bounded read stop early; the kernel fills at most a page per read.
+_CHUNK = 4096
+
 
 class Mapping(NamedTuple):
     start: int
@@ -16,16 +19,34 @@ class Mapping(NamedTuple):
         return self.end - self.start
 
 
-def mappings() -> list[Mapping]:
-    """Every mapping of this process, lowest first."""
-    with open("/proc/self/maps", "rb") as f:
-        text = f.read().decode("utf-8", "replace")
-    out = []
-    for line in text.splitlines():
-        fields = line.split(None, 5)
-        lo, _, hi = fields[0].partition("-")
-        out.append(Mapping(int(lo, 16), int(hi, 16), fields[1], fields[5] if len(fields) > 5 else ""))
+def mappings(below: int | None = None) -> list[Mapping]:
+    """Every mapping of this process, lowest first; with ``below``, only those starting below it.
+
+    The kernel writes the file in address order as it is read, and producing a
+    line costs microseconds: reading stops as soon as a line starts at ``below``.
+    """
+    out: list[Mapping] = []
+    fd = os.open("/proc/self/maps", os.O_RDONLY)
+    try:
+        rest = b""
+        while chunk := os.read(fd, _CHUNK):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                m = _parse(line)
+                if below is not None and m.start >= below:
+                    return out
+                out.append(m)
+    finally:
+        os.close(fd)
     return out
+
+
+def _parse(line: bytes) -> Mapping:
+    fields = line.split(None, 5)
+    lo, _, hi = fields[0].partition(b"-")
+    name = fields[5].decode("utf-8", "replace") if len(fields) > 5 else ""
+    return Mapping(int(lo, 16), int(hi, 16), fields[1].decode(), name)
 
 
 def mapping_count() -> int:

@@ -1,0 +1,63 @@
+import dataclasses
+import struct
+
+import pytest
+
+import arena
+from arena.layout import MiB
+
+
+def test_go_constants():
+    assert arena.LAYOUT_32.max_mem == 2**32 - 1 and arena.LAYOUT_64.max_mem == 2**39 - 1
+    for layout in (arena.LAYOUT_32, arena.LAYOUT_64):
+        assert layout.page_size == 8192 and layout.growth_step == 256 * MiB
+    assert arena.LAYOUT_32.arena_start_is_zero and not arena.LAYOUT_64.arena_start_is_zero
+    assert arena.LAYOUT_32.first_sizes == (512 * MiB, 256 * MiB, 128 * MiB, 0)
+    assert arena.LAYOUT_32.metadata_size == 258 * MiB
+    assert arena.LAYOUT_32.fallback and not arena.LAYOUT_64.fallback
+    hints = arena.LAYOUT_64.first_hints
+    assert len(hints) == 0x80 and hints[0] == 0x00C000000000 and hints[1] == 0x01C000000000
+
+
+def test_native_layout_follows_pointer_size():
+    expected = arena.LAYOUT_32 if struct.calcsize("P") == 4 else arena.LAYOUT_64
+    assert arena.native_layout() is expected
+
+
+def test_layouts_are_frozen_and_replace_makes_variants():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        arena.LAYOUT_32.max_mem = 1
+    small = dataclasses.replace(arena.LAYOUT_32, growth_step=16 * MiB, first_sizes=(0,))
+    assert small.growth_step == 16 * MiB and arena.LAYOUT_32.growth_step == 256 * MiB
+
+
+@pytest.mark.parametrize(
+    "change, exc, words",
+    [
+        ({"address_bits": 48}, ValueError, "address_bits"),
+        ({"address_bits": "32"}, TypeError, "address_bits"),
+        ({"max_mem": 0}, ValueError, "max_mem"),
+        ({"max_mem": 2**32}, ValueError, "max_mem"),
+        ({"page_size": 12288}, ValueError, "page_size"),
+        ({"page_size": 2048}, ValueError, "page_size"),
+        ({"growth_step": 0}, ValueError, "growth_step"),
+        ({"growth_step": 4096}, ValueError, "growth_step"),
+        ({"metadata_size": -8192}, ValueError, "metadata_size"),
+        ({"first_sizes": ()}, ValueError, "first_sizes"),
+        ({"first_sizes": [0]}, TypeError, "first_sizes"),
+        ({"first_sizes": (4096,)}, ValueError, "first_sizes"),
+        ({"first_hints": (1.5,)}, TypeError, "first_hints"),
+        ({"first_hints": (2**32,)}, ValueError, "first_hints"),
+        ({"fallback": 1}, TypeError, "fallback"),
+        ({"name": None}, TypeError, "name"),
+        ({"strand_limit": 2.0}, TypeError, "strand_limit"),
+    ],
+)
+def test_invalid_layouts_are_refused(change, exc, words):
+    with pytest.raises(exc, match=words):
+        dataclasses.replace(arena.LAYOUT_32, **change)
+
+
+def test_fallback_is_32_bit_only():
+    with pytest.raises(ValueError, match="fallback"):
+        dataclasses.replace(arena.LAYOUT_64, fallback=True)
