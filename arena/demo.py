@@ -1,13 +1,18 @@
-"""Go issue 20259 replayed with real memory, under each rule, side by side."""
-from __future__ import annotations
+"""Go issue 20259 replayed with real memory, under each rule.
 
-import dataclasses
+On the 32-bit layout the replay uses the addresses from the issue. On the
+64-bit layout the same scenario is shifted to the first 64-bit hint: the low
+answer lies as far below the arena as it did on 32-bit.
+"""
+from __future__ import annotations
 
 from . import sysmem
 from .layout import LAYOUT_32, Layout, MiB
-from .manager import RULES, Arena
-from .testing import ScriptedMemory, peek, poke
-from .check import verify
+from .manager import Arena
+from .run import PATTERN, Replay, drive
+from .testing import ScriptedMemory
+
+__all__ = ["ARENA_AT", "ARENA_SIZE", "LAST", "LIVE", "LOW_ANSWER", "PATTERN", "Replay", "explain", "replay_20259", "scenario"]
 
 # The trace from the issue (android/arm, Go 1.8.1): an arena at 0x70000000 ending
 # at 0x78000000; the next 256 MiB reservation, hinted at 0x78000000, came back at
@@ -19,110 +24,52 @@ LOW_ANSWER = 0x10000000
 # limit; the last request then needs the 256 MiB reservation.
 LIVE = (1 * MiB, 7 * MiB, 16 * MiB, 32 * MiB, 64 * MiB)
 LAST = 16 * MiB
-PATTERN = b"live heap object"
 
 
-@dataclasses.dataclass
-class Replay:
-    """One rule's run: the arena (still open) and what each request returned."""
-
-    arena: Arena
-    requests: list[int]
-    returned: list[int | None]
-
-    @property
-    def lost(self) -> list[int]:
-        """Allocations handed out that the arena no longer counts as heap."""
-        return [p for p in self.returned if p is not None and not self.arena.contains(p)]
-
-    def intact(self) -> bool:
-        return all(peek(p, len(PATTERN)) == PATTERN for p in self.returned[: len(LIVE)])
+def scenario(layout: Layout) -> tuple[int, int]:
+    """``(arena start, low answer)`` for ``layout``: the issue's addresses, or shifted to 64-bit's first hint."""
+    if layout.address_bits == 32:
+        return ARENA_AT, LOW_ANSWER
+    start = layout.first_hints[0] if layout.first_hints else ARENA_AT
+    return start, start - (ARENA_AT - LOW_ANSWER)
 
 
 def replay_20259(rule: str, layout: Layout = LAYOUT_32, memory: sysmem.Memory | None = None) -> Replay:
     """Run the 20259 scenario under ``rule``; the caller closes ``replay.arena``."""
     inner = memory if memory is not None else sysmem.default(address_bits=layout.address_bits)
-    # The first reservation asks the kernel; the growth reservation is answered low.
-    scripted = ScriptedMemory(inner, [None, LOW_ANSWER])
-    a = Arena(layout, rule, memory=scripted, start=ARENA_AT, initial_size=ARENA_SIZE)
-    replay = Replay(a, [], [])
-    try:
-        for n in LIVE:
-            p = a.sys_alloc(n)
-            replay.requests.append(n)
-            replay.returned.append(p)
-            poke(p, PATTERN)
-        replay.requests.append(LAST)
-        replay.returned.append(a.sys_alloc(LAST))
-    except BaseException:
-        a.close()
-        raise
-    return replay
+    start, low = scenario(layout)
+    if layout.address_bits == 32:
+        # The first reservation asks the kernel; the growth reservation is answered low.
+        scripted = ScriptedMemory(inner, [None, low])
+        arena = Arena(layout, rule, memory=scripted, start=start, initial_size=ARENA_SIZE)
+    else:
+        # The arena refuses a start above max_mem, so the first hint is taken
+        # through Go's hint ladder, placed exactly (or failing loudly if taken).
+        scripted = ScriptedMemory(inner, [start, low])
+        arena = Arena(layout, rule, memory=scripted, initial_size=ARENA_SIZE)
+    return drive(arena, [*LIVE, LAST])
 
 
-def _cells(a: Arena) -> list[str]:
-    """The decisions each request caused, in a few words."""
-    cells, words = [], []
-    for e in a.events:
-        if e.step == "first":
-            continue
-        at = f" {e.returned:#x}" if e.returned is not None else ""
-        flag = " LOWERS used" if e.after.arena_used < e.before.arena_used else ""
-        words.append(f"{e.verdict}{at}{flag}")
-        # A request ends in a commit, a fallback or out of memory.
-        if e.step in ("commit", "fallback"):
-            cells.append("; ".join(words))
-            words = []
-    return cells
-
-
-def summary(replay: Replay) -> dict[str, object]:
-    """What the table shows of one run, taken while its arena is still open."""
-    a = replay.arena
-    violations = verify(a)
-    return {
-        "cells": _cells(a),
-        "arena_used after": f"{a.arena_used:#x}",
-        "arena_alloc after": f"{a.arena_alloc:#x}",
-        "arena_end after": f"{a.arena_end:#x}",
-        "allocations lost": (f"{len(replay.lost)} of {len(replay.returned)}: " + ", ".join(f"{p:#x}" for p in replay.lost))
-        if replay.lost else "none",
-        "verify": f"{len(violations)} violations" if violations else "sound",
-        "live bytes read back": "intact" if replay.intact() else "CHANGED",
-        "violations": violations,
-    }
-
-
-def render(requests: list[int], summaries: dict[str, dict[str, object]]) -> str:
-    """The side-by-side table the demo prints: a column per rule."""
-    rules = list(summaries)
-    rows = [("", rules)]
-    for i, n in enumerate(requests):
-        rows.append((f"sys_alloc({n // MiB} MiB)", [summaries[r]["cells"][i] for r in rules]))
-    for label in ("arena_used after", "arena_alloc after", "arena_end after", "allocations lost", "verify", "live bytes read back"):
-        rows.append((label, [summaries[r][label] for r in rules]))
-    widths = [max(len(row[0]) for row in rows)]
-    widths += [max(len(row[1][i]) for row in rows) for i in range(len(rules))]
-    return "\n".join(
-        "  ".join([label.ljust(widths[0])] + [c.ljust(w) for c, w in zip(cells, widths[1:])]).rstrip()
-        for label, cells in rows
+def explain(layout: Layout) -> tuple[str, str]:
+    """The demo's opening and closing words for ``layout``."""
+    start, low = scenario(layout)
+    head = (
+        f"arena at {start:#x}..{start + ARENA_SIZE:#x}; the 256 MiB reservation hinted at "
+        f"arena_end is answered at {low:#x} (really mapped there)"
     )
-
-
-def main(rules: tuple[str, ...] = RULES, layout: Layout = LAYOUT_32) -> int:
-    memory = sysmem.default(address_bits=layout.address_bits)
-    print(f"Go issue 20259 replayed with real memory: {layout.name} layout, {memory!r}")
-    print(f"arena at {ARENA_AT:#x}..{ARENA_AT + ARENA_SIZE:#x}; the 256 MiB reservation hinted at "
-          f"arena_end is answered at {LOW_ANSWER:#x} (really mapped there)\n")
-    summaries = {}
-    for rule in rules:
-        replay = replay_20259(rule, layout, memory)
-        with replay.arena:
-            summaries[rule] = summary(replay)
-    print(render([*LIVE, LAST], summaries))
-    for rule, s in summaries.items():
-        for v in s["violations"]:
-            print(f"  {rule}: {v}")
-    print("\nlegacy lowers arena_used below live memory (Go issue 20259); fixed rejects the low region"
-          " and falls back; go1.9 moves arena_alloc and leaves arena_used alone.")
-    return 0
+    if layout.address_bits == 32:
+        return head, (
+            "legacy lowers arena_used below live memory (Go issue 20259); fixed rejects the low region"
+            " and falls back; go1.9 moves arena_alloc and leaves arena_used alone."
+        )
+    head = (
+        f"64-bit: the 32-bit scenario shifted to the first hint {start:#x}; the low answer is "
+        f"{ARENA_AT - LOW_ANSWER:#x} below arena_start, as on 32-bit.\n" + head
+    )
+    return head, (
+        "On 64-bit arena_start is where the first reservation begins, so a low answer is below\n"
+        "arena_start (between arena_start and arena_used lies the arena's own reservation, which\n"
+        "the kernel never hands out twice). Every rule rejects it: legacy and go1.9 by\n"
+        "arena_start <= p, fixed by arena_end < p; with no fallback on 64-bit the request gets\n"
+        "nil, and arena_used never drops. The bug needed 32-bit Go's arena_start = 0."
+    )

@@ -8,6 +8,7 @@ accept (see ``_accepts``).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import operator
 import threading
 from typing import NamedTuple
@@ -103,15 +104,27 @@ class Arena:
         self._lock = threading.Lock()
         self._closed = False
         self._regions: list[Region] = []
+        self._unreleased: list[tuple[int, int]] = []  # mappings whose release the kernel refused
         self._allocations: list[tuple[int, int]] = []
         self._events: list[Event] = []
         self._stats = Stats()
         self._start = self._used = self._alloc = self._end = 0
-        self._reserve_first(self._check_start(start), self._check_initial_size(initial_size))
+        start, initial_size = self._check_start(start), self._check_initial_size(initial_size)
+        try:
+            self._reserve_first(start, initial_size)
+        except BaseException:
+            # No arena to close: give back what a failed release left behind.
+            self._closed = True
+            for p, size in self._unreleased:
+                try:
+                    self.memory.release(p, size)
+                except OSError:
+                    pass
+            raise
 
     # -- arguments -------------------------------------------------------------
 
-    def _page_multiple(self, name: str, value: object, *, positive: bool) -> int:
+    def _page_multiple(self, name: str, value: object, *, positive: bool, size: bool = True) -> int:
         try:
             value = operator.index(value)
         except TypeError:
@@ -120,14 +133,14 @@ class Arena:
             raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value}")
         if value % self.layout.page_size:
             raise ValueError(f"{name} must be a multiple of the arena page {self.layout.page_size:#x}, got {value:#x}")
-        if value > self.layout.max_mem:
+        if size and value > self.layout.max_mem:
             raise ValueError(f"{name} {value:#x} is more than the arena can span (max_mem {self.layout.max_mem:#x})")
         return value
 
     def _check_start(self, start: object) -> int | None:
         if start is None:
             return None
-        start = self._page_multiple("start", start, positive=True)
+        start = self._page_multiple("start", start, positive=True, size=False)
         if start - self.layout.metadata_size < self.memory.lowest:
             raise ValueError(
                 f"start {start:#x} leaves no room below it for {self.layout.metadata_size:#x} bytes of heap metadata"
@@ -137,12 +150,40 @@ class Arena:
         return start
 
     def _check_initial_size(self, size: object) -> int | None:
-        return None if size is None else self._page_multiple("initial_size", size, positive=False)
+        if size is None:
+            return None
+        size = self._page_multiple("initial_size", size, positive=False)
+        if size + self.layout.metadata_size == 0:
+            raise ValueError(f"initial_size must be positive: the {self.layout.name} layout has no metadata to reserve")
+        return size
 
     # -- state -----------------------------------------------------------------
 
     def _bounds(self) -> Bounds:
         return Bounds(self._start, self._used, self._alloc, self._end)
+
+    def _reserve(self, hint: int, size: int) -> int | None:
+        """``memory.reserve``, except that a range the address space cannot hold is no room.
+
+        The layer raises ``ValueError`` for such a size (it checks its own
+        arguments); to the arena a request too large for the space is simply
+        out of memory, as sysReserve returning nil was to Go.
+        """
+        if not 0 < size < self.memory.limit or hint + size > 1 << self.memory.address_bits:
+            return None
+        return self.memory.reserve(hint, size)
+
+    def _release(self, p: int, size: int) -> None:
+        """Give back a mapping the arena does not keep; one the kernel refuses stays on the books.
+
+        Such a mapping is retried by ``close`` (or at once if the constructor
+        fails), so a failed munmap never leaks it.
+        """
+        try:
+            self.memory.release(p, size)
+        except OSError:
+            self._unreleased.append((p, size))
+            raise
 
     def _record(self, step, request, hint, size, returned, verdict, reason, before) -> None:
         self._events.append(Event(step, request, hint, size, returned, verdict, reason, before, self._bounds()))
@@ -172,17 +213,17 @@ class Arena:
             # 64-bit: each hint is taken only where it is honoured exactly.
             for hint in layout.first_hints:
                 total = meta + sizes[0]
-                p = self.memory.reserve(hint, total)
+                p = self._reserve(hint, total)
                 if p == hint:
                     return self._take_first(p, total, hint, before)
                 if p is not None:
                     self._stats.reservations += 1
-                    self.memory.release(p, total)
+                    self._release(p, total)
                 self._record("first", 0, hint, total, p, "missed", "not at the hint; released, next hint", before)
         for size in sizes:
             total = meta + size
             hint = self._first_hint(total) if start is None else start - meta
-            p = self.memory.reserve(hint, total)
+            p = self._reserve(hint, total)
             if p is not None:
                 return self._take_first(p, total, hint, before)
             self._record("first", 0, hint, total, None, "no-room", "no room; trying a smaller arena", before)
@@ -211,9 +252,8 @@ class Arena:
             self._check_open()
             n = self._page_multiple("n", n, positive=True)
             if n > self._end - self._alloc:
-                # Python integers never wrap: arena_alloc above arena_end (after a
-                # fallback raised it) reads as "does not fit", where Go's uintptr
-                # subtraction would wrap and commit outside the reservation.
+                # Under go1.9 a fallback can raise arena_used past arena_end, but
+                # never arena_alloc: the cursor stays inside the current block.
                 grown = self._grow(n)
                 if grown is False:
                     return None
@@ -232,7 +272,7 @@ class Arena:
             self._record("grow", n, None, p_size, None, "beyond-max-mem", "growing would pass max_mem or the top; not tried", before)
             return None
         hint = self._end
-        p = self.memory.reserve(hint, p_size)
+        p = self._reserve(hint, p_size)
         if p is None:
             if self.rule == "go1.9":
                 self._record("grow", n, hint, p_size, None, "no-room", "no room; falling back", before)
@@ -261,7 +301,7 @@ class Arena:
             self._record("grow", n, hint, p_size, p, "accepted", f"non-contiguous region accepted ({self.rule}){lowered}", before)
             return True
         # Not usable: release it against the fake stat, so the real ones never count it.
-        self.memory.release(p, p_size)
+        self._release(p, p_size)
         self._stats.released_after_rejection += p_size
         self._stats.rejections += 1
         self._record("grow", n, hint, p_size, p, "rejected", f"{why}; released", before)
@@ -280,11 +320,24 @@ class Arena:
             return f"it would strand {self._end - self._alloc:#x} bytes of the current block (limit {self.layout.strand_limit:#x})"
         return None
 
-    def _commit(self, n: int) -> int:
+    def _commit(self, n: int) -> int | None:
         before = self._bounds()
         p = self._alloc
-        # [p, p + n) lies inside the current block, which the arena reserved.
-        self.memory.commit(p, n)
+        # [p, p + n) lies inside the current block, which the arena reserved and
+        # still holds: sys_alloc commits only when n <= arena_end - arena_alloc,
+        # and arena_alloc..arena_end is always part of one held region. This is
+        # the only place memory is made read-write, and it is mprotect, never
+        # mmap with MAP_FIXED: nothing outside the arena's own reservations is
+        # ever replaced or changed (tests/test_hardening_foreign.py checks it).
+        try:
+            self.memory.commit(p, n)
+        except OSError as exc:
+            if exc.errno != errno.ENOMEM:
+                raise
+            # mprotect splits the reservation's mapping: at vm.max_map_count (or
+            # out of kernel memory) that is ENOMEM. Nothing changed: out of memory.
+            self._record("commit", n, None, n, p, "out-of-memory", "the kernel could not commit (ENOMEM)", before)
+            return None
         self._alloc = p + n
         if self._alloc > self._used:
             self._used = self._alloc
@@ -299,7 +352,7 @@ class Arena:
             self._record("fallback", n, None, 0, None, "out-of-memory", "the reservation is all a 64-bit arena has", before)
             return None
         p_size = _round_up(n, layout.page_size) + layout.page_size
-        p = self.memory.reserve(0, p_size)
+        p = self._reserve(0, p_size)
         if p is None:
             self._record("fallback", n, 0, p_size, None, "out-of-memory", "no room for a fallback mapping", before)
             return None
@@ -307,15 +360,24 @@ class Arena:
         # region ending at exactly 4 GiB; exact integers keep such a region, since
         # it does lie inside the space, and never let a wrapped value pass.
         if p < self._start or p + p_size - self._start - 1 > layout.max_mem:
-            self.memory.release(p, p_size)
+            self._release(p, p_size)
             self._record("fallback", n, 0, p_size, p, "fallback-rejected", "outside [arena_start, arena_start + max_mem]", before)
             return None
         q = _round_up(p, layout.page_size)
         try:
+            # [q, q + n) lies inside the fallback mapping just reserved (see _commit).
             self.memory.commit(q, n)
-        except OSError:
-            self.memory.release(p, p_size)
-            raise
+        except OSError as exc:
+            try:
+                self._release(p, p_size)
+            except OSError:
+                pass  # kept on the books; the commit's error is the one to report
+            if exc.errno != errno.ENOMEM:
+                raise
+            # Splitting the mapping would pass vm.max_map_count, or no memory:
+            # the kernel is out of memory, and so is the arena.
+            self._record("fallback", n, 0, p_size, p, "out-of-memory", "the kernel could not commit the fallback mapping (ENOMEM)", before)
+            return None
         self._hold(p, p_size, "fallback")
         self._stats.fallbacks += 1
         self._stats.committed += n
@@ -323,7 +385,11 @@ class Arena:
         if q + n > self._used:
             self._used = q + n
             if self.rule != "go1.9":
+                # Go 1.8 allocates from arena_used itself, so it also moves
+                # arena_end to the mapping's end: arena_used never passes
+                # arena_end, and the next commit stays inside this mapping.
                 self._alloc = self._used
+                self._end = max(self._end, p + p_size)
         self._record("fallback", n, 0, p_size, p, "fallback", "small mapping anywhere the kernel likes", before)
         return q
 
@@ -364,22 +430,36 @@ class Arena:
     def stats(self) -> Stats:
         return dataclasses.replace(self._stats)
 
+    def save_trace(self, path: str) -> None:
+        """Write this arena's history as a replayable trace (docs/trace-format.md)."""
+        from . import trace
+
+        trace.save(self, path)
+
     # -- lifetime --------------------------------------------------------------
 
     def close(self) -> None:
-        """Release every mapping the arena made; idempotent."""
+        """Release every mapping the arena made; idempotent.
+
+        A mapping the kernel refused to release (``OSError``) stays on the books
+        and is tried again by the next ``close``.
+        """
         with self._lock:
-            if self._closed:
+            if self._closed and not self._unreleased:
                 return
             self._closed = True
             error = None
-            for region in reversed(self._regions):
-                try:
-                    self.memory.release(region.start, region.size)
-                except OSError as exc:
-                    error = error or exc
+            # What the kernel refused to release before is tried again, every time.
+            pending = [(r.start, r.size) for r in reversed(self._regions)] + self._unreleased
             self._regions.clear()
+            self._unreleased = []
             self._stats.reserved = 0
+            for p, size in pending:
+                try:
+                    self.memory.release(p, size)
+                except OSError as exc:
+                    self._unreleased.append((p, size))
+                    error = error or exc
             if error is not None:
                 raise error
 

@@ -51,6 +51,8 @@ class ScriptedMemory:
     """
 
     def __init__(self, inner: sysmem.Memory, answers: Iterable[Answer] = ()) -> None:
+        if not isinstance(inner, sysmem.Memory):
+            raise TypeError(f"inner must be an OS layer (sysmem.Memory), not {type(inner).__name__}")
         self.inner = inner
         self.page_size = inner.page_size
         self.address_bits = inner.address_bits
@@ -61,7 +63,11 @@ class ScriptedMemory:
         self._failures: dict[str, deque[int]] = {}
 
     def _checked(self, answer: object) -> Answer:
-        if answer is None or answer is NO_ROOM or isinstance(answer, Fail) or callable(answer):
+        if isinstance(answer, Fail):
+            if isinstance(answer.errno, bool) or not isinstance(answer.errno, int) or answer.errno <= 0:
+                raise ValueError(f"a scripted failure needs a positive errno, not {answer.errno!r}")
+            return answer
+        if answer is None or answer is NO_ROOM or callable(answer):
             return answer
         if isinstance(answer, bool) or not isinstance(answer, int):
             raise TypeError(f"a scripted answer must be an address, None, NO_ROOM, Fail or a callable, not {answer!r}")
@@ -78,9 +84,14 @@ class ScriptedMemory:
         """Make the next ``op`` (commit, decommit, release, reserve_exact) fail with ``errno``."""
         if op not in ("commit", "decommit", "release", "reserve_exact"):
             raise ValueError(f"cannot script a failure of {op!r}")
-        self._failures.setdefault(op, deque()).append(operator.index(errno))
+        code = operator.index(errno)
+        if code <= 0:
+            raise ValueError(f"errno must be positive, got {code}")
+        self._failures.setdefault(op, deque()).append(code)
 
     def reserve(self, hint: int, size: int) -> int | None:
+        # Bad arguments fail as they would in the OS layer, whatever the script says.
+        hint, size = self.inner.check_hint(hint, size)
         answer = self._answers.popleft() if self._answers else None
         if callable(answer):
             answer = self._checked(answer(hint, size))
@@ -109,6 +120,7 @@ class ScriptedMemory:
         return p
 
     def _passed(self, op: str, addr: int, size: int) -> object:
+        addr, size = self.inner.check("addr", addr, size)
         failures = self._failures.get(op)
         if failures:
             code = failures.popleft()
@@ -178,14 +190,48 @@ class Crowd:
         self.release()
 
 
+def _accessible(addr: object, size: object, access: str) -> tuple[int, int]:
+    """Check that ``[addr, addr+size)`` is mapped with ``access`` (``r`` or ``w``), so a bad
+    argument is a ``TypeError``/``ValueError`` instead of a segmentation fault."""
+    try:
+        addr, size = operator.index(addr), operator.index(size)
+    except TypeError:
+        raise TypeError(f"addr and size must be ints, not {type(addr).__name__} and {type(size).__name__}") from None
+    if size < 0:
+        raise ValueError(f"size must not be negative, got {size}")
+    if addr <= 0 or addr + size > 1 << sysmem.NATIVE_BITS:
+        raise ValueError(f"addr {addr:#x} is not an address of this process")
+    cursor, end = addr, addr + size
+    for m in sysmem.mappings():
+        if cursor >= end or m.start > cursor:
+            break
+        if m.end > cursor:
+            if access not in m.perms:
+                break
+            cursor = m.end
+    if cursor < end:
+        what = "readable" if access == "r" else "writable"
+        raise ValueError(f"[{addr:#x}, {end:#x}) is not all mapped {what} (nothing at or from {cursor:#x})")
+    return addr, size
+
+
 def poke(addr: int, data: bytes) -> None:
-    """Write ``data`` at ``addr``: only ever into committed memory you own."""
-    ctypes.memmove(addr, data, len(data))
+    """Write ``data`` at ``addr``: only ever into committed memory you own.
+
+    ``ValueError`` if the range is not mapped writable, rather than a crash.
+    """
+    data = memoryview(data).cast("B").tobytes()
+    addr, size = _accessible(addr, len(data), "w")
+    ctypes.memmove(addr, data, size)
 
 
 def peek(addr: int, size: int) -> bytes:
-    """Read ``size`` bytes at ``addr``: only ever from committed memory you own."""
-    return ctypes.string_at(addr, size)
+    """Read ``size`` bytes at ``addr``: only ever from committed memory you own.
+
+    ``ValueError`` if the range is not mapped readable, rather than a crash.
+    """
+    addr, size = _accessible(addr, size, "r")
+    return ctypes.string_at(addr, size) if size else b""
 
 
 def reservations() -> frozenset[tuple[int, int, str]]:

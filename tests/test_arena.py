@@ -90,6 +90,12 @@ def test_64_bit_first_reservation_takes_the_first_free_hint():
 
 
 @only_64_bit
+def test_64_bit_start_is_an_address_not_a_size():
+    with arena.Arena(arena.LAYOUT_64, start=0x00C000000000, initial_size=16 * MiB) as a:
+        assert a.arena_start == 0x00C000000000 and a.arena_end == a.arena_start + 16 * MiB
+
+
+@only_64_bit
 def test_64_bit_occupied_first_hint_is_skipped():
     memory = sysmem.default()
     hint = arena.LAYOUT_64.first_hints[0]
@@ -230,7 +236,7 @@ def test_threads_never_overlap():
         ({"start": 0x70001000}, ValueError, "start"),
         ({"start": -PAGE}, ValueError, "start"),
         ({"start": 1.5}, TypeError, "start"),
-        ({"start": 2**40}, ValueError, "start"),
+        ({"start": 2**40}, ValueError, "outside the address space"),
         ({"initial_size": 4096}, ValueError, "initial_size"),
         ({"initial_size": -PAGE}, ValueError, "initial_size"),
         ({"initial_size": "big"}, TypeError, "initial_size"),

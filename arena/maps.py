@@ -1,0 +1,64 @@
+"""This process's mappings annotated with what a live arena uses them for.
+
+Roles: ``first (metadata)``, ``first (arena)``, ``reservation``, ``fallback``,
+``committed`` (holds allocations, ``LOST`` if the arena no longer counts them
+as heap) and ``rejected-and-released`` for regions the arena was answered and
+gave back: those are listed from its events though no longer mapped.
+"""
+from __future__ import annotations
+
+from . import sysmem
+from .manager import Arena
+from .report import columns
+from .run import size_text
+
+_RELEASED = ("rejected", "fallback-rejected", "missed")
+
+
+def _base(arena: Arena) -> int:
+    """Where the arena part of the first reservation begins; the metadata lies below."""
+    return next(e.after.arena_used for e in arena.events if e.step == "first" and e.verdict == "reserved")
+
+
+def _roles(arena: Arena, m: sysmem.Mapping, base: int) -> list[str]:
+    roles = []
+    for r in arena.regions:
+        if r.start < m.end and m.start < r.end:
+            if r.role == "first":
+                part = "metadata" if m.end <= base else "arena" if m.start >= base else "metadata+arena"
+                roles.append(f"first ({part})")
+            else:
+                roles.append(r.role)
+    held = [(p, n) for p, n in arena.allocations if p < m.end and m.start < p + n]
+    if held:
+        lost = sum(not arena.contains(p) for p, _ in held)
+        roles.append(f"committed ({len(held)} allocation{'s' * (len(held) > 1)}" + (f", {lost} LOST)" if lost else ")"))
+    return roles
+
+
+def annotate(arena: Arena, maps: list[sysmem.Mapping]) -> list[dict[str, object]]:
+    """Rows for the mappings that meet the arena's regions, and for the regions it released, lowest first."""
+    base = _base(arena)
+    rows: list[dict[str, object]] = []
+    for m in maps:
+        roles = _roles(arena, m, base)
+        if roles:
+            rows.append({"start": m.start, "end": m.end, "perms": m.perms, "roles": roles, "name": m.name, "mapped": True})
+    for e in arena.events:
+        if e.verdict in _RELEASED and e.returned is not None:
+            rows.append({
+                "start": e.returned, "end": e.returned + e.size, "perms": "", "mapped": False, "name": "",
+                "roles": [f"rejected-and-released ({e.step} {e.verdict}: released)"],
+            })
+    return sorted(rows, key=lambda row: (row["start"], not row["mapped"]))
+
+
+def rows_text(rows: list[dict[str, object]]) -> str:
+    """``annotate``'s rows as aligned columns with hex addresses."""
+    table = [["start", "end", "size", "perms", "role", "name"]]
+    for row in rows:
+        table.append([
+            f"{row['start']:#x}", f"{row['end']:#x}", size_text(row["end"] - row["start"]),
+            row["perms"] or "(unmapped)", "; ".join(row["roles"]), row["name"],
+        ])
+    return columns(table)

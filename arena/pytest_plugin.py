@@ -1,0 +1,132 @@
+"""pytest fixtures for testing allocation policies against adversarial, real address spaces.
+
+Enabled by the ``pytest11`` entry point (or ``-p arena.pytest_plugin``):
+
+- ``arena_factory(layout="32"|"64"|Layout, rule=..., answers=None, **arena_kwargs)``:
+  arenas over real memory (scripted when ``answers`` is given), closed after the test.
+- ``arena32`` / ``arena64``: one arena each, rule "fixed" unless parametrized
+  indirectly (``@pytest.mark.parametrize("arena32", ["legacy"], indirect=True)``).
+- ``scripted_memory(answers, address_bits=32)``: a ``ScriptedMemory``; whatever
+  it reserved and the test did not release is released after it, failing it.
+- ``crowd``: a ``Crowd`` of blocker mappings (32-bit space), released after the test.
+- ``arena_leak_check``: fails the test (an error at teardown) if it left an OS-layer
+  mapping behind. Every fixture above uses it; request it to check other tests.
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Callable, Iterable, Iterator
+
+import pytest
+
+from . import sysmem
+from .layout import LAYOUT_32, LAYOUT_64, Layout
+from .manager import Arena
+from .testing import Answer, Crowd, ScriptedMemory, reservations
+
+_LAYOUTS = {"32": LAYOUT_32, "64": LAYOUT_64, 32: LAYOUT_32, 64: LAYOUT_64}
+_M_ARENA_MAX = -8
+
+
+def _layout(layout: str | int | Layout) -> Layout:
+    if isinstance(layout, Layout):
+        return layout
+    if layout not in _LAYOUTS:
+        raise ValueError(f'layout must be "32", "64" or a Layout, got {layout!r}')
+    return _LAYOUTS[layout]
+
+
+def _one_malloc_arena() -> None:
+    # glibc reserves a malloc arena with MAP_NORESERVE for each new thread, which
+    # would look like a leaked reservation; one arena for all threads avoids it.
+    try:
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
+@pytest.fixture
+def arena_leak_check() -> Iterator[None]:
+    """Fail the test if it leaves an anonymous MAP_NORESERVE mapping (what the OS layer makes) behind."""
+    _one_malloc_arena()
+    before = reservations()
+    yield
+    leaked = sorted(reservations() - before)
+    if leaked:
+        pytest.fail("arena: mappings left behind: " + ", ".join(f"[{a:#x}, {b:#x}) {p}" for a, b, p in leaked), pytrace=False)
+
+
+class _Scripted:
+    """Makes ``ScriptedMemory`` layers and releases what their reservations left mapped."""
+
+    def __init__(self) -> None:
+        self.made: list[ScriptedMemory] = []
+
+    def __call__(self, answers: Iterable[Answer] = (), address_bits: int = 32) -> ScriptedMemory:
+        memory = ScriptedMemory(sysmem.default(address_bits=address_bits), answers)
+        self.made.append(memory)
+        return memory
+
+    def cleanup(self) -> list[tuple[int, int]]:
+        """Release reservations never released; returns them."""
+        left = []
+        for memory in self.made:
+            held: list[tuple[int, int]] = []
+            for call in memory.calls:
+                if call.op in ("reserve", "reserve_exact") and isinstance(call.result, int):
+                    held.append((call.result, call.size))
+                elif call.op == "release" and (call.addr, call.size) in held:
+                    held.remove((call.addr, call.size))
+            for p, size in held:
+                memory.inner.release(p, size)
+            left += held
+        return left
+
+
+@pytest.fixture
+def scripted_memory(arena_leak_check: None) -> Iterator[Callable[..., ScriptedMemory]]:
+    """``scripted_memory(answers, address_bits=32)``: real mappings placed where the script says."""
+    factory = _Scripted()
+    yield factory
+    # Arenas built on these layers are closed first (fixtures tear down in reverse).
+    left = factory.cleanup()
+    if left:
+        pytest.fail("scripted_memory: reservations never released (released now): "
+                    + ", ".join(f"[{p:#x}, {p + n:#x})" for p, n in left), pytrace=False)
+
+
+@pytest.fixture
+def arena_factory(scripted_memory: Callable[..., ScriptedMemory]) -> Iterator[Callable[..., Arena]]:
+    """``arena_factory(layout="32", rule="fixed", answers=None, **kwargs)``: arenas closed after the test."""
+    made: list[Arena] = []
+
+    def make(layout: str | int | Layout = "32", rule: str = "fixed", answers: Iterable[Answer] | None = None, **kwargs) -> Arena:
+        lay = _layout(layout)
+        if answers is not None:
+            kwargs["memory"] = scripted_memory(answers, lay.address_bits)
+        a = Arena(lay, rule, **kwargs)
+        made.append(a)
+        return a
+
+    yield make
+    for a in reversed(made):
+        a.close()
+
+
+@pytest.fixture
+def arena32(request: pytest.FixtureRequest, arena_factory: Callable[..., Arena]) -> Arena:
+    """A 32-bit-layout arena (rule "fixed", or the indirect parameter)."""
+    return arena_factory("32", getattr(request, "param", "fixed"))
+
+
+@pytest.fixture
+def arena64(request: pytest.FixtureRequest, arena_factory: Callable[..., Arena]) -> Arena:
+    """A 64-bit-layout arena (rule "fixed", or the indirect parameter)."""
+    return arena_factory("64", getattr(request, "param", "fixed"))
+
+
+@pytest.fixture
+def crowd(arena_leak_check: None) -> Iterator[Crowd]:
+    """Blocker mappings in a 32-bit space, to make the kernel itself answer low."""
+    with Crowd(sysmem.default(address_bits=32)) as c:
+        yield c

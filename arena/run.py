@@ -1,0 +1,134 @@
+"""Driving an arena through a list of requests, and reading its decisions back per request.
+
+Shared by the 20259 demo and trace replays: both run requests against an arena
+over real memory, write a pattern into everything handed out, and report what
+each request caused.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .check import Violation, verify
+from .layout import GiB, KiB, MiB
+from .manager import Arena, Bounds, Event, Region
+from .testing import peek, poke
+
+PATTERN = b"live heap object"
+
+
+@dataclasses.dataclass
+class Replay:
+    """One rule's run: the arena (still open; the caller closes it) and what each request returned."""
+
+    arena: Arena
+    requests: list[int]
+    returned: list[int | None]
+
+    @property
+    def lost(self) -> list[int]:
+        """Allocations handed out that the arena no longer counts as heap."""
+        return [p for p in self.returned if p is not None and not self.arena.contains(p)]
+
+    def intact(self) -> bool:
+        """Whether every allocation still holds the pattern written into it."""
+        return all(peek(p, len(PATTERN)) == PATTERN for p in self.returned if p is not None)
+
+
+def drive(arena: Arena, requests: list[int]) -> Replay:
+    """Run ``sys_alloc`` for each request, writing ``PATTERN`` into each allocation; closes the arena on error."""
+    replay = Replay(arena, [], [])
+    try:
+        for n in requests:
+            p = arena.sys_alloc(n)
+            replay.requests.append(n)
+            replay.returned.append(p)
+            if p is not None:
+                poke(p, PATTERN)
+    except BaseException:
+        arena.close()
+        raise
+    return replay
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """Everything shown of one run, taken while its arena was live (tables, JSON, pictures)."""
+
+    rule: str
+    layout: str
+    address_bits: int
+    requests: list[int]
+    returned: list[int | None]
+    events: list[Event]
+    regions: list[Region]
+    allocations: list[tuple[int, int]]
+    bounds: Bounds
+    lost: list[int]
+    violations: list[Violation]
+    intact: bool
+
+    def as_json(self) -> dict[str, object]:
+        """A JSON-ready dict; addresses are integers."""
+        return {
+            "rule": self.rule,
+            "layout": self.layout,
+            "requests": self.requests,
+            "returned": self.returned,
+            "events": [
+                {**dataclasses.asdict(e), "before": e.before._asdict(), "after": e.after._asdict()} for e in self.events
+            ],
+            "regions": [r._asdict() for r in self.regions],
+            "bounds": self.bounds._asdict(),
+            "lost": self.lost,
+            "violations": [{"kind": v.kind, "detail": v.detail} for v in self.violations],
+            "intact": self.intact,
+        }
+
+
+def observe(replay: Replay) -> Outcome:
+    """Take an ``Outcome`` of a run whose arena is still open."""
+    a = replay.arena
+    return Outcome(
+        rule=a.rule,
+        layout=a.layout.name,
+        address_bits=a.layout.address_bits,
+        requests=list(replay.requests),
+        returned=list(replay.returned),
+        events=a.events,
+        regions=a.regions,
+        allocations=a.allocations,
+        bounds=Bounds(a.arena_start, a.arena_used, a.arena_alloc, a.arena_end),
+        lost=replay.lost,
+        violations=verify(a),
+        intact=replay.intact(),
+    )
+
+
+def per_request(events: list[Event]) -> list[list[Event]]:
+    """The events after the first reservation, grouped by the ``sys_alloc`` call that caused them.
+
+    A request ends in a commit or a fallback step; before Go 1.9 it can also
+    end in a grow that found no room (Go 1.8 returns nil there), which is the
+    case when no fallback step follows it.
+    """
+    groups: list[list[Event]] = []
+    current: list[Event] = []
+    steps = [e for e in events if e.step != "first"]
+    for i, e in enumerate(steps):
+        current.append(e)
+        following = steps[i + 1].step if i + 1 < len(steps) else None
+        gave_up = e.step == "grow" and e.verdict == "no-room" and following != "fallback"
+        if e.step in ("commit", "fallback") or gave_up:
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return groups
+
+
+def size_text(n: int) -> str:
+    """A byte count for people: ``16 MiB``, ``8 KiB``, else hex."""
+    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+        if n and n % unit == 0:
+            return f"{n // unit} {name}"
+    return f"{n:#x}"

@@ -1,0 +1,295 @@
+"""A picture of the address space, as hand-written SVG.
+
+One lane per run (rule): a map row with the reservations, the low mapping and
+the allocations (those lost by the legacy rule marked), then one row per
+decision with the arena_start / arena_used / arena_alloc / arena_end markers
+before (hollow) and after (filled) it. Empty spans much larger than what is
+mapped are drawn as fixed-width breaks marked "≈", and every other segment gets
+a minimum width, so a 1 MiB allocation stays visible beside 4 GiB of space.
+"""
+from __future__ import annotations
+
+import bisect
+from xml.sax.saxutils import escape
+
+from .run import Outcome, size_text
+
+WIDTH = 1200
+LEFT = 250  # room for the decision labels
+RIGHT = 70  # room for the last tick label and markers at the top end
+BREAK = 26  # pixels for a compressed empty span
+MIN_SEGMENT = 14  # pixels at least for any drawn segment
+MAP_H = 30
+ROW_H = 24
+MARKERS = (  # name, colour, letter, offset in a decision row
+    ("arena_start", "#2e7d32", "S", 5),
+    ("arena_used", "#c62828", "U", 10),
+    ("arena_alloc", "#6a1b9a", "A", 15),
+    ("arena_end", "#1565c0", "E", 20),
+)
+RELEASED = ("rejected", "fallback-rejected", "missed")
+STYLE = """
+text { font-family: DejaVu Sans, Arial, sans-serif; font-size: 11px; fill: #222; }
+.title { font-size: 16px; font-weight: bold; }
+.small { font-size: 9px; fill: #555; }
+.lane-title { font-size: 13px; font-weight: bold; }
+.metadata { fill: #e0e0e0; stroke: #9e9e9e; }
+.region { fill: #bbdefb; stroke: #1976d2; }
+.fallback { fill: #ffe0b2; stroke: #ef6c00; }
+.released { fill: none; stroke: #757575; stroke-dasharray: 4 3; }
+.low-mapping { fill: none; stroke: #ff6f00; stroke-width: 3; }
+.low-mapping.released { stroke-dasharray: 8 4; }
+.allocation { fill: #43a047; stroke: #1b5e20; }
+.allocation.lost { fill: url(#lost-hatch); stroke: #b71c1c; stroke-width: 2; }
+.grid { stroke: #eeeeee; }
+.gap-break { fill: #fafafa; stroke: #bdbdbd; stroke-dasharray: 2 2; }
+.row-line { stroke: #e0e0e0; }
+.lowered { stroke-width: 3; }
+"""
+
+
+class Axis:
+    """Addresses to x: piecewise linear over the interesting points, with empty spans compressed."""
+
+    def __init__(self, points: set[int], occupied: list[tuple[int, int]], x0: float, width: float) -> None:
+        self.points = sorted(points)
+        pairs = list(zip(self.points, self.points[1:]))
+        covered = sum(b - a for a, b in pairs if _inside(occupied, (a + b) // 2))
+        # An empty span is compressed when it dwarfs what is mapped.
+        self.threshold = max(covered // 8, 1)
+        self.breaks = [not _inside(occupied, (a + b) // 2) and b - a > self.threshold for a, b in pairs]
+        lengths = [b - a for (a, b), br in zip(pairs, self.breaks) if not br]
+        fixed = BREAK * sum(self.breaks)
+        scale = _solve(lengths, width - fixed)
+        self.xs = [x0]
+        for (a, b), br in zip(pairs, self.breaks):
+            self.xs.append(self.xs[-1] + (BREAK if br else max(MIN_SEGMENT, (b - a) * scale)))
+        self.scale = scale
+
+    def x(self, addr: int) -> float:
+        i = bisect.bisect_right(self.points, addr) - 1
+        if i < 0:
+            return self.xs[0]
+        if i >= len(self.points) - 1:
+            return self.xs[-1]
+        a, b = self.points[i], self.points[i + 1]
+        return self.xs[i] + (self.xs[i + 1] - self.xs[i]) * (addr - a) / (b - a)
+
+    @property
+    def right(self) -> float:
+        return self.xs[-1]
+
+
+def approx(n: int) -> str:
+    """A byte count to a tenth of its largest unit: ``82.3 MiB``, ``1022 MiB``, ``2.1 GiB``."""
+    for unit, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= unit:
+            return f"{n / unit:.1f}".removesuffix(".0") + f" {name}"
+    return f"{n} bytes"
+
+
+def _inside(spans: list[tuple[int, int]], addr: int) -> bool:
+    return any(a <= addr < b for a, b in spans)
+
+
+def _solve(lengths: list[int], width: float) -> float:
+    """The bytes-to-pixels scale at which the segments, each at least MIN_SEGMENT wide, fill ``width``."""
+    lo, hi = 0.0, width / max(min(lengths, default=1), 1)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if sum(max(MIN_SEGMENT, n * mid) for n in lengths) > width:
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+def _released(o: Outcome) -> list[tuple[int, int]]:
+    return [(e.returned, e.returned + e.size) for e in o.events if e.verdict in RELEASED and e.returned is not None]
+
+
+def _low(o: Outcome) -> list[tuple[int, int, str]]:
+    """Growth answers below arena_end, the low mmap of Go issue 20259, with their verdicts."""
+    return [
+        (e.returned, e.returned + e.size, e.verdict)
+        for e in o.events
+        if e.step == "grow" and e.returned is not None and e.returned != e.hint and e.returned < e.before.arena_end
+    ]
+
+
+def _base(o: Outcome) -> int:
+    """Where the arena part of the first reservation begins (the metadata lies below)."""
+    return next(e.after.arena_used for e in o.events if e.step == "first" and e.verdict == "reserved")
+
+
+def _label(e) -> str:
+    what = f"{e.step} {size_text(e.request)}" if e.request else e.step
+    at = f" {e.returned:#x}" if e.returned is not None else ""
+    return f"{what}: {e.verdict}{at}"
+
+
+def _id(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)
+
+
+def draw(outcomes: list[Outcome], title: str, note: str = "") -> str:
+    """The SVG document for ``outcomes``, one lane each."""
+    points: set[int] = set()
+    occupied: list[tuple[int, int]] = []
+    for o in outcomes:
+        spans = [(r.start, r.end) for r in o.regions] + _released(o) + [(p, p + n) for p, n in o.allocations]
+        occupied += spans
+        points.update(x for span in spans for x in span)
+        for e in o.events:
+            # Before the first reservation the bounds are unset zeros: not drawn.
+            for b in ([e.after] if e.step == "first" else [e.before, e.after]):
+                points.update(b)
+    axis = Axis(points, occupied, LEFT, WIDTH - LEFT - RIGHT)
+    out: list[str] = []
+    y = 30
+    out.append(f'<text class="title" x="10" y="{y}">{escape(title)}</text>')
+    for line in note.splitlines():
+        y += 15
+        out.append(f'<text x="10" y="{y}">{escape(line)}</text>')
+    y += 18
+    out.append(
+        f'<text id="scale" class="small" x="10" y="{y}">Scale: not linear. Empty spans over '
+        f"{approx(axis.threshold)} are drawn as \u2248 breaks of {BREAK} px (their size written in them); "
+        f"other segments at {1 / axis.scale / 1024 if axis.scale else 0:,.0f} KiB per px, but at least {MIN_SEGMENT} px wide.</text>"
+    )
+    y += 90
+    top = y
+    out += _ticks(axis, top)
+    for o in outcomes:
+        y = _lane(out, axis, o, y)
+    bottom = y
+    # Breaks and grid lines run through every lane.
+    grid = []
+    for i, br in enumerate(axis.breaks):
+        x0, x1 = axis.xs[i], axis.xs[i + 1]
+        if br:
+            gap = axis.points[i + 1] - axis.points[i]
+            grid.append(f'<rect class="gap-break" x="{x0:.1f}" y="{top}" width="{x1 - x0:.1f}" height="{bottom - top}"/>')
+            grid.append(f'<text class="gap-break-label" x="{(x0 + x1) / 2:.1f}" y="{top + 14}" text-anchor="middle" font-size="16">\u2248</text>')
+            grid.append(
+                f'<text class="small" transform="translate({(x0 + x1) / 2 + 3:.1f},{top + 22}) rotate(90)">{approx(gap)} empty</text>'
+            )
+    for x in axis.xs:
+        grid.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
+    y = _legend(out, bottom + 20)
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{y + 10}" '
+        f'viewBox="0 0 {WIDTH} {y + 10}">\n<style>{STYLE}</style>\n'
+        '<defs><pattern id="lost-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
+        '<rect width="6" height="6" fill="#ffcdd2"/><line x1="0" y1="0" x2="0" y2="6" stroke="#c62828" stroke-width="3"/></pattern>'
+        '<marker id="arrow" viewBox="0 0 6 6" refX="5" refY="3" markerWidth="5" markerHeight="5" orient="auto-start-reverse">'
+        '<path d="M0,0 L6,3 L0,6 z" fill="context-stroke"/></marker></defs>\n'
+        f'<rect width="{WIDTH}" height="{y + 10}" fill="white"/>\n'
+    )
+    return head + "\n".join(grid + out) + "\n</svg>\n"
+
+
+def _ticks(axis: Axis, top: int) -> list[str]:
+    """Hex addresses at the segment edges, rotated; skipped where they would collide."""
+    out, last = [], -1e9
+    for addr, x in zip(axis.points, axis.xs):
+        if x - last < 12:
+            continue
+        last = x
+        out.append(f'<text class="small tick" transform="translate({x + 3:.1f},{top - 4}) rotate(-60)">{addr:#x}</text>')
+    return out
+
+
+def _rect(cls: str, x0: float, x1: float, y: float, h: float, ident: str = "", tip: str = "") -> str:
+    ident = f' id="{ident}"' if ident else ""
+    tip = f"<title>{escape(tip)}</title>" if tip else ""
+    return f'<rect class="{cls}"{ident} x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 1):.1f}" height="{h}">{tip}</rect>'
+
+
+def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
+    """Draw one run's lane from ``y``; returns where the next begins."""
+    rid = _id(o.rule)
+    lost = set(o.lost)
+    verdict = f"{len(o.violations)} violations, {len(lost)} allocations lost" if o.violations else "sound"
+    out.append(f'<g class="lane" id="lane-{rid}">')
+    out.append(f'<text class="lane-title" x="10" y="{y + 14}">{escape(o.rule)} ({escape(o.layout)}): {verdict}</text>')
+    y += 36
+    out.append(f'<text x="10" y="{y + 19}">address space</text>')
+    base = _base(o)
+    for r in o.regions:
+        cls = {"first": "region", "reservation": "region", "fallback": "fallback"}.get(r.role, "region")
+        tip = f"{r.role} [{r.start:#x}, {r.end:#x}) {size_text(r.size)}"
+        if r.role == "first" and r.start < base:
+            out.append(_rect("metadata", axis.x(r.start), axis.x(base), y, MAP_H, tip=f"heap metadata [{r.start:#x}, {base:#x})"))
+            out.append(_rect(cls, axis.x(base), axis.x(r.end), y, MAP_H, tip=tip))
+        else:
+            out.append(_rect(cls, axis.x(r.start), axis.x(r.end), y, MAP_H, tip=tip))
+    for a, b in _released(o):
+        out.append(_rect("released", axis.x(a), axis.x(b), y, MAP_H, tip=f"rejected and released [{a:#x}, {b:#x})"))
+    for i, (p, n) in enumerate(o.allocations):
+        cls = "allocation lost" if p in lost else "allocation"
+        tip = f"allocation [{p:#x}, {p + n:#x}) {size_text(n)}" + (" LOST: not heap any more" if p in lost else "")
+        out.append(_rect(cls, axis.x(p), axis.x(p + n), y + 7, MAP_H - 14, ident=f"alloc-{rid}-{i}", tip=tip))
+    for i, (a, b, verdict) in enumerate(_low(o)):
+        cls = "low-mapping released" if verdict in RELEASED else "low-mapping"
+        what = f"low mmap {a:#x}: {verdict}" + (", released" if verdict in RELEASED else "")
+        out.append(_rect(cls, axis.x(a), axis.x(b), y - 2, MAP_H + 4, ident=f"low-{rid}-{i}", tip=f"{what} [{a:#x}, {b:#x})"))
+        out.append(f'<text class="small" x="{axis.x(a) + 2:.1f}" y="{y - 5}">{escape(what)}</text>')
+    y += MAP_H + 8
+    for i, e in enumerate(o.events):
+        out.append(f'<line class="row-line" x1="{LEFT}" y1="{y + ROW_H:.1f}" x2="{axis.right:.1f}" y2="{y + ROW_H:.1f}"/>')
+        out.append(f'<text x="10" y="{y + 16}">{escape(_label(e))}</text>')
+        for k, (name, colour, letter, dy) in enumerate(MARKERS):
+            after = e.after[k]
+            before = None if e.step == "first" else e.before[k]
+            # arena_alloc is arena_used except under go1.9; drawn only where they part.
+            if name == "arena_alloc" and after == e.after.arena_used and before in (None, e.before.arena_used):
+                continue
+            out.append(_marker(axis, name, colour, letter, y + dy, before, after, f"{rid}-{i}"))
+        y += ROW_H
+    out.append("</g>")
+    return y + 16
+
+
+def _marker(axis: Axis, name: str, colour: str, letter: str, y: float, before: int | None, after: int, ident: str) -> str:
+    """Hollow circle where a bound was, an arrow to the letter where it is; red and thick if arena_used fell."""
+    xa = axis.x(after)
+    parts = [f'<g class="marker {name}" id="{name}-{ident}">']
+    if before is not None and before != after:
+        xb = axis.x(before)
+        lowered = name == "arena_used" and after < before
+        cls = ' class="lowered"' if lowered else ""
+        parts.append(f'<circle class="before" cx="{xb:.1f}" cy="{y}" r="2.5" fill="white" stroke="{colour}"><title>{name} before {before:#x}</title></circle>')
+        parts.append(f'<line{cls} x1="{xb:.1f}" y1="{y}" x2="{xa:.1f}" y2="{y}" stroke="{colour}" marker-end="url(#arrow)"/>')
+    parts.append(
+        f'<text class="after" x="{xa + 2:.1f}" y="{y + 3.5}" font-size="9" font-weight="bold" fill="{colour}">{letter}'
+        f"<title>{name} after {after:#x}</title></text>"
+    )
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def _legend(out: list[str], y: int) -> int:
+    out.append(f'<g id="legend"><text class="lane-title" x="10" y="{y + 12}">Legend</text>')
+    items = [
+        ("metadata", "heap metadata (first reservation)"),
+        ("region", "reservation (arena)"),
+        ("fallback", "fallback mapping"),
+        ("released", "rejected and released"),
+        ("low-mapping", "low mmap (answer below arena_end)"),
+        ("allocation", "allocation (committed)"),
+        ("allocation lost", "allocation lost: no longer heap"),
+        ("gap-break", "\u2248 compressed empty span"),
+    ]
+    for i, (cls, text) in enumerate(items):
+        x, yy = 10 + (i % 4) * 290, y + 24 + (i // 4) * 22
+        out.append(_rect(cls, x, x + 26, yy, 14) + f'<text x="{x + 32}" y="{yy + 11}">{escape(text)}</text>')
+    yy = y + 24 + 2 * 22
+    x = 10
+    for name, colour, letter, _ in MARKERS:
+        out.append(f'<text x="{x}" y="{yy + 11}" font-weight="bold" fill="{colour}">{letter}</text><text x="{x + 12}" y="{yy + 11}">{name}</text>')
+        x += 130
+    out.append(
+        f'<text x="{x}" y="{yy + 11}">per decision: \u25cb before \u2192 letter after; a thick red arrow: arena_used lowered</text></g>'
+    )
+    return yy + 24

@@ -1,0 +1,272 @@
+"""Replayable traces: the kernel's answers to an arena's reservations, saved as JSON.
+
+A bug seen once becomes a file anyone can replay, against any rule and layout.
+Format version 1 (also in docs/trace-format.md)::
+
+    {
+      "format": "arena-trace",          # required, exactly this
+      "version": 1,                     # required
+      "layout": "32" | "64" | {...},    # LAYOUT_32, LAYOUT_64, or Layout's fields
+      "rule": "fixed" | "legacy" | "go1.9",
+      "start": ADDRESS | null,          # Arena(start=...): where the arena part begins
+      "initial_size": SIZE | null,      # Arena(initial_size=...)
+      "requests": [SIZE, ...],          # sys_alloc(n), in order
+      "answers": [ANSWER, ...],         # the kernel's answer to each reserve call, in order
+      "recorded": [{"step", "verdict", "returned"}, ...]   # optional: the run it was saved from
+    }
+
+ADDRESS and SIZE are integers or hex strings ("0x10000000"). An ANSWER is an
+address (really mapped exactly there on replay), ``null`` (ask the kernel with
+the arena's hint) or ``"no-room"``. Reservations past the last answer ask the
+kernel. ``recorded`` is informative: a replay under the same rule and layout
+says whether it made the same decisions. Unknown fields are errors, so a typo
+never passes silently; a reader of version 1 refuses other versions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from . import sysmem
+from .layout import LAYOUT_32, LAYOUT_64, Layout
+from .manager import RULES, Arena, ReservationFailed
+from .run import Replay, drive, per_request
+from .testing import NO_ROOM, ScriptedMemory
+
+FORMAT = "arena-trace"
+VERSION = 1
+LAYOUTS = {"32": LAYOUT_32, "64": LAYOUT_64}
+_FIELDS = ("format", "version", "layout", "rule", "start", "initial_size", "requests", "answers", "recorded")
+_REQUIRED = ("format", "version", "layout", "rule", "requests", "answers")
+# Events whose step made a reserve call, and so consumed one answer.
+_ASKED = {
+    "first": {"reserved", "missed", "no-room"},
+    "grow": {"contiguous", "accepted", "rejected", "no-room"},
+    "fallback": {"fallback", "fallback-rejected", "out-of-memory"},
+}
+
+
+class TraceError(ValueError):
+    """The trace is malformed; the message starts with the field's path."""
+
+
+class ReplayError(RuntimeError):
+    """A well-formed trace that cannot be replayed here (an address is taken, say)."""
+
+
+@dataclasses.dataclass
+class Trace:
+    layout: Layout
+    rule: str
+    start: int | None
+    initial_size: int | None
+    requests: list[int]
+    answers: list[int | None | str]
+    recorded: list[dict[str, Any]] | None = None
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def _number(path: str, value: object) -> int:
+    """An integer or a hex string such as "0x10000000"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 16) if value.lower().startswith("0x") else int(value)
+        except ValueError:
+            pass
+    raise TraceError(f"{path}: expected an integer or a hex string, got {json.dumps(value)}")
+
+
+def _layout(value: object) -> Layout:
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) in LAYOUTS:
+        return LAYOUTS[str(value)]
+    if not isinstance(value, dict):
+        raise TraceError(f'layout: expected "32", "64" or an object of Layout fields, got {json.dumps(value)}')
+    fields = {f.name: f for f in dataclasses.fields(Layout)}
+    kwargs: dict[str, object] = {"name": "custom"}
+    for key, item in value.items():
+        if key not in fields:
+            raise TraceError(f"layout.{key}: not a Layout field (one of {', '.join(fields)})")
+        if fields[key].type.startswith("tuple"):
+            if not isinstance(item, list):
+                raise TraceError(f"layout.{key}: expected a list, got {json.dumps(item)}")
+            item = tuple(_number(f"layout.{key}[{i}]", v) for i, v in enumerate(item))
+        elif fields[key].type == "int":
+            item = _number(f"layout.{key}", item)
+        kwargs[key] = item
+    if "address_bits" not in kwargs:
+        raise TraceError("layout.address_bits: missing")
+    try:
+        return Layout(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise TraceError(f"layout: {exc}") from None
+
+
+def _answer(path: str, value: object) -> int | None | str:
+    if value is None or value == "no-room":
+        return value
+    try:
+        return _number(path, value)
+    except TraceError:
+        raise TraceError(f'{path}: expected an address, null or "no-room", got {json.dumps(value)}') from None
+
+
+def _list(path: str, value: object) -> list:
+    if not isinstance(value, list):
+        raise TraceError(f"{path}: expected a list, got {json.dumps(value)}")
+    return value
+
+
+def parse(data: object) -> Trace:
+    """Check a decoded trace; ``TraceError`` names the first bad field."""
+    if not isinstance(data, dict):
+        raise TraceError(f"(top level): expected an object, got {type(data).__name__}")
+    for key in data:
+        if key not in _FIELDS:
+            raise TraceError(f"{key}: unknown field (version {VERSION} has {', '.join(_FIELDS)})")
+    for key in _REQUIRED:
+        if key not in data:
+            raise TraceError(f"{key}: missing")
+    if data["format"] != FORMAT:
+        raise TraceError(f'format: expected "{FORMAT}", got {json.dumps(data["format"])}')
+    if data["version"] != VERSION or isinstance(data["version"], bool):
+        raise TraceError(f"version: this reader knows version {VERSION}, got {json.dumps(data['version'])}")
+    if data["rule"] not in RULES:
+        raise TraceError(f"rule: expected one of {', '.join(RULES)}, got {json.dumps(data['rule'])}")
+    requests = [_number(f"requests[{i}]", n) for i, n in enumerate(_list("requests", data["requests"]))]
+    for i, n in enumerate(requests):
+        if n <= 0:
+            raise TraceError(f"requests[{i}]: expected a positive size, got {n}")
+    optional = {k: None if data.get(k) is None else _number(k, data[k]) for k in ("start", "initial_size")}
+    recorded = data.get("recorded")
+    if recorded is not None:
+        for i, e in enumerate(_list("recorded", recorded)):
+            if not isinstance(e, dict) or not {"step", "verdict"} <= e.keys():
+                raise TraceError(f'recorded[{i}]: expected an object with "step" and "verdict", got {json.dumps(e)}')
+    return Trace(
+        layout=_layout(data["layout"]),
+        rule=data["rule"],
+        requests=requests,
+        answers=[_answer(f"answers[{i}]", a) for i, a in enumerate(_list("answers", data["answers"]))],
+        recorded=recorded,
+        **optional,
+    )
+
+
+def load(path: str | os.PathLike[str]) -> Trace:
+    """Read and check a trace file; ``TraceError`` for bad JSON or a bad field, ``OSError`` if unreadable."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TraceError(f"(file): not JSON: {exc}") from None
+    return parse(data)
+
+
+# -- writing -------------------------------------------------------------------
+
+
+def _answers_of(arena: Arena) -> list[int | str]:
+    """The kernel's answer to every reserve call the events record, in order."""
+    answers: list[int | str] = []
+    top, limit = 1 << arena.layout.address_bits, arena.memory.limit
+    for e in arena.events:
+        # A fallback with no hint is the 64-bit "out of memory" that asked nobody;
+        # a size the space cannot hold is "no room" without asking either.
+        asked = e.hint is not None and 0 < e.size < limit and e.hint + e.size <= top
+        if e.verdict in _ASKED.get(e.step, ()) and asked:
+            answers.append("no-room" if e.returned is None else e.returned)
+    return answers
+
+
+def record(arena: Arena) -> dict[str, Any]:
+    """The trace of ``arena``'s history so far, as a JSON-ready dict."""
+    events = arena.events
+    layout = arena.layout
+    first = [e for e in events if e.step == "first"]
+    taken = first[-1]
+    # 64-bit's hint ladder ran unless the caller gave a start; replaying it with
+    # the recorded answers reproduces it. One size tried means the caller gave it.
+    ladder = taken.hint in layout.first_hints or any(e.verdict == "missed" for e in first)
+    start = None if ladder else taken.hint + layout.metadata_size
+    tried = [e for e in first if e.verdict != "missed"]
+    initial_size = taken.size - layout.metadata_size if len(tried) == 1 else None
+    named = [k for k, v in LAYOUTS.items() if v == layout]
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "layout": named[0] if named else {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(layout).items()},
+        "rule": arena.rule,
+        "start": None if start is None else hex(start),
+        "initial_size": initial_size,
+        "requests": [group[0].request for group in per_request(events)],
+        "answers": [a if isinstance(a, str) else hex(a) for a in _answers_of(arena)],
+        "recorded": [
+            {"step": e.step, "verdict": e.verdict, "returned": None if e.returned is None else hex(e.returned)}
+            for e in events
+        ],
+    }
+
+
+def save(arena: Arena, path: str | os.PathLike[str]) -> None:
+    """Write ``arena``'s trace to ``path`` (the equivalent of ``Arena.save_trace``)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record(arena), f, indent=1)
+        f.write("\n")
+
+
+# -- replaying -----------------------------------------------------------------
+
+
+def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) -> Replay:
+    """Run ``trace`` with real memory, under its own or the given rule and layout; the caller closes the arena."""
+    rule = rule or trace.rule
+    layout = layout or trace.layout
+    for i, n in enumerate(trace.requests):
+        if n % layout.page_size or n > layout.max_mem:
+            raise TraceError(f"requests[{i}]: {n:#x} is not a multiple of the arena page {layout.page_size:#x} up to max_mem")
+    try:
+        inner = sysmem.default(address_bits=layout.address_bits)
+    except ValueError as exc:
+        raise ReplayError(f"cannot replay a {layout.name} layout here: {exc}") from None
+    scripted = []
+    for i, a in enumerate(trace.answers):
+        answer = NO_ROOM if a == "no-room" else a
+        try:
+            ScriptedMemory(inner, [answer])
+        except (TypeError, ValueError) as exc:
+            raise TraceError(f"answers[{i}]: {exc}") from None
+        scripted.append(answer)
+    memory = ScriptedMemory(inner, scripted)
+    try:
+        arena = Arena(layout, rule, memory=memory, start=trace.start, initial_size=trace.initial_size)
+    except (TypeError, ValueError) as exc:
+        field = "start" if str(exc).startswith("start") else "initial_size" if "initial_size" in str(exc) else "layout"
+        raise TraceError(f"{field}: {exc}") from None
+    except (RuntimeError, ReservationFailed) as exc:
+        raise ReplayError(f"cannot replay the first reservation here: {exc}") from None
+    try:
+        return drive(arena, trace.requests)
+    except RuntimeError as exc:
+        # drive closed the arena: a scripted address was taken by something else.
+        raise ReplayError(f"cannot replay here: {exc}") from None
+
+
+def divergence(trace: Trace, arena: Arena) -> str | None:
+    """How the replay's decisions differ from the recorded run, or ``None`` if they agree."""
+    if trace.recorded is None:
+        return None
+    replayed = [{"step": e.step, "verdict": e.verdict} for e in arena.events]
+    recorded = [{"step": e["step"], "verdict": e["verdict"]} for e in trace.recorded]
+    for i, (want, got) in enumerate(zip(recorded, replayed)):
+        if want != got:
+            return f"event {i}: recorded {want['step']} {want['verdict']}, replayed {got['step']} {got['verdict']}"
+    if len(recorded) != len(replayed):
+        return f"recorded {len(recorded)} events, replayed {len(replayed)}"
+    return None

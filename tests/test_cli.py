@@ -1,0 +1,110 @@
+"""The ``arena`` command line, run in-process against real memory (and once as ``python -m arena``)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from arena import cli, demo
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_demo_shows_every_rule_side_by_side_and_succeeds(capsys):
+    code, out, _ = run(capsys, "demo")
+    assert code == 0
+    assert "fixed" in out and "legacy" in out and "go1.9" in out
+    assert "accepted 0x10000000 LOWERS used" in out and "rejected 0x10000000; fallback" in out
+
+
+def test_demo_on_64_bit_explains_why_every_rule_rejects(capsys):
+    code, out, _ = run(capsys, "demo", "--layout", "64")
+    assert code == 0
+    assert out.count("rejected 0xbfa0000000; out-of-memory") == 3
+    assert "arena_start = 0" in out
+
+
+def test_demo_json_is_one_object_with_every_event(capsys):
+    code, out, _ = run(capsys, "demo", "--rule", "legacy", "--json")
+    data = json.loads(out)
+    assert code == data["exit"] == 0
+    (legacy,) = data["rules"]
+    assert legacy["rule"] == "legacy" and len(legacy["lost"]) == len(demo.LIVE)
+    assert [e["verdict"] for e in legacy["events"]][-2:] == ["accepted", "committed"]
+
+
+@pytest.mark.parametrize("argv", [["demo", "--rule", "newest"], ["demo", "--layout", "16"], ["replay"], ["nothing"], []])
+def test_usage_errors_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    assert exit.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_save_trace_needs_one_rule(capsys):
+    code, _, err = run(capsys, "demo", "--save-trace", "x.json")
+    assert code == 2 and "needs a single --rule" in err
+
+
+def test_a_saved_demo_replays_with_exit_1_under_legacy_and_0_otherwise(capsys, tmp_path):
+    path = str(tmp_path / "legacy.json")
+    assert run(capsys, "demo", "--rule", "legacy", "--save-trace", path)[0] == 0
+    code, out, _ = run(capsys, "replay", path)
+    assert code == 1
+    assert "same decisions as the recorded run" in out and "arena_used-decreased" in out
+    code, out, _ = run(capsys, "replay", path, "--rule", "fixed")
+    assert code == 0 and "verify: sound" in out
+    code, out, _ = run(capsys, "replay", path, "--rule", "all", "--json")
+    data = json.loads(out)
+    assert code == data["exit"] == 1
+    assert [(r["rule"], bool(r["violations"])) for r in data["rules"]] == [("fixed", False), ("legacy", True), ("go1.9", False)]
+
+
+def test_a_malformed_trace_exits_2_naming_the_field_without_a_traceback(capsys, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"format": "arena-trace", "version": 1, "layout": "32", "rule": "fixed",
+                                "requests": [8192], "answers": [None, True]}))
+    code, out, err = run(capsys, "replay", str(path))
+    assert code == 2 and out == ""
+    assert err.strip() == f'arena replay: {path}: answers[1]: expected an address, null or "no-room", got true'
+
+
+def test_a_missing_trace_exits_2(capsys, tmp_path):
+    code, _, err = run(capsys, "replay", str(tmp_path / "none.json"))
+    assert code == 2 and "No such file" in err and "Traceback" not in err
+
+
+def test_maps_annotates_the_live_arena(capsys):
+    code, out, _ = run(capsys, "maps")
+    assert code == 0
+    assert "rejected-and-released (grow rejected: released)" in out and "(unmapped)" in out
+    assert "first (metadata)" in out and "fallback; committed (1 allocation)" in out
+    assert "committed (5 allocations, 5 LOST)" in out
+
+
+def test_maps_json_from_a_trace(capsys, tmp_path):
+    path = str(tmp_path / "t.json")
+    run(capsys, "demo", "--rule", "go1.9", "--save-trace", path)
+    code, out, _ = run(capsys, "maps", "--trace", path, "--json")
+    data = json.loads(out)
+    assert code == 0
+    (go19,) = data["rules"]
+    roles = [role for row in go19["mappings"] for role in row["roles"]]
+    assert "reservation" in roles and "first (metadata)" in roles
+    assert all(row["mapped"] for row in go19["mappings"])
+
+
+def test_bench_without_the_benchmarks_exits_2(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_bench_script", lambda: None)
+    code, _, err = run(capsys, "bench", "--quick")
+    assert code == 2 and "no benchmarks/run.py" in err
+
+
+def test_python_dash_m_arena_runs_the_demo():
+    done = subprocess.run([sys.executable, "-m", "arena", "demo", "--rule", "fixed"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "fallback 0x" in done.stdout

@@ -1,0 +1,70 @@
+"""The pytest plugin, run in a child pytest (a leaking test must not leak into this process)."""
+import pathlib
+import re
+
+pytest_plugins = ["pytester"]
+
+# The README's example, as the README shows it.
+README_EXAMPLE = next(
+    block
+    for block in re.findall(r"```python\n(.*?)```", (pathlib.Path(__file__).parent.parent / "README.md").read_text(), re.S)
+    if "scripted_memory" in block
+)
+
+FIXTURES = '''
+import pytest
+from arena.check import verify
+
+def test_arena32_is_fixed_by_default(arena32):
+    assert arena32.rule == "fixed" and arena32.layout.address_bits == 32
+    assert arena32.sys_alloc(1 << 20) is not None and verify(arena32) == []
+
+@pytest.mark.parametrize("arena64", ["legacy", "go1.9"], indirect=True)
+def test_arena64_takes_a_rule(arena64):
+    assert arena64.rule in ("legacy", "go1.9") and arena64.layout.address_bits == 64
+
+def test_arena_factory_scripts_the_20259_answer(arena_factory):
+    a = arena_factory("32", "legacy", answers=[None, 0x10000000], start=0x70000000, initial_size=16 << 20)
+    a.sys_alloc(8 << 20)
+    a.sys_alloc(16 << 20)
+    assert [v.kind for v in verify(a)][0] == "arena_used-decreased"
+
+def test_crowd_occupies_real_space(crowd):
+    crowd.occupy(0x30000000, 1 << 20)
+    assert crowd.blocks == [(0x30000000, 1 << 20)]
+'''
+
+LEAKS = '''
+from arena import sysmem
+
+def test_leaks_through_scripted_memory(scripted_memory):
+    scripted_memory([0x10000000]).reserve(0x78000000, 1 << 20)
+
+def test_leaks_through_the_os_layer(arena_leak_check):
+    sysmem.default(address_bits=32).reserve(0x20000000, 1 << 20)
+
+def test_clean(arena_leak_check, arena32):
+    arena32.sys_alloc(1 << 20)
+'''
+
+
+def test_the_readme_example_passes(pytester):
+    pytester.makepyfile(README_EXAMPLE)
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_the_fixtures_hand_out_arenas_memory_and_crowds(pytester):
+    pytester.makepyfile(FIXTURES)
+    pytester.runpytest_subprocess().assert_outcomes(passed=5)
+
+
+def test_a_test_that_leaves_a_mapping_behind_fails(pytester):
+    pytester.makepyfile(LEAKS)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_leaks_through_scripted_memory*",
+        "scripted_memory: reservations never released (released now): [[]0x10000000, 0x10100000)",
+        "*ERROR at teardown of test_leaks_through_the_os_layer*",
+        "arena: mappings left behind: [[]0x20000000, 0x20100000) ---p",
+    ])

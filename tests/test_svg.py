@@ -1,0 +1,98 @@
+"""The address-space picture: valid SVG holding the expected elements, small regions visible."""
+import xml.etree.ElementTree as ET
+
+import pytest
+
+import arena
+from arena import cli, demo, svg
+from arena.run import observe
+
+NS = {"svg": "http://www.w3.org/2000/svg"}
+
+
+def outcomes(layout=arena.LAYOUT_32):
+    found = []
+    for rule in arena.RULES:
+        r = demo.replay_20259(rule, layout)
+        with r.arena:
+            found.append(observe(r))
+    return found
+
+
+def classes(root, name):
+    return [e for e in root.iter() if name in e.get("class", "").split()]
+
+
+def drawn(root, name):
+    """Elements of class ``name`` in the lanes (the legend has a swatch of each)."""
+    return [e for lane in root.findall("svg:g[@class='lane']", NS) for e in classes(lane, name)]
+
+
+@pytest.fixture(scope="module")
+def picture():
+    return ET.fromstring(svg.draw(outcomes(), "Go issue 20259", "a note"))
+
+
+def test_it_is_svg(picture):
+    assert picture.tag == "{http://www.w3.org/2000/svg}svg"
+    assert float(picture.get("width")) > 0 and float(picture.get("height")) > 0
+
+
+def test_one_lane_per_rule_with_every_allocation(picture):
+    lanes = picture.findall("svg:g[@class='lane']", NS)
+    assert [lane.get("id") for lane in lanes] == ["lane-fixed", "lane-legacy", "lane-go1_9"]
+    for lane in lanes:
+        assert len(classes(lane, "allocation")) == len(demo.LIVE) + 1
+
+
+def test_allocations_lost_by_legacy_are_marked(picture):
+    lost = drawn(picture, "lost")
+    assert len(lost) == len(demo.LIVE)
+    assert all(e.get("id").startswith("alloc-legacy-") for e in lost)
+    assert all("LOST" in e.find("svg:title", NS).text for e in lost)
+
+
+def test_the_low_mapping_is_drawn_in_every_lane_released_where_rejected(picture):
+    low = drawn(picture, "low-mapping")
+    assert [e.get("id") for e in low] == ["low-fixed-0", "low-legacy-0", "low-go1_9-0"]
+    assert "released" in low[0].get("class") and "released" not in low[1].get("class")
+
+
+def test_bounds_markers_before_and_after_each_decision(picture):
+    legacy = picture.find("svg:g[@id='lane-legacy']", NS)
+    for name in ("arena_start", "arena_used", "arena_end"):
+        assert len(classes(legacy, name)) == 8  # one per event
+    # The growth decision lowers arena_used: a hollow "before" and a thick arrow.
+    lowered = legacy.find("svg:g[@id='arena_used-legacy-6']", NS)
+    assert classes(lowered, "before") and classes(lowered, "lowered")
+
+
+def test_the_scale_says_it_is_compressed(picture):
+    assert len(classes(picture, "gap-break")) >= 3
+    scale = picture.find(".//svg:text[@id='scale']", NS)
+    assert "not linear" in scale.text and "\u2248" in scale.text
+    assert picture.find(".//svg:g[@id='legend']", NS) is not None
+
+
+def test_a_1_mib_allocation_stays_visible_beside_gigabytes(picture):
+    first = picture.find(".//svg:rect[@id='alloc-fixed-0']", NS)
+    assert float(first.get("width")) >= svg.MIN_SEGMENT
+
+
+def test_a_64_bit_picture_has_no_lost_allocations():
+    root = ET.fromstring(svg.draw(outcomes(arena.LAYOUT_64), "64-bit"))
+    assert drawn(root, "lost") == []
+    assert len(drawn(root, "low-mapping")) == 3
+
+
+@pytest.mark.parametrize("command", ["demo", "replay"])
+def test_svg_flag_writes_the_picture(capsys, tmp_path, command):
+    path = tmp_path / "map.svg"
+    argv = ["demo", "--rule", "legacy"]
+    if command == "replay":
+        cli.main([*argv, "--save-trace", str(tmp_path / "t.json")])
+        argv = ["replay", str(tmp_path / "t.json")]
+    cli.main([*argv, "--svg", str(path)])
+    assert str(path) in capsys.readouterr().out
+    root = ET.parse(path).getroot()
+    assert len(drawn(root, "lost")) == len(demo.LIVE)
