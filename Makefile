@@ -22,10 +22,10 @@ demo: install ## Replay Go issue 20259 with real memory under every rule
 	$(PY) -m arena demo
 
 test: install ## Run the test suite once per backend (cffi, ctypes)
-	@for b in $(BACKENDS); do \
+	@status=0; for b in $(BACKENDS); do \
 		echo "== backend: $$b"; \
-		ARENA_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
-	done
+		ARENA_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
 
 test32: ## Run the tests as a 32-bit i386 program (Docker if an engine answers, else a debootstrap root; needs root)
 	tools/i386.sh test

@@ -121,7 +121,9 @@ def arena32(request: pytest.FixtureRequest, arena_factory: Callable[..., Arena])
 
 @pytest.fixture
 def arena64(request: pytest.FixtureRequest, arena_factory: Callable[..., Arena]) -> Arena:
-    """A 64-bit-layout arena (rule "fixed", or the indirect parameter)."""
+    """A 64-bit-layout arena (rule "fixed", or the indirect parameter); skipped in a 32-bit process."""
+    if sysmem.NATIVE_BITS == 32:
+        pytest.skip("a 32-bit process has no 64-bit address space")
     return arena_factory("64", getattr(request, "param", "fixed"))
 
 

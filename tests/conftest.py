@@ -12,6 +12,18 @@ M_ARENA_MAX = -8
 ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_64_bit: needs a 64-bit address space; skipped in a 32-bit process")
+
+
+def pytest_collection_modifyitems(items):
+    if sysmem.NATIVE_BITS == 32:
+        skip = pytest.mark.skip(reason="a 32-bit process has no 64-bit address space")
+        for item in items:
+            if "needs_64_bit" in item.keywords:
+                item.add_marker(skip)
+
+
 def pytest_report_header(config):
     return f"arena backend: {type(sysmem.default()).__name__} ({sysmem.NATIVE_BITS}-bit process)"
 

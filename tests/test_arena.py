@@ -13,7 +13,6 @@ from arena.testing import NO_ROOM, ScriptedMemory, peek, poke
 KiB = 1 << 10
 PAGE = arena.LAYOUT_32.page_size
 NATIVE = arena.native_layout()
-only_64_bit = pytest.mark.skipif(sysmem.NATIVE_BITS == 32, reason="a 32-bit process has no 64-bit address space")
 
 
 def scripted32(*answers):
@@ -81,7 +80,7 @@ def test_contiguous_growth_extends_arena_end():
         assert verify(a) == []
 
 
-@only_64_bit
+@pytest.mark.needs_64_bit
 def test_64_bit_first_reservation_takes_the_first_free_hint():
     with arena.Arena(arena.LAYOUT_64) as a:
         first = [e for e in a.events if e.verdict == "reserved"][0]
@@ -89,13 +88,13 @@ def test_64_bit_first_reservation_takes_the_first_free_hint():
         assert a.arena_start == first.returned and a.arena_used == a.arena_start
 
 
-@only_64_bit
+@pytest.mark.needs_64_bit
 def test_64_bit_start_is_an_address_not_a_size():
     with arena.Arena(arena.LAYOUT_64, start=0x00C000000000, initial_size=16 * MiB) as a:
         assert a.arena_start == 0x00C000000000 and a.arena_end == a.arena_start + 16 * MiB
 
 
-@only_64_bit
+@pytest.mark.needs_64_bit
 def test_64_bit_occupied_first_hint_is_skipped():
     memory = sysmem.default()
     hint = arena.LAYOUT_64.first_hints[0]
@@ -124,7 +123,7 @@ def test_no_first_reservation_at_all_raises():
         arena.Arena(arena.LAYOUT_32, memory=memory)
 
 
-@only_64_bit
+@pytest.mark.needs_64_bit
 def test_64_bit_exhausted_reservation_gives_none_without_fallback():
     layout = dataclasses.replace(arena.LAYOUT_64, max_mem=512 * MiB - 1)
     with arena.Arena(layout) as a:

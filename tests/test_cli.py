@@ -21,6 +21,7 @@ def test_demo_shows_every_rule_side_by_side_and_succeeds(capsys):
     assert "accepted 0x10000000 LOWERS used" in out and "rejected 0x10000000; fallback" in out
 
 
+@pytest.mark.needs_64_bit
 def test_demo_on_64_bit_explains_why_every_rule_rejects(capsys):
     code, out, _ = run(capsys, "demo", "--layout", "64")
     assert code == 0

@@ -20,7 +20,6 @@ CATEGORIES = (
     "kernel", "contiguous", "below-start", "start-used", "used-end",
     "straddle-end", "above-end", "beyond-max-mem", "no-room",
 )
-only_64_bit = pytest.mark.skipif(sysmem.NATIVE_BITS == 32, reason="a 32-bit process has no 64-bit address space")
 
 
 def window(a, category, size):
@@ -118,7 +117,7 @@ def search(rule, layout, examples):
     return prop
 
 
-LAYOUTS = [arena.LAYOUT_32, pytest.param(arena.LAYOUT_64, marks=only_64_bit)]
+LAYOUTS = [arena.LAYOUT_32, pytest.param(arena.LAYOUT_64, marks=pytest.mark.needs_64_bit)]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["32", "64"])

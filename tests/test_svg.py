@@ -79,6 +79,7 @@ def test_a_1_mib_allocation_stays_visible_beside_gigabytes(picture):
     assert float(first.get("width")) >= svg.MIN_SEGMENT
 
 
+@pytest.mark.needs_64_bit
 def test_a_64_bit_picture_has_no_lost_allocations():
     root = ET.fromstring(svg.draw(outcomes(arena.LAYOUT_64), "64-bit"))
     assert drawn(root, "lost") == []

@@ -26,7 +26,11 @@ def decisions(a):
     return [(e.step, e.verdict, e.returned) for e in a.events]
 
 
-@pytest.mark.parametrize("layout", [arena.LAYOUT_32, arena.LAYOUT_64], ids=["32", "64"])
+@pytest.mark.parametrize(
+    "layout",
+    [arena.LAYOUT_32, pytest.param(arena.LAYOUT_64, marks=pytest.mark.needs_64_bit)],
+    ids=["32", "64"],
+)
 @pytest.mark.parametrize("rule", arena.RULES)
 def test_a_saved_20259_demo_replays_to_the_same_verdicts(tmp_path, rule, layout):
     path = tmp_path / "t.json"

@@ -19,6 +19,7 @@ NATIVE_BITS = struct.calcsize("P") * 8
 COMPAT_TASK_SIZE = 0xFFFFE000
 # A native i386 kernel with the 3G/1G split stops here.
 _I386_TASK_SIZE = 0xC0000000
+_LOWEST_FLOOR = 0x10000
 # Another thread can take a gap between reading the maps and mapping it.
 _PLACEMENT_TRIES = 8
 
@@ -64,8 +65,9 @@ class Memory:
         self.address_bits = address_bits
         self.confined = address_bits < NATIVE_BITS
         self.limit = COMPAT_TASK_SIZE if self.confined else TASK_SIZE
-        # Page 0 stays unmapped even where root may map below vm.mmap_min_addr.
-        self.lowest = max(-(-lowest_mappable() // self.page_size) * self.page_size, self.page_size)
+        # The kernel's floor is also CONFIG_LSM_MMAP_MIN_ADDR (64 KiB on common
+        # builds), and root may map below the sysctl: never go under 64 KiB.
+        self.lowest = max(-(-lowest_mappable() // self.page_size) * self.page_size, _LOWEST_FLOOR)
         if self.confined:
             # Instance attributes shadow the unconfined methods of the class.
             self.reserve = self._confined_reserve
