@@ -1,0 +1,88 @@
+"""`make bench`: build the C limit, run every case in interleaved rounds, report.
+
+    python benchmarks/run.py [--quick] [--json-dir benchmarks/results] [--rounds N] [--only TEXT]
+
+Each round runs the whole case list once (each C limit right before its
+Python variants) and appends its runs to the same pyperf JSON, so every
+benchmark's values come from several moments of the session: drift on a noisy
+machine hits the C limit and the Python layers alike. Progress goes to stderr,
+the table to stdout; JSON, table and chart land in --json-dir:
+  bench[-quick].json          the pyperf suite (python -m pyperf compare_to/stats work on it)
+  bench[-quick]-summary.json  rows, ratios, scale curves, goals, machine
+  bench[-quick]-table.md      the table
+  bench[-quick].png           ratios to the C limit and the scale curve
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import cases  # noqa: E402
+import climit  # noqa: E402
+import report  # noqa: E402
+
+# pyperf settings per mode: worker processes, values per process, warm-ups,
+# minimum time per value. Full: ~4 min on 2 cores; quick: ~40 s.
+MODES = {
+    "full": {"rounds": 2, "pyperf": ["--processes", "2", "--values", "4", "--warmups", "1", "--min-time", "0.05"]},
+    "quick": {"rounds": 1, "pyperf": ["--processes", "1", "--values", "2", "--warmups", "1", "--min-time", "0.02"]},
+}
+
+
+def run_round(number: int, rounds: int, quick: bool, only: str, settings: list[str], out: Path, total: int, t0: float) -> None:
+    cmd = [sys.executable, str(HERE / "cases.py"), "--quiet", *settings]
+    cmd += ["--quick"] if quick else []
+    cmd += ["--only", only] if only else []
+    cmd += ["--append", str(out)] if out.exists() else ["-o", str(out)]
+    done = 0
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=HERE.parent) as proc:
+        for line in proc.stdout:
+            line = line.strip()
+            if not line or set(line) <= {"."}:
+                continue
+            if ": Mean +- std dev:" in line:
+                done += 1
+                line = f"[round {number}/{rounds}] [{done:2d}/{total}] {line}"
+            print(f"{time.monotonic() - t0:6.1f}s {line}", file=sys.stderr, flush=True)
+    if proc.returncode:
+        sys.exit(f"benchmarks/cases.py failed in round {number} (exit {proc.returncode})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer cases, one round, one process per case (< 60 s)")
+    p.add_argument("--json-dir", type=Path, default=HERE / "results")
+    p.add_argument("--rounds", type=int, help="override the number of interleaved rounds")
+    p.add_argument("--only", default="", help="run only cases whose name contains this text")
+    p.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
+    args = p.parse_args()
+    mode = MODES["quick" if args.quick else "full"]
+    rounds = args.rounds or mode["rounds"]
+    stem = "bench-quick" if args.quick else "bench"
+    t0 = time.monotonic()
+    print("building the C limit (make -C benchmarks)", file=sys.stderr, flush=True)
+    climit.build()
+    total = sum(args.only in name for name, _, _ in cases.cases(args.quick))
+    args.json_dir.mkdir(parents=True, exist_ok=True)
+    tmp = args.json_dir / f"{stem}.json.tmp"
+    tmp.unlink(missing_ok=True)
+    for r in range(1, rounds + 1):
+        run_round(r, rounds, args.quick, args.only, mode["pyperf"], tmp, total, t0)
+    final = args.json_dir / f"{stem}.json"
+    os.replace(tmp, final)
+    text = report.report(final, args.json_dir, stem)
+    print(f"{time.monotonic() - t0:6.1f}s done: {final}, {stem}-summary.json, {stem}-table.md, {stem}.png",
+          file=sys.stderr, flush=True)
+    print((args.json_dir / f"{stem}-summary.json").read_text() if args.json else text, end="")
+
+
+if __name__ == "__main__":
+    main()
