@@ -106,7 +106,8 @@ class Arena:
         self._regions: list[Region] = []
         self._unreleased: list[tuple[int, int]] = []  # mappings whose release the kernel refused
         self._allocations: list[tuple[int, int]] = []
-        self._events: list[Event] = []
+        # Decisions as plain tuples: an Event is built only when someone reads them.
+        self._events: list[tuple] = []
         self._stats = Stats()
         self._start = self._used = self._alloc = self._end = 0
         start, initial_size = self._check_start(start), self._check_initial_size(initial_size)
@@ -159,8 +160,8 @@ class Arena:
 
     # -- state -----------------------------------------------------------------
 
-    def _bounds(self) -> Bounds:
-        return Bounds(self._start, self._used, self._alloc, self._end)
+    def _bounds(self) -> tuple[int, int, int, int]:
+        return (self._start, self._used, self._alloc, self._end)
 
     def _reserve(self, hint: int, size: int) -> int | None:
         """``memory.reserve``, except that a range the address space cannot hold is no room.
@@ -186,7 +187,8 @@ class Arena:
             raise
 
     def _record(self, step, request, hint, size, returned, verdict, reason, before) -> None:
-        self._events.append(Event(step, request, hint, size, returned, verdict, reason, before, self._bounds()))
+        after = (self._start, self._used, self._alloc, self._end)
+        self._events.append((step, request, hint, size, returned, verdict, reason, before, after))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -229,7 +231,7 @@ class Arena:
             self._record("first", 0, hint, total, None, "no-room", "no room; trying a smaller arena", before)
         raise ReservationFailed(f"cannot reserve arena address space: tried {', '.join(f'{s:#x}' for s in sizes)} bytes")
 
-    def _take_first(self, p: int, total: int, hint: int, before: Bounds) -> None:
+    def _take_first(self, p: int, total: int, hint: int, before: tuple[int, int, int, int]) -> None:
         # The metadata sits below the arena part, as in Go's single reservation.
         base = _round_up(p, self.layout.page_size) + self.layout.metadata_size
         self._start = 0 if self.layout.arena_start_is_zero else base
@@ -250,7 +252,10 @@ class Arena:
         """``n`` bytes of committed, read-write memory, or ``None`` when out of memory."""
         with self._lock:
             self._check_open()
-            n = self._page_multiple("n", n, positive=True)
+            layout = self.layout
+            # The usual request, an int page multiple within max_mem, costs a few comparisons.
+            if type(n) is not int or n <= 0 or n % layout.page_size or n > layout.max_mem:
+                n = self._page_multiple("n", n, positive=True)
             if n > self._end - self._alloc:
                 # Under go1.9 a fallback can raise arena_used past arena_end, but
                 # never arena_alloc: the cursor stays inside the current block.
@@ -297,14 +302,17 @@ class Arena:
                 # Before Go 1.9 the allocation cursor is arena_used itself: under
                 # "legacy" a region below arena_used lowers it, which is the bug.
                 self._used = self._alloc
-            lowered = " LOWERED arena_used" if self._used < before.arena_used else ""
+            lowered = " LOWERED arena_used" if self._used < before[1] else ""
             self._record("grow", n, hint, p_size, p, "accepted", f"non-contiguous region accepted ({self.rule}){lowered}", before)
             return True
         # Not usable: release it against the fake stat, so the real ones never count it.
-        self._release(p, p_size)
-        self._stats.released_after_rejection += p_size
-        self._stats.rejections += 1
-        self._record("grow", n, hint, p_size, p, "rejected", f"{why}; released", before)
+        try:
+            self._release(p, p_size)
+        finally:
+            # Rejected either way: a refused release is kept on the books for close().
+            self._stats.released_after_rejection += p_size
+            self._stats.rejections += 1
+            self._record("grow", n, hint, p_size, p, "rejected", f"{why}; released", before)
         return None
 
     def _accepts(self, p: int, p_size: int) -> str | None:
@@ -360,8 +368,10 @@ class Arena:
         # region ending at exactly 4 GiB; exact integers keep such a region, since
         # it does lie inside the space, and never let a wrapped value pass.
         if p < self._start or p + p_size - self._start - 1 > layout.max_mem:
-            self._release(p, p_size)
-            self._record("fallback", n, 0, p_size, p, "fallback-rejected", "outside [arena_start, arena_start + max_mem]", before)
+            try:
+                self._release(p, p_size)
+            finally:
+                self._record("fallback", n, 0, p_size, p, "fallback-rejected", "outside [arena_start, arena_start + max_mem]", before)
             return None
         q = _round_up(p, layout.page_size)
         try:
@@ -424,7 +434,8 @@ class Arena:
 
     @property
     def events(self) -> list[Event]:
-        return list(self._events)
+        """One record per decision, in order."""
+        return [Event(*e[:7], Bounds(*e[7]), Bounds(*e[8])) for e in self._events]
 
     @property
     def stats(self) -> Stats:
