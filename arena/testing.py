@@ -7,7 +7,9 @@ answers low.
 from __future__ import annotations
 
 import ctypes
+import errno
 import operator
+import os
 from collections import deque
 from typing import Callable, Iterable, NamedTuple, Union
 
@@ -190,9 +192,21 @@ class Crowd:
         self.release()
 
 
-def _accessible(addr: object, size: object, access: str) -> tuple[int, int]:
-    """Check that ``[addr, addr+size)`` is mapped with ``access`` (``r`` or ``w``), so a bad
-    argument is a ``TypeError``/``ValueError`` instead of a segmentation fault."""
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_vm_copy = {}
+for _name in ("process_vm_readv", "process_vm_writev"):
+    _f = getattr(_libc, _name, None)
+    if _f is not None:
+        _f.restype = ctypes.c_ssize_t
+        _f.argtypes = [ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.c_ulong]
+        _vm_copy[_name] = _f
+
+
+def _arguments(addr: object, size: object) -> tuple[int, int]:
     try:
         addr, size = operator.index(addr), operator.index(size)
     except TypeError:
@@ -201,6 +215,11 @@ def _accessible(addr: object, size: object, access: str) -> tuple[int, int]:
         raise ValueError(f"size must not be negative, got {size}")
     if addr <= 0 or addr + size > 1 << sysmem.NATIVE_BITS:
         raise ValueError(f"addr {addr:#x} is not an address of this process")
+    return addr, size
+
+
+def _mapped(addr: int, size: int, access: str) -> bool:
+    """Whether ``[addr, addr+size)`` is all mapped with ``access`` (``r`` or ``w``), from the maps."""
     cursor, end = addr, addr + size
     for m in sysmem.mappings():
         if cursor >= end or m.start > cursor:
@@ -209,10 +228,32 @@ def _accessible(addr: object, size: object, access: str) -> tuple[int, int]:
             if access not in m.perms:
                 break
             cursor = m.end
-    if cursor < end:
+    return cursor >= end
+
+
+def _copy(op: str, local: int, remote: int, size: int) -> None:
+    """Copy through process_vm_readv/writev, which answer EFAULT instead of faulting.
+
+    They honour page protections (no FOLL_FORCE), and a single iovec is never
+    transferred in part. Where they are missing or forbidden, the maps decide.
+    """
+    access = "r" if op == "process_vm_readv" else "w"
+    f = _vm_copy.get(op)
+    if f is not None:
+        lv, rv = _IoVec(local, size), _IoVec(remote, size)
+        if f(os.getpid(), ctypes.byref(lv), 1, ctypes.byref(rv), 1, 0) == size:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.ENOSYS, errno.EPERM):
+            what = "readable" if access == "r" else "writable"
+            raise ValueError(f"[{remote:#x}, {remote + size:#x}) is not all mapped {what}")
+    if not _mapped(remote, size, access):
         what = "readable" if access == "r" else "writable"
-        raise ValueError(f"[{addr:#x}, {end:#x}) is not all mapped {what} (nothing at or from {cursor:#x})")
-    return addr, size
+        raise ValueError(f"[{remote:#x}, {remote + size:#x}) is not all mapped {what}")
+    if access == "r":
+        ctypes.memmove(local, remote, size)
+    else:
+        ctypes.memmove(remote, local, size)
 
 
 def poke(addr: int, data: bytes) -> None:
@@ -221,8 +262,10 @@ def poke(addr: int, data: bytes) -> None:
     ``ValueError`` if the range is not mapped writable, rather than a crash.
     """
     data = memoryview(data).cast("B").tobytes()
-    addr, size = _accessible(addr, len(data), "w")
-    ctypes.memmove(addr, data, size)
+    addr, size = _arguments(addr, len(data))
+    if size:
+        buf = ctypes.create_string_buffer(data, size)
+        _copy("process_vm_writev", ctypes.addressof(buf), addr, size)
 
 
 def peek(addr: int, size: int) -> bytes:
@@ -230,8 +273,15 @@ def peek(addr: int, size: int) -> bytes:
 
     ``ValueError`` if the range is not mapped readable, rather than a crash.
     """
-    addr, size = _accessible(addr, size, "r")
-    return ctypes.string_at(addr, size) if size else b""
+    addr, size = _arguments(addr, size)
+    if not size:
+        return b""
+    if size > 1 << 20 and not _mapped(addr, size, "r"):
+        # Before a buffer as large as the request is allocated.
+        raise ValueError(f"[{addr:#x}, {addr + size:#x}) is not all mapped readable")
+    buf = ctypes.create_string_buffer(size)
+    _copy("process_vm_readv", ctypes.addressof(buf), addr, size)
+    return buf.raw
 
 
 def reservations() -> frozenset[tuple[int, int, str]]:

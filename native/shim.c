@@ -59,6 +59,11 @@ uintptr_t shim_reserve_exact(uintptr_t addr, size_t size) {
     return addr;
 }
 
+/* Commit is mprotect, never mmap(MAP_FIXED): it cannot replace a mapping,
+ * only change one that exists. The arena commits only inside a reservation
+ * it made and still holds (see Arena._commit); reserve_exact uses
+ * MAP_FIXED_NOREPLACE, which fails rather than replace. Nothing here ever
+ * passes MAP_FIXED, so memory the arena does not own is never touched. */
 int shim_commit(uintptr_t addr, size_t size) {
     int code = check(addr, size);
     if (code)

@@ -1,0 +1,548 @@
+"""Fuzz target: every public callable with arbitrary arguments, in its own process.
+
+Run by tests/test_hardening_fuzz.py as ``python tests/fuzz_target.py [--examples N]
+[GROUP ...]`` so that a segmentation fault fails that test (a negative return
+code) instead of killing pytest. Exit status 0: every call answered as
+``CONTRACT`` says; 1: a contract was broken (the falsifying example is printed).
+
+``CONTRACT`` is the list of documented answers, per public callable: the only
+exceptions it may raise. Anything else (AttributeError, OverflowError,
+MemoryError, a crash, a foreign mapping changed) breaks it.
+
+Destructive calls (commit, decommit, release) with a range that overlaps a
+mapping this target does not own are not made: changing somebody else's memory
+through the raw OS layer is outside its contract (the caller must own the
+range), and would crash the interpreter rather than test anything.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import math
+import operator
+import os
+import sys
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import arena  # noqa: E402
+from arena import LAYOUT_32, LAYOUT_64, Arena, ArenaClosed, Layout, ReservationFailed, sysmem  # noqa: E402
+from arena.check import InvariantViolation, verify, verify_or_raise  # noqa: E402
+from arena.testing import NO_ROOM, Crowd, Fail, ScriptedMemory, peek, poke, reservations  # noqa: E402
+
+# -- the contract -----------------------------------------------------------------
+# callable -> (exceptions it may raise, what it returns). Nothing else may escape.
+CONTRACT: dict[str, tuple[tuple[type[BaseException], ...], str]] = {
+    "sysmem.default(address_bits)": ((TypeError, ValueError), "a Memory"),
+    "CffiMemory(address_bits) / CtypesMemory(address_bits)": ((TypeError, ValueError), "a Memory"),
+    "Memory.reserve(hint, size)": ((TypeError, ValueError, OSError), "an aligned int address, or None: no room"),
+    "Memory.reserve_exact(addr, size)": ((TypeError, ValueError, OSError), "addr, or None: taken or no room"),
+    "Memory.commit/decommit/release(addr, size)": ((TypeError, ValueError, OSError), "None"),
+    "sysmem.mappings() / mapping_count()": ((), "list of Mapping / int"),
+    "sysmem.free_gaps(maps, low, high) / program_extent(maps)": ((TypeError,), "list of gaps / (int, int)"),
+    "Layout(**fields)": ((TypeError, ValueError), "a Layout"),
+    "Arena(layout, rule, memory, start, initial_size)": (
+        (TypeError, ValueError, ReservationFailed, OSError), "an Arena"),
+    "Arena.sys_alloc(n)": ((TypeError, ValueError, ArenaClosed, OSError), "an int address, or None: out of memory"),
+    "Arena.contains(addr)": ((TypeError, ArenaClosed), "bool"),
+    "Arena.close()": ((OSError,), "None; idempotent"),
+    "check.verify(a)": ((TypeError, ArenaClosed), "list of Violation"),
+    "check.verify_or_raise(a)": ((TypeError, ArenaClosed, InvariantViolation), "None"),
+    "ScriptedMemory(inner, answers)": ((TypeError, ValueError), "a ScriptedMemory"),
+    "ScriptedMemory.fail_next(op, errno)": ((TypeError, ValueError), "None"),
+    "ScriptedMemory.reserve/reserve_exact/commit/decommit/release": (
+        (TypeError, ValueError, OSError, RuntimeError), "as Memory; RuntimeError: a scripted address is taken"),
+    "Crowd.occupy(addr, size) / Crowd.fill(low, high, holes)": (
+        (TypeError, ValueError, OSError, RuntimeError), "address / bytes taken; RuntimeError: not free"),
+    "testing.peek(addr, size) / poke(addr, data)": ((TypeError, ValueError), "bytes / None"),
+}
+
+
+STATS: dict[str, int] = {}
+
+
+class Broken(Exception):
+    """A contract was broken."""
+
+
+def answered(_name, fn, *args, **kwargs):
+    """Call ``fn``; re-raise as ``Broken`` unless it returns or raises what ``CONTRACT[name]`` allows."""
+    name, allowed = _name, CONTRACT[_name][0]
+    try:
+        result = fn(*args, **kwargs)
+        key = f"{name} -> {'None' if result is None else type(result).__name__}"
+        STATS[key] = STATS.get(key, 0) + 1
+        return result, None
+    except allowed as exc:
+        key = f"{name} -> {type(exc).__name__}"
+        STATS[key] = STATS.get(key, 0) + 1
+        if isinstance(exc, OSError) and not isinstance(exc, MemoryError) and not (
+            isinstance(exc.errno, int) and exc.errno > 0
+        ):
+            raise Broken(f"{name}: OSError without an errno: {exc!r}") from exc
+        return None, exc
+    except Exception as exc:
+        raise Broken(f"{name}{args!r}: undocumented {type(exc).__name__}: {exc}") from exc
+
+
+# -- strategies -------------------------------------------------------------------
+PAGE = sysmem.default().page_size
+MiB = 1 << 20
+SPECIAL_INTS = [
+    0, 1, PAGE - 1, PAGE, PAGE + 1, 2 * PAGE, 8192, 0x10000, MiB, 256 * MiB,
+    2**31, 2**32 - 2 * PAGE, 2**32 - PAGE, sysmem.COMPAT_TASK_SIZE, 2**32, 2**32 + PAGE,
+    2**39 - 1, 2**39, 2**47 - PAGE, 2**47, 2**63, 2**64 - 2 * PAGE, 2**64 - PAGE, 2**64 - 1, 2**64,
+    2**64 + PAGE, 2**100, -1, -PAGE, -(2**63), -(2**64), -(2**100),
+]
+
+
+class IndexLike:
+    """An int-like object (``__index__``), as numpy integers are."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"IndexLike({self.value:#x})"
+
+
+class BadIndex:
+    """``__index__`` that raises: conversion fails with TypeError-free noise."""
+
+    def __index__(self) -> int:
+        raise TypeError("no index for you")
+
+    def __repr__(self) -> str:
+        return "BadIndex()"
+
+
+def near(values):
+    return st.sampled_from(values).flatmap(lambda v: st.integers(-3, 3).map(lambda k: v + k * PAGE))
+
+
+ints = st.one_of(
+    st.sampled_from(SPECIAL_INTS),
+    near(SPECIAL_INTS),
+    st.integers(),
+    st.integers(-(2**70), 2**70),
+    st.integers(0, 2**32 // PAGE).map(lambda k: k * PAGE),
+    st.integers(0, 2**47 // PAGE).map(lambda k: k * PAGE),
+)
+anything = st.one_of(
+    ints,
+    ints,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 4096.0, -0.0, math.inf, math.nan]),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=6),
+    st.binary(max_size=6),
+    ints.map(IndexLike),
+    st.just(BadIndex()),
+    st.complex_numbers(max_magnitude=1e20),
+    st.lists(st.integers(), max_size=2),
+    st.tuples(st.integers()),
+    st.just(object()),
+)
+
+
+def mostly(valid, weight=3):
+    """``valid`` ``weight`` times in ``weight + 1``, anything else otherwise.
+
+    (``st.one_of`` would flatten ``anything`` into its many branches and drown ``valid``.)
+    """
+    return st.integers(0, weight).flatmap(lambda k: valid if k else anything)
+
+
+valid_sizes = st.one_of(
+    st.integers(1, 64).map(lambda k: k * PAGE),
+    st.integers(1, 256).map(lambda k: k * MiB),
+    near([2**32 - 2 * PAGE, sysmem.COMPAT_TASK_SIZE, 2**39, 2**47]).filter(lambda v: v > 0),
+)
+sizes = mostly(st.one_of(valid_sizes, valid_sizes.map(IndexLike)), 2)
+# Requests an arena must answer with an address or None, never an exception:
+# small, large, and the largest its layouts allow (near 4 GiB and 512 GiB).
+TOP_REQUESTS = [2**32 - 8192, 2**32 - 2 * 8192, 2**32 - 3 * 8192, 2**32 - 256 * MiB, 2**39 - 8192, 2**31, 2**38, 2**62]
+arena_sizes = mostly(st.one_of(
+    st.integers(1, 512).map(lambda k: k * 8192),
+    st.integers(1, 1024).map(lambda k: k * MiB),
+    st.sampled_from(TOP_REQUESTS),
+    st.sampled_from(TOP_REQUESTS).map(IndexLike),
+), 4)
+errnos = st.sampled_from([errno.ENOMEM, errno.EACCES, errno.EAGAIN, errno.EINVAL, errno.EPERM, errno.EIO, errno.EFAULT])
+
+SETTINGS = dict(deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck))
+
+
+# -- ownership: the only memory destructive calls may touch -------------------------
+
+
+class Owner:
+    """What this process's fuzzing owns: a sandbox in each space, plus what it reserved."""
+
+    def __init__(self) -> None:
+        self.memory = sysmem.default()
+        self.memory32 = sysmem.default(address_bits=32)
+        self.sandboxes = []
+        # Far from where the kernel places anything on its own (top-down from mmap_base).
+        for mem, addr in ((self.memory32, 0x40000000), (self.memory, 0x300000000000 if sysmem.NATIVE_BITS == 64 else 0x50000000)):
+            size = 16 * MiB
+            if mem.reserve_exact(addr, size) != addr:
+                raise SystemExit(f"fuzz_target: cannot place a sandbox at {addr:#x}")
+            self.sandboxes.append((addr, size, mem))
+        self.taken: list[tuple[int, int, object]] = []
+        self.memory.commit(*self.buffer)
+
+    def track(self, mem, p, size) -> None:
+        if isinstance(p, int) and p:
+            self.taken.append((p, operator.index(size), mem))
+
+    def owned(self, addr: int, end: int) -> bool:
+        ranges = [(a, a + s) for a, s, _ in self.sandboxes] + [(a, a + s) for a, s, _ in self.taken]
+        for m in sysmem.mappings():
+            lo, hi = max(m.start, addr), min(m.end, end)
+            if lo >= hi:
+                continue
+            cursor = lo
+            for a, b in sorted(ranges):
+                if a <= cursor < b:
+                    cursor = b
+            if cursor < hi:
+                return False
+        return True
+
+    def may_touch(self, addr, size) -> bool:
+        """Whether a destructive call on ``(addr, size)`` stays inside what we own (or fails before any syscall)."""
+        try:
+            a, s = operator.index(addr), operator.index(size)
+        except Exception:
+            return True  # refused as a TypeError before any syscall
+        if s <= 0 or a < 0:
+            return True
+        return self.owned(a, a + s)
+
+    @property
+    def buffer(self) -> tuple[int, int]:
+        """Read-write memory at the start of the native sandbox, for peek and poke."""
+        return self.sandboxes[-1][0], 64 * 1024
+
+    def reset(self) -> None:
+        """Give back what an example reserved; restore the sandboxes."""
+        while self.taken:
+            p, size, mem = self.taken.pop()
+            try:
+                mem.release(p, size)
+            except (ValueError, OSError):
+                pass
+        for addr, size, mem in self.sandboxes:
+            mem.release(addr, size)
+            if mem.reserve_exact(addr, size) != addr:
+                raise Broken(f"the sandbox at {addr:#x} was taken by somebody else")
+        self.memory.commit(*self.buffer)
+
+
+OWNER: Owner
+
+
+def memories():
+    return st.sampled_from([OWNER.memory, OWNER.memory32] if sysmem.NATIVE_BITS == 64 else [OWNER.memory])
+
+
+def addresses():
+    """Anything, or an address in (or at the edges of) a sandbox."""
+    sandbox = st.sampled_from(OWNER.sandboxes).flatmap(
+        lambda s: st.integers(-4, s[1] // PAGE + 4).map(lambda k: s[0] + k * PAGE)
+    )
+    return mostly(st.one_of(sandbox, sandbox.map(IndexLike), sandbox.map(lambda a: a + 1), st.sampled_from(SPECIAL_INTS)), 3)
+
+
+# -- groups -------------------------------------------------------------------------
+GROUPS = {}
+
+
+def group(fn):
+    GROUPS[fn.__name__] = fn
+    return fn
+
+
+def expect_ok(cond, message):
+    if not cond:
+        raise Broken(message)
+
+
+@group
+def sysmem_constructors(examples):
+    classes = [sysmem.CtypesMemory]
+    try:
+        sysmem.CffiMemory()
+        classes.append(sysmem.CffiMemory)
+    except ImportError:
+        pass
+
+    @settings(max_examples=examples, **SETTINGS)
+    @given(mostly(st.sampled_from([None, 32, 64, 16, 128]), 1), st.sampled_from(classes), anything, anything, st.lists(st.tuples(anything, anything), max_size=4))
+    def prop(bits, cls, low, high, fake):
+        m, _ = answered("sysmem.default(address_bits)", sysmem.default, bits)
+        expect_ok(m is None or isinstance(m, sysmem.Memory), f"default({bits!r}) returned {m!r}")
+        m, _ = answered("CffiMemory(address_bits) / CtypesMemory(address_bits)", cls, bits)
+        expect_ok(m is None or m.address_bits in (32, 64), f"{cls.__name__}({bits!r}) -> {m!r}")
+        maps = answered("sysmem.mappings() / mapping_count()", sysmem.mappings)[0]
+        answered("sysmem.mappings() / mapping_count()", sysmem.mapping_count)
+        name = "sysmem.free_gaps(maps, low, high) / program_extent(maps)"
+        answered(name, sysmem.free_gaps, maps, low, high)
+        answered(name, sysmem.free_gaps, [sysmem.Mapping(*t, "---p", "") for t in fake], low, high)
+        answered(name, sysmem.free_gaps, fake, low, high)
+        answered(name, sysmem.free_gaps, low, low, high)
+        answered(name, sysmem.program_extent, maps)
+        answered(name, sysmem.program_extent, fake)
+        answered(name, sysmem.program_extent, low)
+
+    prop()
+
+
+def _memory_op(mem, op, addr, size):
+    """One OS-layer call under the contract; its result checked and tracked."""
+    if op in ("commit", "decommit", "release") and not OWNER.may_touch(addr, size):
+        return
+    if op == "reserve":
+        p, exc = answered("Memory.reserve(hint, size)", mem.reserve, addr, size)
+        expect_ok(exc is not None or p is None or (isinstance(p, int) and p % mem.page_size == 0 and 0 < p < mem.limit),
+                  f"reserve({addr!r}, {size!r}) -> {p!r}")
+        OWNER.track(mem, p, size)
+        if isinstance(p, int):
+            expect_ok(p + operator.index(size) <= mem.limit, f"reserve answered {p:#x} past the limit")
+    elif op == "reserve_exact":
+        p, exc = answered("Memory.reserve_exact(addr, size)", mem.reserve_exact, addr, size)
+        expect_ok(p is None or p == operator.index(addr), f"reserve_exact({addr!r}, {size!r}) -> {p!r}")
+        OWNER.track(mem, p, size)
+    else:
+        r, exc = answered("Memory.commit/decommit/release(addr, size)", getattr(mem, op), addr, size)
+        expect_ok(r is None, f"{op} returned {r!r}")
+    if isinstance(exc, (TypeError, ValueError)):
+        words = {"reserve": ("hint", "size")}.get(op, ("addr", "size"))
+        expect_ok(any(w in str(exc) for w in words), f"{op}({addr!r}, {size!r}): {exc!r} names no argument")
+
+
+@group
+def sysmem_calls(examples):
+    ops = st.sampled_from(["reserve", "reserve_exact", "commit", "decommit", "release"])
+
+    @settings(max_examples=examples, **SETTINGS)
+    @given(memories(), st.lists(st.tuples(ops, addresses(), sizes), min_size=1, max_size=12))
+    def prop(mem, calls):
+        try:
+            for op, addr, size in calls:
+                _memory_op(mem, op, addr, size)
+        finally:
+            OWNER.reset()
+
+    prop()
+
+
+layouts_valid = st.sampled_from([
+    LAYOUT_32,
+    dataclasses.replace(LAYOUT_32, first_sizes=(0,)),
+    dataclasses.replace(LAYOUT_32, metadata_size=0, first_sizes=(16 * MiB,), growth_step=16 * MiB),
+    *([LAYOUT_64, dataclasses.replace(LAYOUT_64, first_sizes=(16 * MiB,), growth_step=16 * MiB),
+       dataclasses.replace(LAYOUT_64, max_mem=2**63, first_sizes=(8192,), growth_step=8192)]
+      if sysmem.NATIVE_BITS == 64 else []),
+])
+LAYOUT_FIELDS = [f.name for f in dataclasses.fields(Layout)]
+
+
+def field_values(name):
+    base = getattr(LAYOUT_32, name)
+    if name in ("first_hints", "first_sizes"):
+        pages = st.lists(st.integers(0, 2**12).map(lambda k: k * MiB), min_size=1, max_size=3).map(tuple)
+        return st.one_of(st.just(base), pages, st.lists(ints, max_size=3).map(tuple))
+    valid = {
+        "page_size": st.sampled_from([4096, 8192, 65536, MiB]),
+        "growth_step": st.sampled_from([8192, MiB, 256 * MiB, 2**31]),
+        "metadata_size": st.sampled_from([0, 8192, 258 * MiB]),
+        "strand_limit": st.sampled_from([0, 16 * MiB]),
+        "max_mem": st.sampled_from([2**32 - 1, 2**31, 64 * MiB]),
+    }.get(name, st.just(base))
+    return st.one_of(st.just(base), valid)
+
+
+def layout_fields():
+    """Valid-ish values for every field, then one or two of them replaced by anything."""
+    valid = st.fixed_dictionaries({n: field_values(n) for n in LAYOUT_FIELDS if n not in ("name", "address_bits", "max_mem")})
+    broken = st.lists(st.tuples(st.sampled_from(LAYOUT_FIELDS), st.one_of(anything, ints)), max_size=2)
+    return st.tuples(valid, broken).map(lambda vb: {**vb[0], **dict(vb[1])})
+
+
+@group
+def layouts(examples):
+    @settings(max_examples=examples, **SETTINGS)
+    @given(layout_fields(), st.sampled_from(arena.RULES),
+           st.lists(arena_sizes, max_size=6))
+    def prop(fields, rule, requests):
+        fields.setdefault("name", "fuzz")
+        fields.setdefault("address_bits", 32)
+        fields.setdefault("max_mem", 2**32 - 1)
+        layout, exc = answered("Layout(**fields)", Layout, **fields)
+        if layout is None or layout.address_bits > sysmem.NATIVE_BITS:
+            return
+        # Whatever the layout says, an arena over it answers as documented.
+        a, _ = answered("Arena(layout, rule, memory, start, initial_size)", Arena, layout, rule)
+        if a is not None:
+            exercise(a, requests, [])
+
+    prop()
+
+
+def exercise(a, requests, probes):
+    """sys_alloc, contains, verify and close on ``a`` under the contract; closes ``a``."""
+    try:
+        for n in requests:
+            p, exc = answered("Arena.sys_alloc(n)", a.sys_alloc, n)
+            if isinstance(exc, (TypeError, ValueError)):
+                # Only for a bad n: never for a valid request the space cannot hold (that is None).
+                try:
+                    k = operator.index(n)
+                    bad = k <= 0 or k % a.layout.page_size or k > a.layout.max_mem
+                except Exception:
+                    bad = True
+                expect_ok(bad and " n " in f" {exc} ", f"sys_alloc({n!r}) on {a!r}: {exc!r}, but n is valid (or unnamed)")
+            if p is not None:
+                expect_ok(isinstance(p, int) and p % a.layout.page_size == 0, f"sys_alloc({n!r}) -> {p!r}")
+                expect_ok(a.contains(p), f"sys_alloc({n!r}) -> {p:#x}, not heap")
+                poke(p, b"\xa5" * 8)
+                expect_ok(peek(p, 8) == b"\xa5" * 8, "allocated memory does not keep its bytes")
+        for addr in probes:
+            r, _ = answered("Arena.contains(addr)", a.contains, addr)
+            expect_ok(r is None or isinstance(r, bool), f"contains({addr!r}) -> {r!r}")
+        found, _ = answered("check.verify(a)", verify, a)
+        expect_ok(a.rule == "legacy" or found == [], f"{a!r}: {found}")
+        answered("check.verify_or_raise(a)", verify_or_raise, a)
+    finally:
+        answered("Arena.close()", a.close)
+    answered("Arena.close()", a.close)
+    for call, args in (("Arena.sys_alloc(n)", (a.sys_alloc, PAGE)), ("Arena.contains(addr)", (a.contains, 0)),
+                       ("check.verify(a)", (verify, a))):
+        _, exc = answered(call, *args)
+        expect_ok(isinstance(exc, ArenaClosed), f"{call} after close: {exc!r}")
+
+
+@group
+def arenas(examples):
+    memory_choice = mostly(st.one_of(
+        st.just(None), memories(),
+        st.builds(lambda m, ans: ("scripted", m, ans), memories(),
+                  st.lists(st.one_of(st.none(), st.just(NO_ROOM), errnos.map(Fail)), max_size=6)),
+    ), 6)
+    layout_choice = mostly(layouts_valid, 6)
+    start_choice = st.integers(0, 8).flatmap(lambda k: st.none() if k > 2 else anything if k == 0 else st.sampled_from(
+        [0x40000000, 0x80000000, 0xC0000000, 0xF0000000, 0xFFE00000, 0x3000000000]))
+    size_choice = st.integers(0, 8).flatmap(lambda k: st.none() if k > 2 else anything if k == 0 else st.sampled_from(
+        [0, 8192, 16 * MiB, 128 * MiB, 2**32 - 8192, 2**39 - 8192]))
+
+    @settings(max_examples=examples, **SETTINGS)
+    @given(layout_choice, mostly(st.sampled_from(arena.RULES), 6), memory_choice, start_choice, size_choice,
+           st.lists(arena_sizes, max_size=12),
+           st.lists(addresses(), max_size=4))
+    def prop(layout, rule, memory, start, initial_size, requests, probes):
+        if isinstance(memory, tuple) and memory[:1] == ("scripted",):
+            memory = ScriptedMemory(memory[1], memory[2])
+        before = reservations()
+        a, _ = answered("Arena(layout, rule, memory, start, initial_size)", Arena, layout, rule, memory, start, initial_size)
+        if a is not None:
+            exercise(a, requests, probes)
+        leaked = reservations() - before
+        expect_ok(not leaked, f"mappings left behind: {sorted(leaked)}")
+
+    prop()
+
+
+@group
+def testing_helpers(examples):
+    ops = st.sampled_from(["reserve", "reserve_exact", "commit", "decommit", "release"])
+
+    @settings(max_examples=examples, **SETTINGS)
+    @given(st.one_of(memories(), anything), st.lists(anything, max_size=3), st.sampled_from(["scripted", "crowd", "peek"]),
+           st.lists(st.tuples(ops, addresses(), sizes), max_size=4), mostly(ops, 2), mostly(errnos, 2),
+           st.one_of(addresses(), st.integers(-16, 80).map(lambda k: OWNER.buffer[0] + k * 1024)),
+           st.one_of(sizes, st.integers(0, 64), st.integers(0, 2**17)), mostly(st.binary(max_size=2048)))
+    def prop(inner, answers, what, calls, fail_op, code, addr, size, data):
+        try:
+            if what == "scripted":
+                s, _ = answered("ScriptedMemory(inner, answers)", ScriptedMemory, inner, answers)
+                if s is None:
+                    s, _ = answered("ScriptedMemory(inner, answers)", ScriptedMemory, OWNER.memory32 if sysmem.NATIVE_BITS == 64 else OWNER.memory)
+                answered("ScriptedMemory.fail_next(op, errno)", s.fail_next, fail_op, code)
+                name = "ScriptedMemory.reserve/reserve_exact/commit/decommit/release"
+                for op, a, n in calls:
+                    if op in ("commit", "decommit", "release") and not OWNER.may_touch(a, n):
+                        continue
+                    p, _ = answered(name, getattr(s, op), a, n)
+                    if op.startswith("reserve"):
+                        OWNER.track(s, p, n)
+            elif what == "crowd":
+                mem = OWNER.memory32 if sysmem.NATIVE_BITS == 64 else OWNER.memory
+                crowd = Crowd(mem)
+                try:
+                    name = "Crowd.occupy(addr, size) / Crowd.fill(low, high, holes)"
+                    answered(name, crowd.occupy, addr, size)
+                    low = addr if not isinstance(addr, int) else max(addr, 0x40000000 - 64 * MiB)
+                    answered(name, crowd.fill, low, low if not isinstance(low, int) else min(low + 64 * MiB, 0x40000000 + 64 * MiB), answers)
+                finally:
+                    crowd.release()
+            else:
+                # peek/poke: any argument, since they now refuse what is not mapped.
+                r, _ = answered("testing.peek(addr, size) / poke(addr, data)", peek, addr, size)
+                expect_ok(r is None or (isinstance(r, bytes) and len(r) == operator.index(size)), f"peek -> {r!r}")
+                if OWNER.may_touch(addr, len(data) if isinstance(data, bytes) else 1):
+                    answered("testing.peek(addr, size) / poke(addr, data)", poke, addr, data)
+        finally:
+            OWNER.reset()
+
+    prop()
+
+
+def selftest_crash(examples):
+    """Proof the harness sees a crash: read an unmapped page."""
+    import ctypes
+
+    ctypes.string_at(4096, 1)  # page 1: never mapped
+
+
+def main(argv=None) -> int:
+    global OWNER
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--selftest-crash", action="store_true")
+    parser.add_argument("--stats", action="store_true", help="count the answers of each callable")
+    parser.add_argument("groups", nargs="*", default=list(GROUPS))
+    args = parser.parse_args(argv)
+    if args.selftest_crash:
+        selftest_crash(0)
+    OWNER = Owner()
+    print(f"backend {type(OWNER.memory).__name__}; contract: {len(CONTRACT)} callables", flush=True)
+    failed = False
+    for name in args.groups:
+        try:
+            GROUPS[name](args.examples)
+            print(f"{name}: ok", flush=True)
+        except Exception:
+            failed = True
+            print(f"{name}: CONTRACT BROKEN", flush=True)
+            traceback.print_exc()
+    for addr, size, mem in OWNER.sandboxes:
+        mem.release(addr, size)
+    if args.stats:
+        for key in sorted(STATS):
+            print(f"  {STATS[key]:6d}  {key}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Threads: several threads calling sys_alloc at once get disjoint allocations, and verify is clean."""
+import threading
+
+import pytest
+
+import arena
+from arena import sysmem
+from arena.check import verify
+from arena.testing import peek, poke
+
+from hardening_util import SMALL32, SMALL64
+
+THREADS = 8
+CALLS = 200
+
+
+@pytest.mark.parametrize("layout", [SMALL32] + ([SMALL64] if sysmem.NATIVE_BITS == 64 else []), ids=lambda l: l.name.replace(" ", "-"))
+@pytest.mark.parametrize("rule", arena.RULES)
+def test_concurrent_sys_alloc(rule, layout):
+    got = [[] for _ in range(THREADS)]
+    errors = []
+    start = threading.Barrier(THREADS)
+
+    with arena.Arena(layout, rule) as a:
+        def work(k):
+            try:
+                start.wait()
+                for i in range(CALLS):
+                    n = layout.page_size * (1 + (i * 7 + k) % 16)
+                    p = a.sys_alloc(n)
+                    if p is not None:
+                        poke(p, k.to_bytes(2, "little") * (n // 2))
+                        got[k].append((p, n))
+                    if i % 50 == 0:
+                        a.contains(p or 0)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        spans = sorted((p, p + n, k) for k in range(THREADS) for p, n in got[k])
+        assert len(spans) == sum(map(len, got)) > THREADS * CALLS // 2
+        for (a0, a1, _), (b0, b1, _) in zip(spans, spans[1:]):
+            assert a1 <= b0, f"[{a0:#x}, {a1:#x}) overlaps [{b0:#x}, {b1:#x})"
+        # Each thread's bytes are still its own: nobody wrote into another's allocation.
+        for p, end, k in spans:
+            assert peek(p, end - p) == k.to_bytes(2, "little") * ((end - p) // 2)
+        assert sorted(a.allocations) == [(p, end - p) for p, end, _ in spans]
+        assert rule == "legacy" or verify(a) == []
