@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The whole suite runs once per backend, msgpack-style; ARENA_BACKEND=... picks one.
 BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 
-.PHONY: help install demo test test32 bench32 docker32 clean
+.PHONY: help install demo test bench bench-quick test32 bench32 docker32 clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +27,18 @@ test: install ## Run the test suite once per backend (cffi, ctypes)
 		ARENA_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed ## Benchmark the OS layer, arena growth and allocation, and scale against the C limit (< 5 min)
+	$(MAKE) -C benchmarks
+	$(PY) benchmarks/run.py
+
+bench-quick: $(VENV)/.bench-installed ## The benchmark in quick mode (< 60 s), as CI runs it
+	$(MAKE) -C benchmarks
+	$(PY) benchmarks/run.py --quick
+
 test32: ## Run the tests as a 32-bit i386 program (Docker if an engine answers, else a debootstrap root; needs root)
 	tools/i386.sh test
 
@@ -39,4 +51,5 @@ docker32: ## Run the tests in the i386 Docker image (docker/Dockerfile.i386)
 clean: ## Remove .venv, build products and caches
 	rm -rf $(VENV) build *.egg-info arena/_native*.so arena/_native.c arena/_native.o \
 		.pytest_cache .hypothesis
+	$(MAKE) -C benchmarks clean
 	find . -name __pycache__ -prune -exec rm -rf {} +

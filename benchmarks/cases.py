@@ -1,0 +1,281 @@
+"""Every benchmark case, as one pyperf script; run.py runs it once per round.
+
+Names are ``group/layout/case/variant``: group is os, growth, alloc or scale;
+layout 32 or 64; variant C (the C limit), cffi, ctypes, mmap (the standard
+library) or arena-cffi/arena-ctypes. Each worker process runs one case: all
+set-up (memory layers, hints, ballast) happens lazily in the worker, and
+everything a Python case does untimed (arena creation, close()) its C twin
+also does untimed.
+
+    python benchmarks/cases.py [--quick] [pyperf options] -o out.json
+"""
+from __future__ import annotations
+
+import dataclasses
+import mmap
+import sys
+from pathlib import Path
+from time import perf_counter
+
+# The work tree's package, not whatever an older editable install points at.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+import pyperf  # noqa: E402
+
+import climit  # noqa: E402
+import space  # noqa: E402
+from arena import LAYOUT_32, LAYOUT_64, Arena, sysmem  # noqa: E402
+
+KiB, MiB = 1 << 10, 1 << 20
+LAYOUTS = {32: LAYOUT_32, 64: LAYOUT_64}
+BACKENDS = {"cffi": sysmem.CffiMemory, "ctypes": sysmem.CtypesMemory}
+OS_SIZES = (64 * KiB, 256 * MiB)
+ALLOC_SIZES = {False: (8 * KiB, 64 * KiB, 1 * MiB), True: (8 * KiB, 1 * MiB)}
+SCALE_LEVELS = {False: (100, 1_000, 10_000, 60_000), True: (100, 10_000)}
+# sys_alloc(16 KiB) on the fallback path maps round(n, 8K) + 8K = 24 KiB; the
+# spare 8 KiB is too small for the next 16 KiB request, so every call falls back.
+SCALE_ALLOC = 16 * KiB
+SCALE_SIZE = SCALE_ALLOC + 8 * KiB
+# LAYOUT_32 in which every sys_alloc takes the fallback path: no arena after the
+# metadata, and a growth step so large that growing always passes the top of
+# the space ("beyond-max-mem"), the one refusal after which Go 1.8 falls back.
+LAYOUT_32_FALLBACK = dataclasses.replace(
+    LAYOUT_32, name="32-bit fallback-only", first_sizes=(0,), growth_step=0xFFF00000
+)
+
+_memories: dict = {}
+
+
+def memory(bits: int, backend: str) -> sysmem.Memory:
+    key = (bits, backend)
+    if key not in _memories:
+        _memories[key] = BACKENDS[backend](bits)
+    return _memories[key]
+
+
+def size_name(size: int) -> str:
+    return f"{size // MiB}MiB" if size >= MiB else f"{size // KiB}KiB"
+
+
+# -- 1. OS layer: reserve + release pairs with a hint --------------------------
+
+def os_layer(loops, bits, backend, size):
+    mem = memory(bits, backend)
+    hint = space.free_hint(mem, size)
+    space.check_hint_taken(mem, hint, size)
+    reserve, release = mem.reserve, mem.release
+    t0 = perf_counter()
+    for _ in range(loops):
+        release(reserve(hint, size), size)
+    return perf_counter() - t0
+
+
+def os_mmap(loops, size):
+    # Exactly what a user of the standard library writes; it takes no hint and
+    # its default flags are MAP_SHARED, so the kernel also sets up a shmem file.
+    new = mmap.mmap
+    t0 = perf_counter()
+    for _ in range(loops):
+        new(-1, size, prot=0).close()
+    return perf_counter() - t0
+
+
+def os_c(loops, bits, size):
+    mem = memory(bits, "cffi")
+    hint = space.free_hint(mem, size)
+    # The confined layer takes a hint with MAP_FIXED_NOREPLACE: the same syscall.
+    return climit.pair(loops, hint, size, mem.confined)
+
+
+# -- 2. Arena growth: each sys_alloc needs a new contiguous reservation --------
+
+def _fill(a: Arena) -> int:
+    """Use up the arena's first block so the next sys_alloc of a growth step must grow."""
+    layout = a.layout
+    rest = a.arena_end - a.arena_alloc - layout.page_size
+    if rest > 0 and a.sys_alloc(rest) is None:
+        raise RuntimeError("cannot fill the first block")
+    return layout.growth_step - layout.page_size  # n: p_size = round(n + page, step) = step
+
+
+_growth_plan: dict = {}
+
+
+def growth_plan(bits: int) -> tuple[int, int]:
+    """``(batch, base)``: contiguous growths one arena can make (at most 16) and where C may redo them."""
+    if bits not in _growth_plan:
+        layout, mem = LAYOUTS[bits], memory(bits, "cffi")
+        with Arena(layout, memory=mem) as a:
+            n = _fill(a)
+            end, batch = a.arena_end, 0
+            while batch < 16 and a.sys_alloc(n) is not None and a.stats.contiguous == batch + 1:
+                batch += 1
+        if batch < 2:
+            raise RuntimeError(f"a {layout.name} arena can grow contiguously only {batch} times here")
+        # Leave one step of room, as the arena's own first block did.
+        _growth_plan[bits] = (batch - 1, end - layout.growth_step)
+    return _growth_plan[bits]
+
+
+def growth_arena(loops, bits, backend):
+    layout, mem = LAYOUTS[bits], memory(bits, backend)
+    batch, _ = growth_plan(bits)
+    total, done = 0.0, 0
+    while done < loops:
+        k = min(batch, loops - done)
+        a = Arena(layout, memory=mem)
+        n = _fill(a)
+        sys_alloc = a.sys_alloc
+        t0 = perf_counter()
+        for _ in range(k):
+            sys_alloc(n)
+        total += perf_counter() - t0
+        grown = a.stats.contiguous
+        a.close()
+        if grown != k:
+            raise RuntimeError(f"expected {k} contiguous growths, the arena made {grown}")
+        done += k
+    return total
+
+
+def growth_c(loops, bits):
+    layout, mem = LAYOUTS[bits], memory(bits, "cffi")
+    batch, base = growth_plan(bits)
+    step = layout.growth_step
+    return climit.growth(loops, base, step, step - layout.page_size, mem.confined, batch)
+
+
+# -- 3. Arena allocation: commits from an existing reservation -----------------
+
+def alloc_arena(loops, bits, backend, size):
+    layout, mem = LAYOUTS[bits], memory(bits, backend)
+    total, done = 0.0, 0
+    while done < loops:
+        a = Arena(layout, memory=mem)
+        k = min((a.arena_end - a.arena_alloc) // size, loops - done)
+        sys_alloc = a.sys_alloc
+        t0 = perf_counter()
+        for _ in range(k):
+            sys_alloc(size)
+        total += perf_counter() - t0
+        a.close()
+        done += k
+    return total
+
+
+def alloc_c(loops, bits, size):
+    layout, mem = LAYOUTS[bits], memory(bits, "cffi")
+    with Arena(layout, memory=mem) as a:
+        span = a.arena_end - a.arena_alloc
+    hint = space.free_hint(mem, span)
+    return climit.commit(loops, hint, span, size, mem.confined)
+
+
+# -- 4. Scale: one operation's cost with 100 ... 60,000 live regions -----------
+
+_ballast = None
+
+
+def _ballast_to(level: int, slack: int = 0) -> None:
+    global _ballast
+    if _ballast is None:
+        # Below 4 GiB, so the 32-bit layout's placement must step over them.
+        _ballast = space.ballast_to(level, sysmem.COMPAT_TASK_SIZE, slack)
+
+
+def scale_pair(loops, level, bits, backend):
+    """A reservation anywhere and its release: a fallback mapping's syscalls."""
+    _ballast_to(level)
+    mem = memory(bits, backend)
+    reserve, release = mem.reserve, mem.release
+    t0 = perf_counter()
+    for _ in range(loops):
+        release(reserve(0, SCALE_SIZE), SCALE_SIZE)
+    return perf_counter() - t0
+
+
+def scale_c(loops, level):
+    _ballast_to(level)
+    return climit.pair(loops, 0, SCALE_SIZE, False)
+
+
+_scale_arena = None
+
+
+def scale_arena(loops, level):
+    """sys_alloc(16 KiB) through the fallback path. Each adds two mappings (the
+    committed page and the spare one do not merge), so the arena is replaced,
+    untimed, every ``level // 20`` calls: the count stays within 10 % of level."""
+    global _scale_arena
+    per_arena = max(4, min(level // 20, 500))
+    _ballast_to(level, per_arena)
+    mem = memory(32, "cffi")
+    total, done = 0.0, 0
+    while done < loops:
+        if _scale_arena is None or _scale_arena.stats.fallbacks >= per_arena:
+            if _scale_arena is not None:
+                _scale_arena.close()
+            _scale_arena = Arena(LAYOUT_32_FALLBACK, memory=mem)
+        a = _scale_arena
+        k = min(per_arena - a.stats.fallbacks, loops - done)
+        sys_alloc, before = a.sys_alloc, a.stats.fallbacks
+        t0 = perf_counter()
+        for _ in range(k):
+            sys_alloc(SCALE_ALLOC)
+        total += perf_counter() - t0
+        if a.stats.fallbacks - before != k:
+            raise RuntimeError(f"{k} sys_alloc calls made {a.stats.fallbacks - before} fallback mappings")
+        done += k
+    return total
+
+
+# -- the list ------------------------------------------------------------------
+
+def cases(quick: bool):
+    """``(name, time_func, args)`` in run order: each C limit right before its Python variants."""
+    layouts = (32,) if sysmem.NATIVE_BITS == 32 else (32, 64)
+    for bits in layouts:
+        for size in OS_SIZES:
+            stem = f"os/{bits}/{size_name(size)}"
+            yield f"{stem}/C", os_c, (bits, size)
+            for backend in BACKENDS:
+                yield f"{stem}/{backend}", os_layer, (bits, backend, size)
+            yield f"{stem}/mmap", os_mmap, (size,)
+    for bits in layouts:
+        stem = f"growth/{bits}/256MiB"
+        yield f"{stem}/C", growth_c, (bits,)
+        for backend in BACKENDS:
+            yield f"{stem}/arena-{backend}", growth_arena, (bits, backend)
+    for bits in layouts:
+        for size in ALLOC_SIZES[quick]:
+            stem = f"alloc/{bits}/{size_name(size)}"
+            yield f"{stem}/C", alloc_c, (bits, size)
+            for backend in BACKENDS:
+                yield f"{stem}/arena-{backend}", alloc_arena, (bits, backend, size)
+    for level in SCALE_LEVELS[quick]:
+        stem = f"scale/32/{level}"
+        yield f"{stem}/C", scale_c, (level,)
+        if 64 in layouts:
+            yield f"scale/64/{level}/cffi", scale_pair, (level, 64, "cffi")
+        yield f"{stem}/cffi", scale_pair, (level, 32, "cffi")
+        yield f"{stem}/arena-cffi", scale_arena, (level,)
+
+
+def main() -> None:
+    def worker_args(cmd, args):
+        # Workers pick their case by index: they must build the same list.
+        cmd.extend((["--quick"] if args.quick else []) + (["--only", args.only] if args.only else []))
+
+    runner = pyperf.Runner(add_cmdline_args=worker_args)
+    runner.argparser.add_argument("--quick", action="store_true", help="fewer sizes and scale levels")
+    runner.argparser.add_argument("--only", default="", help="run only cases whose name contains this")
+    args = runner.parse_args()
+    runner.metadata["arena_layouts"] = "32,64" if sysmem.NATIVE_BITS == 64 else "32"
+    runner.metadata["arena_native_bits"] = sysmem.NATIVE_BITS
+    for name, func, fargs in cases(args.quick):
+        if args.only in name:
+            runner.bench_time_func(name, func, *fargs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""From a pyperf suite to what people read: the table, the summary JSON and the chart.
+
+    python benchmarks/report.py benchmarks/results/bench.json [--out-dir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from collections import defaultdict
+from pathlib import Path
+
+import pyperf
+
+# The issue's goals: reported, never asserted.
+GOALS = {
+    "os": ("OS layer, cffi: share of the C limit", 0.80, ">="),
+    "growth": ("arena growth (fixed rule), cffi: share of the C limit", 0.60, ">="),
+    "cffi/ctypes": ("cffi backend / ctypes backend speed", 1.30, ">="),
+    "scale": ("cost per op at the top level / at 100 regions", 1.25, "<="),
+}
+VARIANTS = ("C", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes")
+
+
+def load(path: Path) -> dict:
+    """``{(group, layout, case, variant): mean seconds}`` and the machine, from a pyperf suite."""
+    suite = pyperf.BenchmarkSuite.load(str(path))
+    times, meta = {}, {}
+    for bench in suite.get_benchmarks():
+        group, layout, case, variant = bench.get_name().split("/")
+        times[group, int(layout), case, variant] = (bench.mean(), bench.stdev() if bench.get_nvalue() > 1 else 0.0)
+        meta = meta or bench.get_metadata()
+    return {"times": times, "meta": meta}
+
+
+def machine(meta: dict) -> dict:
+    try:
+        max_map_count = int(Path("/proc/sys/vm/max_map_count").read_text())
+    except OSError:
+        max_map_count = None
+    return {
+        "cpu": meta.get("cpu_model_name", platform.processor()),
+        "cpus": meta.get("cpu_count", os.cpu_count()),
+        "platform": meta.get("platform", platform.platform()),
+        "python": meta.get("python_version", platform.python_version()),
+        "pointer_bits": meta.get("arena_native_bits"),
+        "vm.max_map_count": max_map_count,
+        "date": meta.get("date"),
+    }
+
+
+def rows(times: dict) -> list[dict]:
+    """One row per Python variant of the os, growth and alloc cases, with its ratios."""
+    out = []
+    cases = sorted({k[:3] for k in times if k[0] != "scale"}, key=lambda k: (["os", "growth", "alloc"].index(k[0]), k[1], _bytes(k[2])))
+    for group, layout, case in cases:
+        c = times.get((group, layout, case, "C"))
+        for variant in VARIANTS:
+            t = times.get((group, layout, case, variant))
+            if t is None:
+                continue
+            row = {"group": group, "layout": layout, "case": case, "variant": variant,
+                   "ns_per_op": t[0] * 1e9, "stdev_ns": t[1] * 1e9, "ops_per_s": 1 / t[0]}
+            row["ratio_to_c"] = c[0] / t[0] if c else None
+            twin = {"cffi": "ctypes", "arena-cffi": "arena-ctypes"}.get(variant)
+            other = times.get((group, layout, case, twin)) if twin else None
+            row["cffi_over_ctypes"] = other[0] / t[0] if other else None
+            out.append(row)
+    return out
+
+
+def scale(times: dict) -> dict:
+    """``{"layout/variant": {level: ns per op}}`` for the scale cases."""
+    series = defaultdict(dict)
+    for (group, layout, case, variant), t in times.items():
+        if group == "scale":
+            series[f"{layout}/{variant}"][int(case)] = t[0] * 1e9
+    return {k: dict(sorted(v.items())) for k, v in sorted(series.items())}
+
+
+def goals(table: list[dict], curves: dict) -> list[dict]:
+    out = []
+
+    def add(key, what, value):
+        label, goal, op = GOALS[key]
+        met = value >= goal if op == ">=" else value <= goal
+        # How far from the goal, as a share of it: positive = headroom, negative = missed by.
+        margin = (value / goal - 1) if op == ">=" else (goal / value - 1)
+        out.append({"goal": label, "case": what, "target": f"{op} {goal}", "measured": round(value, 3),
+                    "met": met, "margin": f"{margin:+.0%}"})
+
+    for r in table:
+        where = f"{r['group']}/{r['layout']}/{r['case']}"
+        if r["group"] == "os" and r["variant"] == "cffi":
+            add("os", where, r["ratio_to_c"])
+        if r["group"] == "growth" and r["variant"] == "arena-cffi":
+            add("growth", where, r["ratio_to_c"])
+        if r["group"] == "os" and r["cffi_over_ctypes"] is not None:
+            add("cffi/ctypes", f"{where}/{r['variant']}", r["cffi_over_ctypes"])
+    for name, curve in curves.items():
+        if len(curve) > 1 and not name.endswith("/C"):
+            lo, hi = min(curve), max(curve)
+            add("scale", f"scale/{name} {hi} vs {lo}", curve[hi] / curve[lo])
+    return out
+
+
+def _bytes(case: str) -> int:
+    return int(case[:-3]) << (20 if case.endswith("MiB") else 10)
+
+
+def _ratio(x):
+    return "" if x is None else f"{x:.2f}"
+
+
+def table_text(table: list[dict], curves: dict, checks: list[dict], where: dict) -> str:
+    lines = [f"Machine: {where['cpu']}, {where['cpus']} CPUs, {where['platform']}, Python {where['python']}, "
+             f"{where['pointer_bits']}-bit process, vm.max_map_count={where['vm.max_map_count']}", ""]
+    lines.append("| layout | case | variant | ops/s | ns/op | ratio to C | cffi/ctypes |")
+    lines.append("|---|---|---|---:|---:|---:|---:|")
+    for r in table:
+        lines.append(f"| {r['layout']}-bit | {r['group']} {r['case']} | {r['variant']} | {r['ops_per_s']:,.0f} | "
+                     f"{r['ns_per_op']:,.0f} ± {r['stdev_ns']:,.0f} | {_ratio(r['ratio_to_c'])} | {_ratio(r['cffi_over_ctypes'])} |")
+    if curves:
+        levels = sorted({lv for c in curves.values() for lv in c})
+        lines += ["", "Scale: ns per operation with N live regions (32: 32-bit layout, 64: 64-bit)", ""]
+        lines.append("| series | " + " | ".join(f"{lv:,}" for lv in levels) + " | top/100 |")
+        lines.append("|---|" + "---:|" * (len(levels) + 1))
+        for name, c in curves.items():
+            cells = [f"{c[lv]:,.0f}" if lv in c else "" for lv in levels]
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {c[max(c)] / c[min(c)]:.2f} |")
+    lines += ["", "| goal | case | target | measured | met | margin |", "|---|---|---|---:|---|---:|"]
+    for g in checks:
+        lines.append(f"| {g['goal']} | {g['case']} | {g['target']} | {g['measured']} | {'yes' if g['met'] else '**NO**'} | {g['margin']} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(table: list[dict], curves: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [r for r in table if r["ratio_to_c"] is not None and r["variant"] != "C"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, max(5, 0.28 * len(bars) + 1.5)),
+                                   gridspec_kw={"width_ratios": [3, 2]})
+    colors = {"cffi": "tab:blue", "ctypes": "tab:orange", "mmap": "tab:gray",
+              "arena-cffi": "tab:green", "arena-ctypes": "tab:red"}
+    labels = [f"{r['group']} {r['layout']}-bit {r['case']} {r['variant']}" for r in bars]
+    y = range(len(bars))
+    ax1.barh(y, [r["ratio_to_c"] for r in bars], color=[colors[r["variant"]] for r in bars])
+    ax1.set_yticks(list(y), labels, fontsize=7)
+    ax1.invert_yaxis()
+    ax1.axvline(1.0, color="black", lw=1)
+    ax1.axvline(GOALS["os"][1], color="tab:blue", ls="--", lw=1, label="goal OS layer cffi 0.80")
+    ax1.axvline(GOALS["growth"][1], color="tab:green", ls=":", lw=1, label="goal arena growth 0.60")
+    ax1.set_xlabel("speed as a share of the C limit (1.0 = C)")
+    ax1.legend(fontsize=7, loc="lower right")
+    ax1.set_title("ratio to the C limit, same session")
+    for name, c in curves.items():
+        ax2.plot(list(c), [v / 1000 for v in c.values()], marker="o", label=name)
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("live regions (mappings in the process)")
+    ax2.set_ylabel("µs per operation")
+    ax2.set_title("scale: flat is the goal (top ≤ 1.25 × at 100)")
+    ax2.legend(fontsize=7)
+    ax2.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(suite_path: Path, out_dir: Path, stem: str = "bench") -> str:
+    data = load(suite_path)
+    where = machine(data["meta"])
+    table, curves = rows(data["times"]), scale(data["times"])
+    checks = goals(table, curves)
+    text = table_text(table, curves, checks, where)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"machine": where, "rows": table, "scale": curves, "goals": checks, "pyperf_suite": suite_path.name}
+    (out_dir / f"{stem}-summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out_dir / f"{stem}-table.md").write_text(text)
+    chart(table, curves, out_dir / f"{stem}.png",
+          f"arena benchmark ({stem}) — {where['cpu']}, {where['cpus']} CPUs, {where['platform']}")
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("suite", type=Path)
+    p.add_argument("--out-dir", type=Path)
+    args = p.parse_args()
+    stem = args.suite.stem
+    print(report(args.suite, args.out_dir or args.suite.parent, stem), end="")
+
+
+if __name__ == "__main__":
+    main()
