@@ -11,7 +11,8 @@ import operator
 import os
 import struct
 
-from ._maps import free_gaps, lowest_mappable, mappings
+from . import _gaps
+from ._maps import lowest_mappable, mappings
 
 NATIVE_BITS = struct.calcsize("P") * 8
 # A 32-bit process on an x86-64 kernel can map up to here (TASK_SIZE of a
@@ -20,8 +21,6 @@ COMPAT_TASK_SIZE = 0xFFFFE000
 # A native i386 kernel with the 3G/1G split stops here.
 _I386_TASK_SIZE = 0xC0000000
 _LOWEST_FLOOR = 0x10000
-# Another thread can take a gap between reading the maps and mapping it.
-_PLACEMENT_TRIES = 8
 
 
 def _task_size() -> int:
@@ -49,7 +48,9 @@ class Memory:
 
     ``address_bits=32`` in a 64-bit process confines every mapping below
     ``COMPAT_TASK_SIZE`` and places a refused hint top-down in the highest free
-    gap, as the kernel does for a 32-bit process.
+    gap, as the kernel does for a 32-bit process. The gaps are kept in one index
+    per process (``_gaps``), updated by every confined reserve and release:
+    release a confined mapping through a confined layer, not the native one.
     """
 
     page_size: int
@@ -69,12 +70,17 @@ class Memory:
         # builds), and root may map below the sysctl: never go under 64 KiB.
         self.lowest = max(-(-lowest_mappable() // self.page_size) * self.page_size, _LOWEST_FLOOR)
         if self.confined:
+            # Shared by every confined instance: the address space is the process's.
+            self._space = _gaps.space(self.lowest, self.limit, self.page_size)
+            # The class's unconfined methods, bound once: what the space maps and unmaps with.
+            self._raw_reserve_exact = type(self).reserve_exact.__get__(self)
+            self._raw_release = type(self).release.__get__(self)
             # Instance attributes shadow the unconfined methods of the class.
             self.reserve = self._confined_reserve
             self.reserve_exact = self._confined_reserve_exact
             self.commit = self._confined("commit")
             self.decommit = self._confined("decommit")
-            self.release = self._confined("release")
+            self.release = self._confined_release
 
     def __repr__(self) -> str:
         where = f", confined below {self.limit:#x}" if self.confined else ""
@@ -139,25 +145,16 @@ class Memory:
 
     def _confined_reserve(self, hint: int, size: int) -> int | None:
         hint, size = self.check_hint(hint, size)
-        # A hint is honoured only if its whole range is free and mappable;
-        # 0, or a hint below mmap_min_addr, means no preference.
-        if hint >= self.lowest and hint + size <= self.limit:
-            p = type(self).reserve_exact(self, hint, size)
-            if p is not None:
-                return p
-        for _ in range(_PLACEMENT_TRIES):
-            gaps = [g for g in free_gaps(mappings(below=self.limit), self.lowest, self.limit) if g[1] - g[0] >= size]
-            if not gaps:
-                return None
-            # Top-down, like the kernel's search from mmap_base.
-            p = type(self).reserve_exact(self, gaps[-1][1] - size, size)
-            if p is not None:
-                return p
-        return None
+        # The hint if free, else top-down in the highest gap that fits (see _gaps).
+        return self._space.reserve(self._raw_reserve_exact, hint, size)
 
     def _confined_reserve_exact(self, addr: int, size: int) -> int | None:
         addr, size = self.check("addr", addr, size)
-        return type(self).reserve_exact(self, addr, size)
+        return self._space.reserve_exact(self._raw_reserve_exact, addr, size)
+
+    def _confined_release(self, addr: int, size: int) -> None:
+        addr, size = self.check("addr", addr, size)
+        self._space.release(self._raw_release, addr, size)
 
     def _confined(self, op: str):
         raw = getattr(type(self), op)

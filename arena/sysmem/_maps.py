@@ -68,16 +68,19 @@ def free_gaps(maps: Iterable[Mapping], low: int, high: int) -> list[tuple[int, i
     """The unmapped ranges ``[start, end)`` inside ``[low, high)``, lowest first."""
     gaps = []
     cursor = low
-    for m in maps:
-        if m.end <= cursor:
-            continue
-        if m.start >= high:
-            break
-        if m.start > cursor:
-            gaps.append((cursor, m.start))
-        cursor = m.end
-    if cursor < high:
-        gaps.append((cursor, high))
+    try:
+        for m in maps:
+            if m.end <= cursor:
+                continue
+            if m.start >= high:
+                break
+            if m.start > cursor:
+                gaps.append((cursor, m.start))
+            cursor = m.end
+        if cursor < high:
+            gaps.append((cursor, high))
+    except (AttributeError, TypeError):
+        raise TypeError(f"free_gaps needs Mappings (from mappings()) and int bounds, got {type(maps).__name__}, {low!r}, {high!r}") from None
     return gaps
 
 
@@ -85,10 +88,13 @@ def program_extent(maps: Iterable[Mapping]) -> tuple[int, int]:
     """``(end of the executable's image, current program break)``; 0 for what is absent."""
     exe = os.readlink("/proc/self/exe")
     binary_end = brk = 0
-    for m in maps:
-        # The anonymous mapping right after the image is its .bss.
-        if m.name == exe or (not m.name and m.start == binary_end):
-            binary_end = max(binary_end, m.end)
-        elif m.name == "[heap]":
-            brk = m.end
+    try:
+        for m in maps:
+            # The anonymous mapping right after the image is its .bss.
+            if m.name == exe or (not m.name and m.start == binary_end):
+                binary_end = max(binary_end, m.end)
+            elif m.name == "[heap]":
+                brk = m.end
+    except (AttributeError, TypeError):
+        raise TypeError(f"program_extent needs Mappings (from mappings()), got {type(maps).__name__}") from None
     return binary_end, brk
