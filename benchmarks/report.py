@@ -24,12 +24,13 @@ VARIANTS = ("C", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes")
 
 
 def load(path: Path) -> dict:
-    """``{(group, layout, case, variant): mean seconds}`` and the machine, from a pyperf suite."""
+    """``{(group, layout, case, variant): (median seconds, MAD)}`` and the machine, from a pyperf suite."""
     suite = pyperf.BenchmarkSuite.load(str(path))
     times, meta = {}, {}
     for bench in suite.get_benchmarks():
         group, layout, case, variant = bench.get_name().split("/")
-        times[group, int(layout), case, variant] = (bench.mean(), bench.stdev() if bench.get_nvalue() > 1 else 0.0)
+        # Median of the repeats, with its median absolute deviation: robust to a noisy neighbour.
+        times[group, int(layout), case, variant] = (bench.median(), bench.median_abs_dev() if bench.get_nvalue() > 1 else 0.0)
         meta = meta or bench.get_metadata()
     return {"times": times, "meta": meta}
 
@@ -61,7 +62,7 @@ def rows(times: dict) -> list[dict]:
             if t is None:
                 continue
             row = {"group": group, "layout": layout, "case": case, "variant": variant,
-                   "ns_per_op": t[0] * 1e9, "stdev_ns": t[1] * 1e9, "ops_per_s": 1 / t[0]}
+                   "ns_per_op": t[0] * 1e9, "mad_ns": t[1] * 1e9, "ops_per_s": 1 / t[0]}
             row["ratio_to_c"] = c[0] / t[0] if c else None
             twin = {"cffi": "ctypes", "arena-cffi": "arena-ctypes"}.get(variant)
             other = times.get((group, layout, case, twin)) if twin else None
@@ -116,11 +117,11 @@ def _ratio(x):
 def table_text(table: list[dict], curves: dict, checks: list[dict], where: dict) -> str:
     lines = [f"Machine: {where['cpu']}, {where['cpus']} CPUs, {where['platform']}, Python {where['python']}, "
              f"{where['pointer_bits']}-bit process, vm.max_map_count={where['vm.max_map_count']}", ""]
-    lines.append("| layout | case | variant | ops/s | ns/op | ratio to C | cffi/ctypes |")
+    lines.append("| layout | case | variant | ops/s | ns/op (median ± MAD) | ratio to C | cffi/ctypes |")
     lines.append("|---|---|---|---:|---:|---:|---:|")
     for r in table:
         lines.append(f"| {r['layout']}-bit | {r['group']} {r['case']} | {r['variant']} | {r['ops_per_s']:,.0f} | "
-                     f"{r['ns_per_op']:,.0f} ± {r['stdev_ns']:,.0f} | {_ratio(r['ratio_to_c'])} | {_ratio(r['cffi_over_ctypes'])} |")
+                     f"{r['ns_per_op']:,.0f} ± {r['mad_ns']:,.0f} | {_ratio(r['ratio_to_c'])} | {_ratio(r['cffi_over_ctypes'])} |")
     if curves:
         levels = sorted({lv for c in curves.values() for lv in c})
         lines += ["", "Scale: ns per operation with N live regions (32: 32-bit layout, 64: 64-bit)", ""]

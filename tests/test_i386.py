@@ -23,7 +23,10 @@ KiB = 1 << 10
 PAGE = LAYOUT_32.page_size
 META = LAYOUT_32.metadata_size
 
-pytestmark = pytest.mark.skipif(sysmem.NATIVE_BITS != 32, reason="needs a real 32-bit process: run `make test32`")
+pytestmark = [
+    pytest.mark.skipif(sysmem.NATIVE_BITS != 32, reason="needs a real 32-bit process: run `make test32`"),
+    pytest.mark.needs_clean_space,
+]
 
 
 # -- helpers -------------------------------------------------------------------

@@ -153,6 +153,7 @@ def test_on_64_bit_the_bug_takes_two_steps(rule, sound):
             run(rule, arena.LAYOUT_64, sc)
 
 
+@pytest.mark.needs_clean_space
 def test_categories_are_really_reached():
     # Each category that can have room does get a real mapping in its window.
     with arena.Arena(arena.LAYOUT_32, start=0x80000000, initial_size=16 * MiB) as a:

@@ -72,9 +72,10 @@ class Memory:
         if self.confined:
             # Shared by every confined instance: the address space is the process's.
             self._space = _gaps.space(self.lowest, self.limit, self.page_size)
-            # The class's unconfined methods, bound once: what the space maps and unmaps with.
-            self._raw_reserve_exact = type(self).reserve_exact.__get__(self)
-            self._raw_release = type(self).release.__get__(self)
+            # The backend's unconfined calls, taken before they are shadowed:
+            # what the space maps and unmaps with.
+            self._raw_reserve_exact = self.reserve_exact
+            self._raw_release = self.release
             # Instance attributes shadow the unconfined methods of the class.
             self.reserve = self._confined_reserve
             self.reserve_exact = self._confined_reserve_exact
@@ -157,11 +158,11 @@ class Memory:
         self._space.release(self._raw_release, addr, size)
 
     def _confined(self, op: str):
-        raw = getattr(type(self), op)
+        raw = getattr(self, op)
 
         def call(addr: int, size: int) -> None:
             addr, size = self.check("addr", addr, size)
-            raw(self, addr, size)
+            raw(addr, size)
 
         call.__name__ = op
         return call

@@ -1,6 +1,8 @@
 """The OS layer over the compiled shim (``arena._native``): integers in, integers out."""
 from __future__ import annotations
 
+from typing import Callable
+
 from ._base import NATIVE_BITS, Memory
 
 # A uintptr_t result at or above this is -code: the top page is never mapped.
@@ -19,32 +21,64 @@ def _load():
     return _lib
 
 
+def _returns_address(memory: Memory, fn: Callable[[int, int], int], op: str) -> Callable[[int, int], int | None]:
+    """``memory.<op>`` over a shim call that returns an address or -code.
+
+    A closure kept on the instance, not a method: on the hot path a call is the
+    shim call and one comparison, with no method binding or attribute lookups.
+    """
+    failed, check_hint = memory.failed, memory.check_hint
+
+    def call(hint: int, size: int) -> int | None:
+        try:
+            p = fn(hint, size)
+        except (TypeError, OverflowError):
+            # Raises naming the argument; what passes is an int-like (__index__)
+            # that cffi does not convert itself, as ctypes does: call with ints.
+            hint, size = check_hint(hint, size)
+            p = fn(hint, size)
+        if p < _FAILED:
+            return p
+        return failed(op, _WRAP - p, "hint", hint, size)
+
+    call.__name__ = op
+    return call
+
+
+def _returns_code(memory: Memory, fn: Callable[[int, int], int], op: str) -> Callable[[int, int], None]:
+    """``memory.<op>`` over a shim call that returns 0 or a code (see ``_returns_address``)."""
+    failed, check = memory.failed, memory.check
+
+    def call(addr: int, size: int) -> None:
+        try:
+            code = fn(addr, size)
+        except (TypeError, OverflowError):
+            addr, size = check("addr", addr, size)
+            code = fn(addr, size)
+        if code:
+            failed(op, code, "addr", addr, size)
+
+    call.__name__ = op
+    return call
+
+
 class CffiMemory(Memory):
-    """Real mmap/mprotect/madvise/munmap through the cffi shim (API mode)."""
+    """Real mmap/mprotect/madvise/munmap through the cffi shim (API mode).
+
+    ``reserve``, ``commit``, ``decommit`` and ``release`` are closures set on
+    the instance (see ``_returns_address``); their contract is the one in
+    ``arena.sysmem``'s README table.
+    """
 
     def __init__(self, address_bits: int | None = None) -> None:
         lib = _load()
         self.page_size = lib.shim_page_size()
-        # Bound once: an attribute of the instance is the cheapest lookup on the hot path.
-        self._reserve = lib.shim_reserve
         self._reserve_exact = lib.shim_reserve_exact
-        self._commit = lib.shim_commit
-        self._decommit = lib.shim_decommit
-        self._release = lib.shim_release
+        self.reserve = _returns_address(self, lib.shim_reserve, "reserve")
+        self.commit = _returns_code(self, lib.shim_commit, "commit")
+        self.decommit = _returns_code(self, lib.shim_decommit, "decommit")
+        self.release = _returns_code(self, lib.shim_release, "release")
         super().__init__(address_bits)
-
-    def reserve(self, hint: int, size: int) -> int | None:
-        """Reserve ``size`` bytes PROT_NONE near ``hint`` (0: anywhere); ``None`` if there is no room."""
-        try:
-            p = self._reserve(hint, size)
-        except (TypeError, OverflowError):
-            # Raises naming the argument; what passes is an int-like (__index__)
-            # that cffi does not convert itself, as ctypes does: call with ints.
-            hint, size = self.check_hint(hint, size)
-            p = self._reserve(hint, size)
-        if p < _FAILED:
-            return p
-        return self.failed("reserve", _WRAP - p, "hint", hint, size)
 
     def reserve_exact(self, addr: int, size: int) -> int | None:
         """Reserve exactly ``[addr, addr+size)``; ``None`` if any of it is taken or there is no room."""
@@ -60,33 +94,3 @@ class CffiMemory(Memory):
         if p < _FAILED:
             return p
         return self.failed("reserve_exact", _WRAP - p, "addr", addr, size)
-
-    def commit(self, addr: int, size: int) -> None:
-        """Make ``[addr, addr+size)`` of a reservation readable and writable."""
-        try:
-            code = self._commit(addr, size)
-        except (TypeError, OverflowError):
-            addr, size = self.check("addr", addr, size)
-            code = self._commit(addr, size)
-        if code:
-            self.failed("commit", code, "addr", addr, size)
-
-    def decommit(self, addr: int, size: int) -> None:
-        """Give the pages of ``[addr, addr+size)`` back and make them PROT_NONE again."""
-        try:
-            code = self._decommit(addr, size)
-        except (TypeError, OverflowError):
-            addr, size = self.check("addr", addr, size)
-            code = self._decommit(addr, size)
-        if code:
-            self.failed("decommit", code, "addr", addr, size)
-
-    def release(self, addr: int, size: int) -> None:
-        """Unmap ``[addr, addr+size)``."""
-        try:
-            code = self._release(addr, size)
-        except (TypeError, OverflowError):
-            addr, size = self.check("addr", addr, size)
-            code = self._release(addr, size)
-        if code:
-            self.failed("release", code, "addr", addr, size)
