@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import operator
 import threading
 from typing import NamedTuple
@@ -71,6 +72,12 @@ class Stats:
     noncontiguous: int = 0
     rejections: int = 0
     fallbacks: int = 0
+
+
+@functools.cache
+def _binary_end() -> int:
+    """Where the executable's image ends: it does not move, so the maps are read once."""
+    return sysmem.program_extent(sysmem.mappings())[0]
 
 
 def _round_up(x: int, a: int) -> int:
@@ -198,8 +205,8 @@ class Arena:
 
     def _first_hint(self, total: int) -> int:
         """Go's 32-bit rule: 256 KiB above the binary, rounded to 1 MiB; above the brk if that falls inside."""
-        limit = self.memory.limit
-        binary_end, brk = sysmem.program_extent(sysmem.mappings())
+        limit, brk = self.memory.limit, sysmem.program_break()
+        binary_end = _binary_end()
         # On a 64-bit host nothing of the binary lies in a 32-bit space: start low.
         binary_end = binary_end if binary_end < limit else 0
         p = _round_up(binary_end + (1 << 18), MiB)

@@ -1,6 +1,7 @@
 """This process's mappings, read from /proc/self/maps directly."""
 from __future__ import annotations
 
+import ctypes
 import os
 from typing import Iterable, NamedTuple
 
@@ -82,6 +83,16 @@ def free_gaps(maps: Iterable[Mapping], low: int, high: int) -> list[tuple[int, i
     except (AttributeError, TypeError):
         raise TypeError(f"free_gaps needs Mappings (from mappings()) and int bounds, got {type(maps).__name__}, {low!r}, {high!r}") from None
     return gaps
+
+
+_sbrk = ctypes.CDLL(None).sbrk
+_sbrk.argtypes = [ctypes.c_ssize_t]
+_sbrk.restype = ctypes.c_void_p
+
+
+def program_break() -> int:
+    """The current program break, ``sbrk(0)``: the brk without reading the maps."""
+    return _sbrk(0) or 0
 
 
 def program_extent(maps: Iterable[Mapping]) -> tuple[int, int]:
