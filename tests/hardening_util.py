@@ -8,15 +8,10 @@ import mmap
 from arena import LAYOUT_32, LAYOUT_64, sysmem
 from arena.layout import MiB
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_mmap = _libc.mmap
-_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_mmap.restype = ctypes.c_void_p
-_mprotect = _libc.mprotect
-_mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_munmap = _libc.munmap
-_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_MAP_FIXED_NOREPLACE = 0x100000
+# libc's own calls as the ctypes backend declares them: foreign mappings are
+# made with them directly, not through the OS layer.
+from arena.sysmem._ctypes import _MAP_FIXED_NOREPLACE, _mmap, _mprotect, _munmap
+
 
 # Cheap layouts: small first reservations and growth steps, so a cycle or a
 # growth costs a few syscalls.
