@@ -58,13 +58,25 @@ class Scenario(NamedTuple):
     trace: trace.Trace | None
 
 
+def _replaying(path: str, t: trace.Trace, layout: Layout) -> Callable[[str], Replay]:
+    """One rule's replay of ``t``; a trace this process cannot replay is a usage error."""
+
+    def start(rule: str) -> Replay:
+        try:
+            return trace.replay(t, rule, layout)
+        except (trace.TraceError, trace.ReplayError) as exc:
+            raise UsageError(f"{path}: {exc}") from None
+
+    return start
+
+
 def _scenario(args: argparse.Namespace) -> Scenario:
     layout = trace.LAYOUTS[args.layout] if args.layout else None
     path = getattr(args, "trace", None)
     if path:
         t = _load(path)
         layout = layout or t.layout
-        return Scenario(layout, _rules(args.rule, t.rule), lambda rule: trace.replay(t, rule, layout),
+        return Scenario(layout, _rules(args.rule, t.rule), _replaying(path, t, layout),
                         f"replay of {os.path.basename(path)}", t)
     layout = layout or trace.LAYOUTS["32"]
     return Scenario(layout, _rules(args.rule, "all"), lambda rule: demo.replay_20259(rule, layout),
@@ -118,14 +130,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     layout, rules, start, title, t = _scenario(args)
     outcomes, diverged = [], []
-    try:
-        for r in _live(rules, start):
-            outcomes.append(observe(r))
-            # Only a replay under the recorded rule and layout should repeat the recorded decisions.
-            same = r.arena.rule == t.rule and layout == t.layout and t.recorded is not None
-            diverged.append(trace.divergence(t, r.arena) if same else "not compared")
-    except (trace.TraceError, trace.ReplayError) as exc:
-        raise UsageError(f"{args.trace}: {exc}") from None
+    for r in _live(rules, start):
+        outcomes.append(observe(r))
+        # Only a replay under the recorded rule and layout should repeat the recorded decisions.
+        same = r.arena.rule == t.rule and layout == t.layout and t.recorded is not None
+        diverged.append(trace.divergence(t, r.arena) if same else "not compared")
     code = _exit(outcomes, set())
     if args.json:
         rows = [{**o.as_json(), "diverged": d} for o, d in zip(outcomes, diverged)]
@@ -149,12 +158,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_maps(args: argparse.Namespace) -> int:
     layout, rules, start, title, _ = _scenario(args)
     outcomes, found = [], []
-    try:
-        for r in _live(rules, start):
-            outcomes.append(observe(r))
-            found.append((r.arena.rule, annotate(r.arena, sysmem.mappings())))
-    except (trace.TraceError, trace.ReplayError) as exc:
-        raise UsageError(f"{args.trace}: {exc}") from None
+    for r in _live(rules, start):
+        outcomes.append(observe(r))
+        found.append((r.arena.rule, annotate(r.arena, sysmem.mappings())))
     code = _exit(outcomes, _expected(args, layout))
     if args.json:
         print(json.dumps({"command": "maps", "pid": os.getpid(), "layout": layout.name,

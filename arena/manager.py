@@ -194,8 +194,7 @@ class Arena:
             raise
 
     def _record(self, step, request, hint, size, returned, verdict, reason, before) -> None:
-        after = (self._start, self._used, self._alloc, self._end)
-        self._events.append((step, request, hint, size, returned, verdict, reason, before, after))
+        self._events.append((step, request, hint, size, returned, verdict, reason, before, self._bounds()))
 
     def _check_open(self) -> None:
         if self._closed:
