@@ -64,6 +64,8 @@ class Event:
 
 @dataclasses.dataclass
 class Stats:
+    """Counters of an arena, tallied from its decisions (``Arena.stats``)."""
+
     reserved: int = 0  # bytes of address space held now
     committed: int = 0  # bytes made read-write (Go's heap_sys)
     released_after_rejection: int = 0  # Go's "fake stat": never counted above
@@ -110,12 +112,20 @@ class Arena:
         self.memory = memory
         self._lock = threading.Lock()
         self._closed = False
-        self._regions: list[Region] = []
+        # The hot path reads these as plain attributes, not through layout and memory.
+        self._page, self._step, self._max_mem = layout.page_size, layout.growth_step, layout.max_mem
+        self._top, self._limit = 1 << layout.address_bits, memory.limit
+        self._mem_reserve, self._mem_commit = memory.reserve, memory.commit
+        # Plain tuples, as cheap to record as possible: Region, Event and Stats
+        # are built from them only when someone reads them.
+        self._regions: list[tuple[int, int, str]] = []
         self._unreleased: list[tuple[int, int]] = []  # mappings whose release the kernel refused
         self._allocations: list[tuple[int, int]] = []
-        # Decisions as plain tuples: an Event is built only when someone reads them.
+        # One tuple per decision: what was asked and answered, then the bounds
+        # after it. The bounds before it are the previous decision's after:
+        # every change of the bounds is a decision.
         self._events: list[tuple] = []
-        self._stats = Stats()
+        self._tally, self._tallied = Stats(), 0
         self._start = self._used = self._alloc = self._end = 0
         start, initial_size = self._check_start(start), self._check_initial_size(initial_size)
         try:
@@ -167,9 +177,6 @@ class Arena:
 
     # -- state -----------------------------------------------------------------
 
-    def _bounds(self) -> tuple[int, int, int, int]:
-        return (self._start, self._used, self._alloc, self._end)
-
     def _reserve(self, hint: int, size: int) -> int | None:
         """``memory.reserve``, except that a range the address space cannot hold is no room.
 
@@ -193,8 +200,8 @@ class Arena:
             self._unreleased.append((p, size))
             raise
 
-    def _record(self, step, request, hint, size, returned, verdict, reason, before) -> None:
-        self._events.append((step, request, hint, size, returned, verdict, reason, before, self._bounds()))
+    def _record(self, step, request, hint, size, returned, verdict, reason) -> None:
+        self._events.append((step, request, hint, size, returned, verdict, reason, self._start, self._used, self._alloc, self._end))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -216,109 +223,112 @@ class Arena:
     def _reserve_first(self, start: int | None, initial_size: int | None) -> None:
         layout, meta = self.layout, self.layout.metadata_size
         sizes = layout.first_sizes if initial_size is None else (initial_size,)
-        before = self._bounds()
         if start is None:
             # 64-bit: each hint is taken only where it is honoured exactly.
             for hint in layout.first_hints:
                 total = meta + sizes[0]
                 p = self._reserve(hint, total)
                 if p == hint:
-                    return self._take_first(p, total, hint, before)
+                    return self._take_first(p, total, hint)
                 if p is not None:
-                    self._stats.reservations += 1
                     self._release(p, total)
-                self._record("first", 0, hint, total, p, "missed", "not at the hint; released, next hint", before)
+                self._record("first", 0, hint, total, p, "missed", "not at the hint; released, next hint")
         for size in sizes:
             total = meta + size
             hint = self._first_hint(total) if start is None else start - meta
             p = self._reserve(hint, total)
             if p is not None:
-                return self._take_first(p, total, hint, before)
-            self._record("first", 0, hint, total, None, "no-room", "no room; trying a smaller arena", before)
+                return self._take_first(p, total, hint)
+            self._record("first", 0, hint, total, None, "no-room", "no room; trying a smaller arena")
         raise ReservationFailed(f"cannot reserve arena address space: tried {', '.join(f'{s:#x}' for s in sizes)} bytes")
 
-    def _take_first(self, p: int, total: int, hint: int, before: tuple[int, int, int, int]) -> None:
+    def _take_first(self, p: int, total: int, hint: int) -> None:
         # The metadata sits below the arena part, as in Go's single reservation.
         base = _round_up(p, self.layout.page_size) + self.layout.metadata_size
         self._start = 0 if self.layout.arena_start_is_zero else base
         self._used = self._alloc = base
         self._end = max(p + total, base)
-        self._stats.reservations += 1
-        self._hold(p, total, "first")
+        self._regions.append((p, total, "first"))
         where = "at the hint" if p == hint else f"the kernel chose {p:#x} instead of {hint:#x}"
-        self._record("first", 0, hint, total, p, "reserved", f"first reservation {where}", before)
-
-    def _hold(self, p: int, size: int, role: str) -> None:
-        self._regions.append(Region(p, size, role))
-        self._stats.reserved += size
+        self._record("first", 0, hint, total, p, "reserved", f"first reservation {where}")
 
     # -- sysAlloc --------------------------------------------------------------
+    #
+    # The usual calls (a commit from the reservation, a contiguous growth) run
+    # as straight-line code: bounds, layout and memory calls are plain
+    # attributes, and a decision is one tuple appended to the history.
 
     def sys_alloc(self, n: int) -> int | None:
         """``n`` bytes of committed, read-write memory, or ``None`` when out of memory."""
-        with self._lock:
-            self._check_open()
-            layout = self.layout
+        # acquire/release, not "with": half the cost of a lock on the hot path.
+        self._lock.acquire()
+        try:
+            if self._closed:
+                raise ArenaClosed("the arena is closed")
             # The usual request, an int page multiple within max_mem, costs a few comparisons.
-            if type(n) is not int or n <= 0 or n % layout.page_size or n > layout.max_mem:
+            if type(n) is not int or n <= 0 or n % self._page or n > self._max_mem:
                 n = self._page_multiple("n", n, positive=True)
-            if n > self._end - self._alloc:
+            p = self._alloc
+            if n > self._end - p:
+                if self._grow(n) is False:
+                    return None
                 # Under go1.9 a fallback can raise arena_used past arena_end, but
                 # never arena_alloc: the cursor stays inside the current block.
-                grown = self._grow(n)
-                if grown is False:
-                    return None
-            if n <= self._end - self._alloc:
-                return self._commit(n)
-            return self._fallback(n)
+                p = self._alloc
+                if n > self._end - p:
+                    return self._fallback(n)
+            return self._commit(p, n)
+        finally:
+            self._lock.release()
 
     def _grow(self, n: int) -> bool | None:
         """Try to extend the reservation; ``False`` means Go 1.8 gives up here."""
-        layout, before = self.layout, self._bounds()
-        p_size = _round_up(n + layout.page_size, layout.growth_step)
-        new_end = self._end + p_size
+        end, step = self._end, self._step
+        p_size = -(-(n + self._page) // step) * step
+        new_end = end + p_size
         # Go's "arena_end <= new_end" is its overflow check: a block ending at
         # exactly 2**bits wraps to 0 in uintptr and is not tried either.
-        if new_end >= 1 << layout.address_bits or new_end - self._start - 1 > layout.max_mem:
-            self._record("grow", n, None, p_size, None, "beyond-max-mem", "growing would pass max_mem or the top; not tried", before)
+        if new_end >= self._top or new_end - self._start - 1 > self._max_mem:
+            self._record("grow", n, None, p_size, None, "beyond-max-mem", "growing would pass max_mem or the top; not tried")
             return None
-        hint = self._end
-        p = self._reserve(hint, p_size)
+        # A step the address space cannot hold is no room (see _reserve).
+        p = self._mem_reserve(end, p_size) if p_size < self._limit else None
+        if p == end:
+            self._regions.append((p, p_size, "reservation"))
+            self._end = new_end
+            self._events.append(("grow", n, end, p_size, p, "contiguous", "contiguous with the reservation",
+                                 self._start, self._used, self._alloc, new_end))
+            return True
         if p is None:
             if self.rule == "go1.9":
-                self._record("grow", n, hint, p_size, None, "no-room", "no room; falling back", before)
+                self._record("grow", n, end, p_size, None, "no-room", "no room; falling back")
                 return None
-            self._record("grow", n, hint, p_size, None, "no-room", "no room; Go 1.8 returns nil here", before)
+            self._record("grow", n, end, p_size, None, "no-room", "no room; Go 1.8 returns nil here")
             return False
-        self._stats.reservations += 1
         # p can be anywhere in the address space, including before arena_end.
-        if p == self._end:
-            self._hold(p, p_size, "reservation")
-            self._stats.contiguous += 1
-            self._end = new_end
-            self._record("grow", n, hint, p_size, p, "contiguous", "contiguous with the reservation", before)
-            return True
+        return self._noncontiguous(n, p, p_size)
+
+    def _noncontiguous(self, n: int, p: int, p_size: int) -> None | bool:
+        """Take the region at ``p`` if the rule accepts it, else give it back."""
+        hint, used_before = self._end, self._used
         why = self._accepts(p, p_size)
         if why is None:
-            self._hold(p, p_size, "reservation")
-            self._stats.noncontiguous += 1
+            self._regions.append((p, p_size, "reservation"))
             self._end = p + p_size
-            self._alloc = _round_up(p, layout.page_size)
+            self._alloc = _round_up(p, self._page)
             if self.rule != "go1.9":
                 # Before Go 1.9 the allocation cursor is arena_used itself: under
                 # "legacy" a region below arena_used lowers it, which is the bug.
                 self._used = self._alloc
-            lowered = " LOWERED arena_used" if self._used < before[1] else ""
-            self._record("grow", n, hint, p_size, p, "accepted", f"non-contiguous region accepted ({self.rule}){lowered}", before)
+            lowered = " LOWERED arena_used" if self._used < used_before else ""
+            self._record("grow", n, hint, p_size, p, "accepted", f"non-contiguous region accepted ({self.rule}){lowered}")
             return True
         # Not usable: release it against the fake stat, so the real ones never count it.
         try:
             self._release(p, p_size)
         finally:
             # Rejected either way: a refused release is kept on the books for close().
-            self._stats.released_after_rejection += p_size
-            self._stats.rejections += 1
-            self._record("grow", n, hint, p_size, p, "rejected", f"{why}; released", before)
+            self._record("grow", n, hint, p_size, p, "rejected", f"{why}; released")
         return None
 
     def _accepts(self, p: int, p_size: int) -> str | None:
@@ -334,9 +344,7 @@ class Arena:
             return f"it would strand {self._end - self._alloc:#x} bytes of the current block (limit {self.layout.strand_limit:#x})"
         return None
 
-    def _commit(self, n: int) -> int | None:
-        before = self._bounds()
-        p = self._alloc
+    def _commit(self, p: int, n: int) -> int | None:
         # [p, p + n) lies inside the current block, which the arena reserved and
         # still holds: sys_alloc commits only when n <= arena_end - arena_alloc,
         # and arena_alloc..arena_end is always part of one held region. This is
@@ -344,31 +352,30 @@ class Arena:
         # mmap with MAP_FIXED: nothing outside the arena's own reservations is
         # ever replaced or changed (tests/test_hardening_foreign.py checks it).
         try:
-            self.memory.commit(p, n)
+            self._mem_commit(p, n)
         except OSError as exc:
             if exc.errno != errno.ENOMEM:
                 raise
             # mprotect splits the reservation's mapping: at vm.max_map_count (or
             # out of kernel memory) that is ENOMEM. Nothing changed: out of memory.
-            self._record("commit", n, None, n, p, "out-of-memory", "the kernel could not commit (ENOMEM)", before)
+            self._record("commit", n, None, n, p, "out-of-memory", "the kernel could not commit (ENOMEM)")
             return None
-        self._alloc = p + n
-        if self._alloc > self._used:
-            self._used = self._alloc
-        self._stats.committed += n
+        self._alloc = q = p + n
+        if q > self._used:
+            self._used = q
         self._allocations.append((p, n))
-        self._record("commit", n, None, n, p, "committed", "from the reservation", before)
+        self._events.append(("commit", n, None, n, p, "committed", "from the reservation", self._start, self._used, q, self._end))
         return p
 
     def _fallback(self, n: int) -> int | None:
-        layout, before = self.layout, self._bounds()
+        layout = self.layout
         if not layout.fallback:
-            self._record("fallback", n, None, 0, None, "out-of-memory", "the reservation is all a 64-bit arena has", before)
+            self._record("fallback", n, None, 0, None, "out-of-memory", "the reservation is all a 64-bit arena has")
             return None
         p_size = _round_up(n, layout.page_size) + layout.page_size
         p = self._reserve(0, p_size)
         if p is None:
-            self._record("fallback", n, 0, p_size, None, "out-of-memory", "no room for a fallback mapping", before)
+            self._record("fallback", n, 0, p_size, None, "out-of-memory", "no room for a fallback mapping")
             return None
         # Go computes p + p_size - arena_start in uintptr, which wraps to 0 for a
         # region ending at exactly 4 GiB; exact integers keep such a region, since
@@ -377,7 +384,7 @@ class Arena:
             try:
                 self._release(p, p_size)
             finally:
-                self._record("fallback", n, 0, p_size, p, "fallback-rejected", "outside [arena_start, arena_start + max_mem]", before)
+                self._record("fallback", n, 0, p_size, p, "fallback-rejected", "outside [arena_start, arena_start + max_mem]")
             return None
         q = _round_up(p, layout.page_size)
         try:
@@ -392,11 +399,9 @@ class Arena:
                 raise
             # Splitting the mapping would pass vm.max_map_count, or no memory:
             # the kernel is out of memory, and so is the arena.
-            self._record("fallback", n, 0, p_size, p, "out-of-memory", "the kernel could not commit the fallback mapping (ENOMEM)", before)
+            self._record("fallback", n, 0, p_size, p, "out-of-memory", "the kernel could not commit the fallback mapping (ENOMEM)")
             return None
-        self._hold(p, p_size, "fallback")
-        self._stats.fallbacks += 1
-        self._stats.committed += n
+        self._regions.append((p, p_size, "fallback"))
         self._allocations.append((q, n))
         if q + n > self._used:
             self._used = q + n
@@ -406,7 +411,7 @@ class Arena:
                 # arena_end, and the next commit stays inside this mapping.
                 self._alloc = self._used
                 self._end = max(self._end, p + p_size)
-        self._record("fallback", n, 0, p_size, p, "fallback", "small mapping anywhere the kernel likes", before)
+        self._record("fallback", n, 0, p_size, p, "fallback", "small mapping anywhere the kernel likes")
         return q
 
     # -- queries ---------------------------------------------------------------
@@ -436,16 +441,40 @@ class Arena:
     @property
     def regions(self) -> list[Region]:
         """The mappings the arena holds."""
-        return list(self._regions)
+        return [Region(*r) for r in self._regions]
 
     @property
     def events(self) -> list[Event]:
         """One record per decision, in order."""
-        return [Event(*e[:7], Bounds(*e[7]), Bounds(*e[8])) for e in self._events]
+        out, before = [], Bounds(0, 0, 0, 0)
+        for e in self._events:
+            after = Bounds(*e[7:])
+            out.append(Event(*e[:7], before, after))
+            before = after
+        return out
 
     @property
     def stats(self) -> Stats:
-        return dataclasses.replace(self._stats)
+        """The counters, tallied from the decisions made since the last read."""
+        with self._lock:
+            t, events = self._tally, self._events
+            for step, request, _, size, returned, verdict, *_ in events[self._tallied :]:
+                if returned is not None and step in ("first", "grow"):
+                    t.reservations += 1  # the kernel answered, whatever became of it
+                if verdict == "committed":
+                    t.committed += request
+                elif verdict == "contiguous":
+                    t.contiguous += 1
+                elif verdict == "accepted":
+                    t.noncontiguous += 1
+                elif verdict == "rejected":
+                    t.rejections += 1
+                    t.released_after_rejection += size
+                elif verdict == "fallback":
+                    t.fallbacks += 1
+                    t.committed += request
+            self._tallied = len(events)
+            return dataclasses.replace(t, reserved=sum(size for _, size, _ in self._regions))
 
     def save_trace(self, path: str) -> None:
         """Write this arena's history as a replayable trace (docs/trace-format.md)."""
@@ -467,10 +496,9 @@ class Arena:
             self._closed = True
             error = None
             # What the kernel refused to release before is tried again, every time.
-            pending = [(r.start, r.size) for r in reversed(self._regions)] + self._unreleased
+            pending = [(p, size) for p, size, _ in reversed(self._regions)] + self._unreleased
             self._regions.clear()
             self._unreleased = []
-            self._stats.reserved = 0
             for p, size in pending:
                 try:
                     self.memory.release(p, size)

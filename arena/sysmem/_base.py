@@ -43,6 +43,20 @@ def _integer(name: str, value: object) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
 
 
+def _usual_calls(limit: int, page_size: int):
+    """Whether a call is the usual one, which every check passes: ints,
+    page-aligned, a range inside the space. Only others are checked in full."""
+    mask = page_size - 1
+
+    def usual(addr: object, size: object) -> bool:
+        return (
+            type(addr) is int and type(size) is int and 0 <= addr and 0 < size < limit
+            and addr + size <= limit and not (addr | size) & mask
+        )
+
+    return usual
+
+
 class Memory:
     """The OS memory layer: reserve, commit, decommit and release address space.
 
@@ -72,9 +86,13 @@ class Memory:
         if self.confined:
             # Shared by every confined instance: the address space is the process's.
             self._space = _gaps.space(self.lowest, self.limit, self.page_size)
+            self._usual = _usual_calls(self.limit, self.page_size)
             # The backend's unconfined calls, taken before they are shadowed:
-            # what the space maps and unmaps with.
+            # what the space maps and unmaps with. A placement's address is
+            # never below ``lowest`` (the space sees to it), so it may skip
+            # that check where the backend offers such a call.
             self._raw_reserve_exact = self.reserve_exact
+            self._raw_place = getattr(self, "_place_exact", self.reserve_exact)
             self._raw_release = self.release
             # Instance attributes shadow the unconfined methods of the class.
             self.reserve = self._confined_reserve
@@ -145,23 +163,27 @@ class Memory:
     # -- confinement ---------------------------------------------------------
 
     def _confined_reserve(self, hint: int, size: int) -> int | None:
-        hint, size = self.check_hint(hint, size)
+        if not self._usual(hint, size):
+            hint, size = self.check_hint(hint, size)
         # The hint if free, else top-down in the highest gap that fits (see _gaps).
-        return self._space.reserve(self._raw_reserve_exact, hint, size)
+        return self._space.reserve(self._raw_place, hint, size)
 
     def _confined_reserve_exact(self, addr: int, size: int) -> int | None:
-        addr, size = self.check("addr", addr, size)
+        if not self._usual(addr, size):
+            addr, size = self.check("addr", addr, size)
         return self._space.reserve_exact(self._raw_reserve_exact, addr, size)
 
     def _confined_release(self, addr: int, size: int) -> None:
-        addr, size = self.check("addr", addr, size)
+        if not self._usual(addr, size):
+            addr, size = self.check("addr", addr, size)
         self._space.release(self._raw_release, addr, size)
 
     def _confined(self, op: str):
-        raw = getattr(self, op)
+        raw, usual = getattr(self, op), self._usual
 
         def call(addr: int, size: int) -> None:
-            addr, size = self.check("addr", addr, size)
+            if not usual(addr, size):
+                addr, size = self.check("addr", addr, size)
             raw(addr, size)
 
         call.__name__ = op

@@ -18,9 +18,10 @@ The index can be stale, and both ways are safe:
   and the placement retried, a bounded number of times.
 - It believes occupied a range that something else unmapped. Then the highest
   gap it knows may be lower than the kernel's. This is noticed, and the index
-  read again, when a hint or ``reserve_exact`` succeeds on a range the index
-  thought taken, and before any "no room" answer (``None`` costs one maps
-  read). Otherwise it is not: **release through the layer that reserved** (any
+  read again, when a map the index catches up with (a hint or
+  ``reserve_exact`` taken) lands on a range it thought taken, and before any
+  "no room" answer (``None`` costs one maps read). Otherwise it is not:
+  **release through the layer that reserved** (any
   confined ``Memory``; a confined mapping released by the native layer leaves
   the index believing the range taken until one of those events).
 """
@@ -44,6 +45,8 @@ _SUB_MASK = (1 << _SUB_BITS) - 1
 _LOAD = 256
 # Another thread can map a gap between reading the maps and mapping it.
 _PLACEMENT_TRIES = 8
+# Logged maps and unmaps wait at most this long for the next placement.
+_LOG_LIMIT = 1024
 
 
 def size_class(pages: int) -> int:
@@ -321,28 +324,69 @@ class ConfinedSpace:
     The lock is held across the index query, the syscall and the update, so
     that two threads never pick the same gap and an unmap is never recorded
     after another thread mapped the range again.
+
+    Only a placement reads the index, so every map and unmap is logged, and
+    the log is applied when the index is next read. A release that undoes the
+    log's last map cancels it: a reservation given back at once (a rejected
+    region, a fallback mapping, an arena closing in reverse order) never
+    touches the index at all.
     """
 
     def __init__(self, low: int, high: int, page_size: int) -> None:
-        self.index = GapIndex(low, high, page_size)
+        self._index = GapIndex(low, high, page_size)
         self.lock = threading.Lock()
         # Read from the maps at the first placement: until then nothing needs it.
         self.built = False
         self.resyncs = 0
+        # (addr, size) mapped, (addr, -size) unmapped, since the index was last brought up to date.
+        self._log: list[tuple[int, int]] = []
+
+    @property
+    def index(self) -> GapIndex:
+        """The gap index, brought up to date."""
+        with self.lock:
+            self._catch_up()
+        return self._index
 
     def resync(self) -> None:
         """Read the gaps again from /proc/self/maps (the caller holds the lock)."""
-        ix = self.index
+        ix = self._index
         ix.rebuild(free_gaps(mappings(below=ix.high), ix.low, ix.high))
+        # The maps already show every logged change.
+        self._log = []
         self.built = True
         self.resyncs += 1
+
+    def _catch_up(self) -> None:
+        """Apply the log to the index (the caller holds the lock)."""
+        log, ix = self._log, self._index
+        self._log = []
+        for addr, size in log:
+            if size < 0:
+                ix.free(addr, addr - size)
+            elif not ix.occupy(addr, addr + size):
+                # Part of it was believed mapped: unmapped behind the index's back.
+                self.resync()
+                return
+
+    def _note(self, addr: int, size: int) -> None:
+        """Log a map (``size`` > 0) or an unmap (``size`` < 0) for the index (the caller holds the lock)."""
+        log = self._log
+        if size < 0 and log and log[-1] == (addr, -size):
+            # Unmapping what was just mapped: to the index, neither happened.
+            log.pop()
+            return
+        log.append((addr, size))
+        if len(log) >= _LOG_LIMIT:
+            self._catch_up()
 
     def reserve(self, exact: Reserve, hint: int, size: int) -> int | None:
         """The model of a 32-bit mmap: the hint if ``[hint, hint+size)`` is free,
         else the top of the highest free gap that fits, else ``None``.
         ``exact`` is the raw layer's MAP_FIXED_NOREPLACE reservation."""
-        ix = self.index
-        with self.lock:
+        ix = self._index
+        self.lock.acquire()
+        try:
             synced = False
             # A hint is honoured only if its whole range is free and mappable;
             # 0, or a hint below mmap_min_addr, means no preference.
@@ -350,25 +394,31 @@ class ConfinedSpace:
                 # Tried whatever the index says: the kernel, not the index, decides.
                 p = exact(hint, size)
                 if p is not None:
-                    if self.built and not ix.occupy(p, p + size):
-                        # Part of it was believed mapped: unmapped behind the index's back.
-                        self.resync()
+                    if self.built:
+                        self._note(p, size)
                     return p
-                if self.built and ix.is_free(hint, hint + size):
-                    # Believed free, yet refused: mapped behind the index's back.
-                    self.resync()
-                    synced = True
+                if self.built:
+                    if self._log:
+                        self._catch_up()
+                    if ix.is_free(hint, hint + size):
+                        # Believed free, yet refused: mapped behind the index's back.
+                        self.resync()
+                        synced = True
             if not self.built:
                 # Only a placement needs the index: the first one reads the maps.
                 self.resync()
                 synced = True
             for _ in range(_PLACEMENT_TRIES):
+                if self._log:
+                    self._catch_up()
                 end = ix.highest(size)
                 if end is not None:
                     # Top-down, like the kernel's search from mmap_base.
                     p = exact(end - size, size)
                     if p is not None:
-                        ix.occupy(p, p + size)
+                        # Logged like any map: the next placement catches up
+                        # first, and a release that follows cancels it.
+                        self._note(p, size)
                         return p
                 elif synced:
                     # No room, according to maps read during this call.
@@ -378,26 +428,32 @@ class ConfinedSpace:
                 self.resync()
                 synced = True
             return None
+        finally:
+            self.lock.release()
 
     def reserve_exact(self, exact: Reserve, addr: int, size: int) -> int | None:
-        """``exact(addr, size)``, recorded in the index once it is built."""
+        """``exact(addr, size)``, logged for the index once it is built."""
         with self.lock:
             p = exact(addr, size)
             if not self.built:
                 return p
-            if p is None:
-                if self.index.is_free(addr, addr + size):
-                    self.resync()  # believed free, yet refused: mapped behind the index's back
-            elif not self.index.occupy(p, p + size):
-                self.resync()  # part of it was believed mapped: unmapped behind the index's back
-            return p
+            if p is not None:
+                self._note(p, size)
+                return p
+            self._catch_up()
+            if self._index.is_free(addr, addr + size):
+                self.resync()  # believed free, yet refused: mapped behind the index's back
+            return None
 
     def release(self, unmap: Release, addr: int, size: int) -> None:
-        """``unmap(addr, size)``, recorded in the index (only if it succeeded)."""
-        with self.lock:
+        """``unmap(addr, size)``, logged for the index (only if it succeeded)."""
+        self.lock.acquire()
+        try:
             unmap(addr, size)
             if self.built:
-                self.index.free(addr, addr + size)
+                self._note(addr, -size)
+        finally:
+            self.lock.release()
 
 
 _spaces: dict[tuple[int, int, int], ConfinedSpace] = {}
