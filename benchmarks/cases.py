@@ -1,8 +1,10 @@
 """Every benchmark case, as one pyperf script; run.py runs it once per round.
 
 Names are ``group/layout/case/variant``: group is os, growth, alloc or scale;
-layout 32 or 64; variant C (the C limit), cffi, ctypes, mmap (the standard
-library) or arena-cffi/arena-ctypes. Each worker process runs one case: all
+layout 32 or 64; variant C (the C limit), shim (the compiled shim's functions
+called from a bare Python loop: no layer, no checks, the floor any Python
+caller starts from), cffi, ctypes, mmap (the standard library) or
+arena-cffi/arena-ctypes. Each worker process runs one case: all
 set-up (memory layers, hints, ballast) happens lazily in the worker, and
 everything a Python case does untimed (arena creation, close()) its C twin
 also does untimed.
@@ -25,6 +27,7 @@ import pyperf  # noqa: E402
 import climit  # noqa: E402
 import space  # noqa: E402
 from arena import LAYOUT_32, LAYOUT_64, Arena, sysmem  # noqa: E402
+from arena._native import lib as shim  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
 LAYOUTS = {32: LAYOUT_32, 64: LAYOUT_64}
@@ -64,6 +67,18 @@ def os_layer(loops, bits, backend, size):
     hint = space.free_hint(mem, size)
     space.check_hint_taken(mem, hint, size)
     reserve, release = mem.reserve, mem.release
+    t0 = perf_counter()
+    for _ in range(loops):
+        release(reserve(hint, size), size)
+    return perf_counter() - t0
+
+
+def os_shim(loops, bits, size):
+    mem = memory(bits, "cffi")
+    hint = space.free_hint(mem, size)
+    # The syscall the C limit makes: a plain hint, or MAP_FIXED_NOREPLACE when confined.
+    reserve = shim.shim_reserve_exact if mem.confined else shim.shim_reserve
+    release = shim.shim_release
     t0 = perf_counter()
     for _ in range(loops):
         release(reserve(hint, size), size)
@@ -134,6 +149,36 @@ def growth_arena(loops, bits, backend):
         a.close()
         if grown != k:
             raise RuntimeError(f"expected {k} contiguous growths, the arena made {grown}")
+        done += k
+    return total
+
+
+def growth_shim(loops, bits):
+    """climit_growth's loop, calling the shim from Python."""
+    layout, mem = LAYOUTS[bits], memory(bits, "cffi")
+    batch, base = growth_plan(bits)
+    step, commit = layout.growth_step, layout.growth_step - layout.page_size
+    reserve = shim.shim_reserve_exact if mem.confined else shim.shim_reserve
+    protect = shim.shim_commit
+    total, done = 0.0, 0
+    while done < loops:
+        k = min(batch, loops - done)
+        if reserve(base, step) != base:
+            raise RuntimeError(f"the growth base {base:#x} is taken")
+        end = base + step
+        cursor = end - commit
+        t0 = perf_counter()
+        for _ in range(k):
+            # As in C: each reservation must be contiguous.
+            if reserve(end, step) != end:
+                break
+            end += step
+            protect(cursor, commit)
+            cursor += commit
+        total += perf_counter() - t0
+        shim.shim_release(base, end - base)
+        if end != base + (k + 1) * step:
+            raise RuntimeError(f"expected {k} contiguous reservations after {base:#x}")
         done += k
     return total
 
@@ -238,12 +283,14 @@ def cases(quick: bool):
         for size in OS_SIZES:
             stem = f"os/{bits}/{size_name(size)}"
             yield f"{stem}/C", os_c, (bits, size)
+            yield f"{stem}/shim", os_shim, (bits, size)
             for backend in BACKENDS:
                 yield f"{stem}/{backend}", os_layer, (bits, backend, size)
             yield f"{stem}/mmap", os_mmap, (size,)
     for bits in layouts:
         stem = f"growth/{bits}/256MiB"
         yield f"{stem}/C", growth_c, (bits,)
+        yield f"{stem}/shim", growth_shim, (bits,)
         for backend in BACKENDS:
             yield f"{stem}/arena-{backend}", growth_arena, (bits, backend)
     for bits in layouts:

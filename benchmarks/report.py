@@ -20,8 +20,13 @@ GOALS = {
     "growth": ("arena growth (fixed rule), cffi: share of the C limit", 0.60, ">="),
     "cffi/ctypes": ("cffi backend / ctypes backend speed", 1.30, ">="),
     "scale": ("cost per op at the top level / at 100 regions", 1.25, "<="),
+    # Not one of the issue's goals: the same growth with the kernel's own share
+    # divided out, which the C limit at the same level measures. It separates
+    # what our code adds from what the kernel's mapping tree costs, and cancels
+    # the drift of a noisy machine between the workers of different levels.
+    "scale/C": ("(also) the same, each level relative to the C limit at that level", 1.25, "<="),
 }
-VARIANTS = ("C", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes")
+VARIANTS = ("C", "shim", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes")
 
 
 def load(path: Path) -> dict:
@@ -104,7 +109,19 @@ def goals(table: list[dict], curves: dict) -> list[dict]:
         if len(curve) > 1 and not name.endswith("/C"):
             lo, hi = min(curve), max(curve)
             add("scale", f"scale/{name} {hi} vs {lo}", curve[hi] / curve[lo])
+            flat = growth_over_c(curves, name)
+            if flat is not None:
+                add("scale/C", f"scale/{name} {hi} vs {lo}", flat)
     return out
+
+
+def growth_over_c(curves: dict, name: str) -> float | None:
+    """``(top / C at top) / (lowest / C at lowest)`` for a scale series, if C ran at both levels."""
+    curve, c = curves[name], curves.get(f"{name.split('/')[0]}/C") or curves.get("32/C", {})
+    lo, hi = min(curve), max(curve)
+    if lo not in c or hi not in c:
+        return None
+    return (curve[hi] / c[hi]) / (curve[lo] / c[lo])
 
 
 def _bytes(case: str) -> int:
@@ -126,11 +143,12 @@ def table_text(table: list[dict], curves: dict, checks: list[dict], where: dict)
     if curves:
         levels = sorted({lv for c in curves.values() for lv in c})
         lines += ["", "Scale: ns per operation with N live regions (32: 32-bit layout, 64: 64-bit)", ""]
-        lines.append("| series | " + " | ".join(f"{lv:,}" for lv in levels) + " | top/100 |")
-        lines.append("|---|" + "---:|" * (len(levels) + 1))
+        lines.append("| series | " + " | ".join(f"{lv:,}" for lv in levels) + " | top/100 | top/100, relative to C |")
+        lines.append("|---|" + "---:|" * (len(levels) + 2))
         for name, c in curves.items():
             cells = [f"{c[lv]:,.0f}" if lv in c else "" for lv in levels]
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {c[max(c)] / c[min(c)]:.2f} |")
+            flat = None if name.endswith("/C") else growth_over_c(curves, name)
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {c[max(c)] / c[min(c)]:.2f} | {_ratio(flat)} |")
     lines += ["", "| goal | case | target | measured | met | margin |", "|---|---|---|---:|---|---:|"]
     for g in checks:
         lines.append(f"| {g['goal']} | {g['case']} | {g['target']} | {g['measured']} | {'yes' if g['met'] else '**NO**'} | {g['margin']} |")
@@ -146,7 +164,7 @@ def chart(table: list[dict], curves: dict, path: Path, title: str) -> None:
     bars = [r for r in table if r["ratio_to_c"] is not None and r["variant"] != "C"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, max(5, 0.28 * len(bars) + 1.5)),
                                    gridspec_kw={"width_ratios": [3, 2]})
-    colors = {"cffi": "tab:blue", "ctypes": "tab:orange", "mmap": "tab:gray",
+    colors = {"shim": "tab:purple", "cffi": "tab:blue", "ctypes": "tab:orange", "mmap": "tab:gray",
               "arena-cffi": "tab:green", "arena-ctypes": "tab:red"}
     labels = [f"{r['group']} {r['layout']}-bit {r['case']} {r['variant']}" for r in bars]
     y = range(len(bars))
