@@ -14,6 +14,7 @@ also does untimed.
 from __future__ import annotations
 
 import dataclasses
+import json
 import mmap
 import sys
 from pathlib import Path
@@ -239,20 +240,28 @@ def scale_pair(loops, level, bits, backend):
     return perf_counter() - t0
 
 
-def scale_c(loops, level):
-    _ballast_to(level)
+def scale_c(loops, level, slack=0):
+    # slack: the arena case's, when this is its C limit in the same worker.
+    _ballast_to(level, slack)
     return climit.pair(loops, 0, SCALE_SIZE, False)
 
 
 _scale_arena = None
 
 
+def arena_slack(level: int) -> int:
+    """How many sys_alloc calls one arena of the scale case makes."""
+    return max(25, min(level // 4, 500))
+
+
 def scale_arena(loops, level):
     """sys_alloc(16 KiB) through the fallback path. Each adds two mappings (the
     committed page and the spare one do not merge), so the arena is replaced,
-    untimed, every ``level // 20`` calls: the count stays within 10 % of level."""
+    untimed, every ``level // 4`` calls (25 to 500): the count moves within
+    a quarter of level around it. Replacing it more often would time the cold
+    calls after each new arena at low levels and flatter the curve."""
     global _scale_arena
-    per_arena = max(4, min(level // 20, 500))
+    per_arena = arena_slack(level)
     _ballast_to(level, per_arena)
     mem = memory(32, "cffi")
     total, done = 0.0, 0
@@ -274,54 +283,88 @@ def scale_arena(loops, level):
     return total
 
 
+# -- the C limit in the same worker ---------------------------------------------
+#
+# pyperf runs each benchmark in worker processes of its own, and on a noisy VM
+# a whole process can run a third slower than the next: a ratio of two
+# benchmarks measured in different workers carries that noise. So every Python
+# variant's worker also runs its C limit, as many loops, half right before and
+# half right after each timed value. pyperf keeps the Python values; the C
+# times of the same values go to the --pairs file, and the report divides them
+# value by value ("ratio to C, same worker").
+
+_pairs: list[tuple[int, float, float]] = []  # (loops, C seconds, Python seconds) per value
+
+
+def paired(loops, func, args, c_func, c_args):
+    half = loops // 2
+    c = c_func(half, *c_args) if half else 0.0
+    x = func(loops, *args)
+    c += c_func(loops - half, *c_args)
+    _pairs.append((loops, c, x))
+    return x
+
+
 # -- the list ------------------------------------------------------------------
 
 def cases(quick: bool):
-    """``(name, time_func, args)`` in run order: each C limit right before its Python variants."""
+    """``(name, time_func, args, c_limit)`` in run order, each C limit right before
+    its Python variants; ``c_limit`` is the C case's ``(time_func, args)``, ``None`` for a C case."""
     layouts = (32,) if sysmem.NATIVE_BITS == 32 else (32, 64)
     for bits in layouts:
         for size in OS_SIZES:
-            stem = f"os/{bits}/{size_name(size)}"
-            yield f"{stem}/C", os_c, (bits, size)
-            yield f"{stem}/shim", os_shim, (bits, size)
+            stem, c = f"os/{bits}/{size_name(size)}", (os_c, (bits, size))
+            yield f"{stem}/C", *c, None
+            yield f"{stem}/shim", os_shim, (bits, size), c
             for backend in BACKENDS:
-                yield f"{stem}/{backend}", os_layer, (bits, backend, size)
-            yield f"{stem}/mmap", os_mmap, (size,)
+                yield f"{stem}/{backend}", os_layer, (bits, backend, size), c
+            yield f"{stem}/mmap", os_mmap, (size,), c
     for bits in layouts:
-        stem = f"growth/{bits}/256MiB"
-        yield f"{stem}/C", growth_c, (bits,)
-        yield f"{stem}/shim", growth_shim, (bits,)
+        stem, c = f"growth/{bits}/256MiB", (growth_c, (bits,))
+        yield f"{stem}/C", *c, None
+        yield f"{stem}/shim", growth_shim, (bits,), c
         for backend in BACKENDS:
-            yield f"{stem}/arena-{backend}", growth_arena, (bits, backend)
+            yield f"{stem}/arena-{backend}", growth_arena, (bits, backend), c
     for bits in layouts:
         for size in ALLOC_SIZES[quick]:
-            stem = f"alloc/{bits}/{size_name(size)}"
-            yield f"{stem}/C", alloc_c, (bits, size)
+            stem, c = f"alloc/{bits}/{size_name(size)}", (alloc_c, (bits, size))
+            yield f"{stem}/C", *c, None
             for backend in BACKENDS:
-                yield f"{stem}/arena-{backend}", alloc_arena, (bits, backend, size)
+                yield f"{stem}/arena-{backend}", alloc_arena, (bits, backend, size), c
     for level in SCALE_LEVELS[quick]:
-        stem = f"scale/32/{level}"
-        yield f"{stem}/C", scale_c, (level,)
+        stem, c = f"scale/32/{level}", (scale_c, (level,))
+        yield f"{stem}/C", *c, None
         if 64 in layouts:
-            yield f"scale/64/{level}/cffi", scale_pair, (level, 64, "cffi")
-        yield f"{stem}/cffi", scale_pair, (level, 32, "cffi")
-        yield f"{stem}/arena-cffi", scale_arena, (level,)
+            yield f"scale/64/{level}/cffi", scale_pair, (level, 64, "cffi"), c
+        yield f"{stem}/cffi", scale_pair, (level, 32, "cffi"), c
+        yield f"{stem}/arena-cffi", scale_arena, (level,), (scale_c, (level, arena_slack(level)))
 
 
 def main() -> None:
     def worker_args(cmd, args):
         # Workers pick their case by index: they must build the same list.
         cmd.extend((["--quick"] if args.quick else []) + (["--only", args.only] if args.only else []))
+        cmd.extend(["--pairs", args.pairs] if args.pairs else [])
 
     runner = pyperf.Runner(add_cmdline_args=worker_args)
     runner.argparser.add_argument("--quick", action="store_true", help="fewer sizes and scale levels")
     runner.argparser.add_argument("--only", default="", help="run only cases whose name contains this")
+    runner.argparser.add_argument("--pairs", default="", help="append the C times measured in each Python variant's worker here (JSON lines)")
     args = runner.parse_args()
     runner.metadata["arena_layouts"] = "32,64" if sysmem.NATIVE_BITS == 64 else "32"
     runner.metadata["arena_native_bits"] = sysmem.NATIVE_BITS
-    for name, func, fargs in cases(args.quick):
-        if args.only in name:
+    for name, func, fargs, c in cases(args.quick):
+        if args.only not in name:
+            continue
+        _pairs.clear()
+        if c is None:
             runner.bench_time_func(name, func, *fargs)
+            continue
+        runner.bench_time_func(name, paired, func, fargs, *c)
+        # Only a worker that measured values has pairs; a calibration run's are not kept.
+        if _pairs and args.pairs and args.worker and not (args.calibrate_loops or args.recalibrate_loops):
+            with open(args.pairs, "a") as f:
+                f.write(json.dumps({"name": name, "warmups": args.warmups or 0, "pairs": _pairs}) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ benchmark's values come from several moments of the session: drift on a noisy
 machine hits the C limit and the Python layers alike. Progress goes to stderr,
 the table to stdout; JSON, table and chart land in --json-dir:
   bench[-quick].json          the pyperf suite (python -m pyperf compare_to/stats work on it)
+  bench[-quick]-pairs.jsonl   the C limit's times measured in each Python variant's worker
   bench[-quick]-summary.json  rows, ratios, scale curves, goals, machine
   bench[-quick]-table.md      the table
   bench[-quick].png           ratios to the C limit and the scale curve
@@ -39,8 +40,9 @@ MODES = {
 }
 
 
-def run_round(number: int, rounds: int, quick: bool, only: str, settings: list[str], out: Path, total: int, t0: float) -> None:
-    cmd = [sys.executable, str(HERE / "cases.py"), "--quiet", *settings]
+def run_round(number: int, rounds: int, quick: bool, only: str, settings: list[str], out: Path, pairs: Path,
+              total: int, t0: float) -> None:
+    cmd = [sys.executable, str(HERE / "cases.py"), "--quiet", *settings, "--pairs", str(pairs)]
     cmd += ["--quick"] if quick else []
     cmd += ["--only", only] if only else []
     cmd += ["--append", str(out)] if out.exists() else ["-o", str(out)]
@@ -72,14 +74,16 @@ def main() -> None:
     t0 = time.monotonic()
     print("building the C limit (make -C benchmarks)", file=sys.stderr, flush=True)
     climit.build()
-    total = sum(args.only in name for name, _, _ in cases.cases(args.quick))
+    total = sum(args.only in case[0] for case in cases.cases(args.quick))
     args.json_dir.mkdir(parents=True, exist_ok=True)
-    tmp = args.json_dir / f"{stem}.json.tmp"
+    tmp, tmp_pairs = args.json_dir / f"{stem}.json.tmp", args.json_dir / f"{stem}-pairs.jsonl.tmp"
     tmp.unlink(missing_ok=True)
+    tmp_pairs.unlink(missing_ok=True)
     for r in range(1, rounds + 1):
-        run_round(r, rounds, args.quick, args.only, mode["pyperf"], tmp, total, t0)
+        run_round(r, rounds, args.quick, args.only, mode["pyperf"], tmp, tmp_pairs, total, t0)
     final = args.json_dir / f"{stem}.json"
     os.replace(tmp, final)
+    os.replace(tmp_pairs, args.json_dir / f"{stem}-pairs.jsonl")
     text = report.report(final, args.json_dir, stem)
     print(f"{time.monotonic() - t0:6.1f}s done: {final}, {stem}-summary.json, {stem}-table.md, {stem}.png",
           file=sys.stderr, flush=True)

@@ -164,6 +164,23 @@ def test_the_log_waits_for_a_placement_and_is_bounded(space, memory32):
     assert_in_step(space)
 
 
+def test_unmaps_in_reverse_order_cancel_maps_or_merge(space, memory32):
+    lo = space.index.high - 64 * MiB
+    pages = [lo + PAGE * i for i in range(8)]
+    for at in pages:
+        assert memory32.reserve(at, PAGE) == at
+    for at in reversed(pages):
+        memory32.release(at, PAGE)
+    assert space._log == []  # each release cancelled the map logged last
+    for at in pages:
+        assert memory32.reserve(at, PAGE) == at
+    assert_in_step(space)  # the maps are in the index now
+    for at in reversed(pages):
+        memory32.release(at, PAGE)
+    assert space._log == [(lo, -8 * PAGE)]  # one unmap for the index
+    assert_in_step(space)
+
+
 def test_mapping_made_behind_the_index_is_detected_and_avoided(space, memory32, memory):
     top = space.index.highest(16 * KiB)
     # The native layer maps where the next placement would go, unseen by the index.

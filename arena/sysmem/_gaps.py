@@ -329,7 +329,7 @@ class ConfinedSpace:
     the log is applied when the index is next read. A release that undoes the
     log's last map cancels it: a reservation given back at once (a rejected
     region, a fallback mapping, an arena closing in reverse order) never
-    touches the index at all.
+    touches the index at all, and adjacent unmaps are logged as one.
     """
 
     def __init__(self, low: int, high: int, page_size: int) -> None:
@@ -372,10 +372,17 @@ class ConfinedSpace:
     def _note(self, addr: int, size: int) -> None:
         """Log a map (``size`` > 0) or an unmap (``size`` < 0) for the index (the caller holds the lock)."""
         log = self._log
-        if size < 0 and log and log[-1] == (addr, -size):
-            # Unmapping what was just mapped: to the index, neither happened.
-            log.pop()
-            return
+        if size < 0 and log:
+            last, length = log[-1]
+            if (last, length) == (addr, -size):
+                # Unmapping what was just mapped: to the index, neither happened.
+                log.pop()
+                return
+            if length < 0 and (last == addr - size or addr == last - length):
+                # Next to the unmap before it (an arena closing in reverse order):
+                # one wider unmap, one update of the index.
+                log[-1] = (min(last, addr), length + size)
+                return
         log.append((addr, size))
         if len(log) >= _LOG_LIMIT:
             self._catch_up()
