@@ -357,12 +357,12 @@ def main() -> None:
         if args.only not in name:
             continue
         _pairs.clear()
-        if c is None:
+        # A worker that only calibrates the loops needs no C limit beside it.
+        if c is None or args.calibrate_loops or args.recalibrate_loops:
             runner.bench_time_func(name, func, *fargs)
             continue
         runner.bench_time_func(name, paired, func, fargs, *c)
-        # Only a worker that measured values has pairs; a calibration run's are not kept.
-        if _pairs and args.pairs and args.worker and not (args.calibrate_loops or args.recalibrate_loops):
+        if _pairs and args.pairs and args.worker:
             with open(args.pairs, "a") as f:
                 f.write(json.dumps({"name": name, "warmups": args.warmups or 0, "pairs": _pairs}) + "\n")
 

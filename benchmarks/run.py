@@ -1,11 +1,11 @@
-"""`make bench`: build the C limit, run every case in interleaved rounds, report.
+"""`make bench`: build the C limit, run every case, report.
 
     python benchmarks/run.py [--quick] [--json-dir benchmarks/results] [--rounds N] [--only TEXT]
 
-Each round runs the whole case list once (each C limit right before its
-Python variants) and appends its runs to the same pyperf JSON, so every
-benchmark's values come from several moments of the session: drift on a noisy
-machine hits the C limit and the Python layers alike. Progress goes to stderr,
+A round runs the whole case list once (each C limit right before its Python
+variants, and again inside each variant's worker, around every value: see
+cases.py) and appends its runs to the same pyperf JSON; --rounds N spreads a
+benchmark's values over N moments of the session. Progress goes to stderr,
 the table to stdout; JSON, table and chart land in --json-dir:
   bench[-quick].json          the pyperf suite (python -m pyperf compare_to/stats work on it)
   bench[-quick]-pairs.jsonl   the C limit's times measured in each Python variant's worker
@@ -31,11 +31,12 @@ import climit  # noqa: E402
 import report  # noqa: E402
 
 # pyperf settings per mode: worker processes, values per process, warm-ups,
-# minimum time per value. Full: ~4 min on 2 cores; quick: ~40 s. Worker start-up
-# dominates a case's time, so the full mode takes its second worker from the
-# second interleaved round rather than from a second process in the same round.
+# minimum time per value. Full: ~4 min on 2 cores; quick: ~45 s. Worker start-up
+# dominates a case's time (pyperf also starts one to calibrate the loops). The
+# ratios compare each value with the C limit run in the same worker, so more
+# workers per case, not more rounds, is what steadies them.
 MODES = {
-    "full": {"rounds": 2, "pyperf": ["--processes", "1", "--values", "6", "--warmups", "1", "--min-time", "0.05"]},
+    "full": {"rounds": 1, "pyperf": ["--processes", "2", "--values", "5", "--warmups", "1", "--min-time", "0.05"]},
     "quick": {"rounds": 1, "pyperf": ["--processes", "1", "--values", "2", "--warmups", "1", "--min-time", "0.02"]},
 }
 
@@ -64,7 +65,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer cases, one round, one process per case (< 60 s)")
     p.add_argument("--json-dir", type=Path, default=HERE / "results")
-    p.add_argument("--rounds", type=int, help="override the number of interleaved rounds")
+    p.add_argument("--rounds", type=int, help="run the case list this many times (default 1)")
     p.add_argument("--only", default="", help="run only cases whose name contains this text")
     p.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     args = p.parse_args()

@@ -4,7 +4,8 @@
 # Engine behind `make test32`, `make bench32` and `make docker32`.
 #
 #   tools/i386.sh test           make test  inside i386 bookworm
-#   tools/i386.sh bench          make bench inside i386 bookworm
+#   tools/i386.sh bench          make bench inside i386 bookworm (results copied
+#                                to benchmarks/results/i386/)
 #   tools/i386.sh run CMD...     any command, run in the fresh source copy
 #   tools/i386.sh shell          interactive shell in the i386 root
 #   tools/i386.sh docker [test|bench|run CMD...]
@@ -345,6 +346,12 @@ chroot_main() {
     # The inner command's status becomes the script's.
     local rc=0
     in_root "$SRC_IN_ROOT" "$@" || rc=$?
+    # The source copy is replaced by the next run: keep what a bench wrote.
+    if [[ "$mode" == bench && -d "$ROOT$SRC_IN_ROOT/benchmarks/results" ]]; then
+        mkdir -p "$REPO/benchmarks/results/i386"
+        cp "$ROOT$SRC_IN_ROOT"/benchmarks/results/bench* "$REPO/benchmarks/results/i386/" 2>/dev/null || true
+        log "results copied to benchmarks/results/i386/"
+    fi
     exit "$rc"
 }
 
