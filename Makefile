@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The whole suite runs once per backend, msgpack-style; ARENA_BACKEND=... picks one.
 BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 
-.PHONY: help install demo test bench bench-quick test32 bench32 docker32 clean
+.PHONY: help install demo test bench bench-quick profile test32 bench32 docker32 clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,13 @@ bench: $(VENV)/.bench-installed ## Benchmark the OS layer, arena growth and allo
 bench-quick: $(VENV)/.bench-installed ## The benchmark in quick mode (< 60 s), as CI runs it
 	$(MAKE) -C benchmarks
 	$(PY) benchmarks/run.py --quick
+
+$(VENV)/.profile-installed: $(VENV)/.bench-installed
+	$(PY) -m pip install -q -e '.[bench,profile]'
+	touch $@
+
+profile: $(VENV)/.profile-installed ## Profile the benchmark's hot paths with pyinstrument (benchmarks/results/profile-*.txt)
+	$(PY) benchmarks/profile.py
 
 test32: ## Run the tests as a 32-bit i386 program (Docker if an engine answers, else a debootstrap root; needs root)
 	tools/i386.sh test
