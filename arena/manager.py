@@ -184,9 +184,9 @@ class Arena:
         arguments); to the arena a request too large for the space is simply
         out of memory, as sysReserve returning nil was to Go.
         """
-        if not 0 < size < self.memory.limit or hint + size > 1 << self.memory.address_bits:
+        if not 0 < size < self._limit or hint + size > self._top:
             return None
-        return self.memory.reserve(hint, size)
+        return self._mem_reserve(hint, size)
 
     def _release(self, p: int, size: int) -> None:
         """Give back a mapping the arena does not keep; one the kernel refuses stays on the books.
@@ -263,7 +263,7 @@ class Arena:
         # acquire/release, not "with": half the cost of a lock on the hot path.
         self._lock.acquire()
         try:
-            if self._closed:
+            if self._closed:  # _check_open, without a call on the hot path
                 raise ArenaClosed("the arena is closed")
             # The usual request, an int page multiple within max_mem, costs a few comparisons.
             if type(n) is not int or n <= 0 or n % self._page or n > self._max_mem:
@@ -291,7 +291,7 @@ class Arena:
         if new_end >= self._top or new_end - self._start - 1 > self._max_mem:
             self._record("grow", n, None, p_size, None, "beyond-max-mem", "growing would pass max_mem or the top; not tried")
             return None
-        # A step the address space cannot hold is no room (see _reserve).
+        # _reserve's check, of which new_end < 2**bits is already done: this is the hot path.
         p = self._mem_reserve(end, p_size) if p_size < self._limit else None
         if p == end:
             self._regions.append((p, p_size, "reservation"))

@@ -88,11 +88,8 @@ class Memory:
             self._space = _gaps.space(self.lowest, self.limit, self.page_size)
             self._usual = _usual_calls(self.limit, self.page_size)
             # The backend's unconfined calls, taken before they are shadowed:
-            # what the space maps and unmaps with. A placement's address is
-            # never below ``lowest`` (the space sees to it), so it may skip
-            # that check where the backend offers such a call.
+            # what the space maps and unmaps with.
             self._raw_reserve_exact = self.reserve_exact
-            self._raw_place = getattr(self, "_place_exact", self.reserve_exact)
             self._raw_release = self.release
             # Instance attributes shadow the unconfined methods of the class.
             self.reserve = self._confined_reserve
@@ -166,7 +163,7 @@ class Memory:
         if not self._usual(hint, size):
             hint, size = self.check_hint(hint, size)
         # The hint if free, else top-down in the highest gap that fits (see _gaps).
-        return self._space.reserve(self._raw_place, hint, size)
+        return self._space.reserve(self._raw_reserve_exact, hint, size)
 
     def _confined_reserve_exact(self, addr: int, size: int) -> int | None:
         if not self._usual(addr, size):

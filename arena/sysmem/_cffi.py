@@ -74,8 +74,6 @@ class CffiMemory(Memory):
         lib = _load()
         self.page_size = lib.shim_page_size()
         self._reserve_exact = lib.shim_reserve_exact
-        # reserve_exact without the check against ``lowest``, for confined placement.
-        self._place_exact = _returns_address(self, lib.shim_reserve_exact, "reserve_exact")
         self.reserve = _returns_address(self, lib.shim_reserve, "reserve")
         self.commit = _returns_code(self, lib.shim_commit, "commit")
         self.decommit = _returns_code(self, lib.shim_decommit, "decommit")

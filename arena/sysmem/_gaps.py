@@ -360,6 +360,8 @@ class ConfinedSpace:
     def _catch_up(self) -> None:
         """Apply the log to the index (the caller holds the lock)."""
         log, ix = self._log, self._index
+        if not log:
+            return
         self._log = []
         for addr, size in log:
             if size < 0:
@@ -405,8 +407,7 @@ class ConfinedSpace:
                         self._note(p, size)
                     return p
                 if self.built:
-                    if self._log:
-                        self._catch_up()
+                    self._catch_up()
                     if ix.is_free(hint, hint + size):
                         # Believed free, yet refused: mapped behind the index's back.
                         self.resync()
@@ -416,8 +417,7 @@ class ConfinedSpace:
                 self.resync()
                 synced = True
             for _ in range(_PLACEMENT_TRIES):
-                if self._log:
-                    self._catch_up()
+                self._catch_up()
                 end = ix.highest(size)
                 if end is not None:
                     # Top-down, like the kernel's search from mmap_base.
