@@ -11,17 +11,18 @@ import dataclasses
 import errno
 import functools
 import operator
-import threading
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import sysmem
+from .base import ArenaClosed, Manager
 from .layout import LAYOUT_64, Layout, MiB
 
+if TYPE_CHECKING:
+    from .heaparenas import HeapState
+
+__all__ = ["RULES", "Arena", "ArenaClosed", "Bounds", "Event", "Region", "ReservationFailed", "Stats"]
+
 RULES = ("fixed", "legacy", "go1.9")
-
-
-class ArenaClosed(RuntimeError):
-    """The arena was closed: its mappings are gone."""
 
 
 class ReservationFailed(MemoryError):
@@ -49,17 +50,21 @@ class Region(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    """One decision: what was asked, what the kernel answered, the verdict and why."""
+    """One decision: what was asked, what the kernel answered, the verdict and why.
 
-    step: str  # first, grow, commit or fallback
+    ``before`` and ``after`` are a linear arena's ``Bounds``, or the
+    ``HeapState`` of ``HeapArenas``.
+    """
+
+    step: str  # first, grow, commit or fallback (HeapArenas: first, hint, aligned, commit)
     request: int  # the n of sys_alloc (0 for the first reservation)
     hint: int | None
     size: int
     returned: int | None
     verdict: str
     reason: str
-    before: Bounds
-    after: Bounds
+    before: Bounds | HeapState
+    after: Bounds | HeapState
 
 
 @dataclasses.dataclass
@@ -86,7 +91,7 @@ def _round_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
-class Arena:
+class Arena(Manager):
     """A linear heap arena over real reservations, growing as Go's sysAlloc did."""
 
     def __init__(
@@ -97,30 +102,17 @@ class Arena:
         start: int | None = None,
         initial_size: int | None = None,
     ) -> None:
-        if not isinstance(layout, Layout):
-            raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
+        memory = self._take(layout, memory)
         if rule not in RULES:
             raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-        if memory is None:
-            memory = sysmem.default(address_bits=layout.address_bits)
-        if getattr(memory, "address_bits", None) != layout.address_bits:
-            raise ValueError(f"a {layout.name} layout needs a {layout.address_bits}-bit memory layer, got {memory!r}")
-        if layout.page_size % memory.page_size:
-            raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
-        self.layout = layout
         self.rule = rule
-        self.memory = memory
-        self._lock = threading.Lock()
-        self._closed = False
         # The hot path reads these as plain attributes, not through layout and memory.
         self._page, self._step, self._max_mem = layout.page_size, layout.growth_step, layout.max_mem
         self._top, self._limit = 1 << layout.address_bits, memory.limit
         self._mem_reserve, self._mem_commit = memory.reserve, memory.commit
-        # Plain tuples, as cheap to record as possible: Region, Event and Stats
-        # are built from them only when someone reads them.
-        self._regions: list[tuple[int, int, str]] = []
-        self._unreleased: list[tuple[int, int]] = []  # mappings whose release the kernel refused
-        self._allocations: list[tuple[int, int]] = []
+        # Plain tuples, as cheap to record as possible (_regions and
+        # _allocations too, see Manager): Region, Event and Stats are built
+        # from them only when someone reads them.
         # One tuple per decision: what was asked and answered, then the bounds
         # after it. The bounds before it are the previous decision's after:
         # every change of the bounds is a decision.
@@ -131,29 +123,10 @@ class Arena:
         try:
             self._reserve_first(start, initial_size)
         except BaseException:
-            # No arena to close: give back what a failed release left behind.
-            self._closed = True
-            for p, size in self._unreleased:
-                try:
-                    self.memory.release(p, size)
-                except OSError:
-                    pass
+            self._give_up()
             raise
 
     # -- arguments -------------------------------------------------------------
-
-    def _page_multiple(self, name: str, value: object, *, positive: bool, size: bool = True) -> int:
-        try:
-            value = operator.index(value)
-        except TypeError:
-            raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
-        if value < 0 or (positive and value == 0):
-            raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value}")
-        if value % self.layout.page_size:
-            raise ValueError(f"{name} must be a multiple of the arena page {self.layout.page_size:#x}, got {value:#x}")
-        if size and value > self.layout.max_mem:
-            raise ValueError(f"{name} {value:#x} is more than the arena can span (max_mem {self.layout.max_mem:#x})")
-        return value
 
     def _check_start(self, start: object) -> int | None:
         if start is None:
@@ -188,24 +161,8 @@ class Arena:
             return None
         return self._mem_reserve(hint, size)
 
-    def _release(self, p: int, size: int) -> None:
-        """Give back a mapping the arena does not keep; one the kernel refuses stays on the books.
-
-        Such a mapping is retried by ``close`` (or at once if the constructor
-        fails), so a failed munmap never leaks it.
-        """
-        try:
-            self.memory.release(p, size)
-        except OSError:
-            self._unreleased.append((p, size))
-            raise
-
     def _record(self, step, request, hint, size, returned, verdict, reason) -> None:
         self._events.append((step, request, hint, size, returned, verdict, reason, self._start, self._used, self._alloc, self._end))
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ArenaClosed("the arena is closed")
 
     # -- the first reservation -------------------------------------------------
 
@@ -431,12 +388,6 @@ class Arena:
     arena_alloc = property(lambda self: self._alloc, doc="Allocation cursor (arena_used except under go1.9).")
     arena_end = property(lambda self: self._end, doc="End of the current reservation.")
     arena_reserved = property(lambda self: True, doc="Always True: every block is really reserved.")
-    closed = property(lambda self: self._closed)
-
-    @property
-    def allocations(self) -> list[tuple[int, int]]:
-        """``(address, size)`` of everything ``sys_alloc`` handed out, in order."""
-        return list(self._allocations)
 
     @property
     def regions(self) -> list[Region]:
@@ -475,44 +426,6 @@ class Arena:
                     t.committed += request
             self._tallied = len(events)
             return dataclasses.replace(t, reserved=sum(size for _, size, _ in self._regions))
-
-    def save_trace(self, path: str) -> None:
-        """Write this arena's history as a replayable trace (docs/trace-format.md)."""
-        from . import trace
-
-        trace.save(self, path)
-
-    # -- lifetime --------------------------------------------------------------
-
-    def close(self) -> None:
-        """Release every mapping the arena made; idempotent.
-
-        A mapping the kernel refused to release (``OSError``) stays on the books
-        and is tried again by the next ``close``.
-        """
-        with self._lock:
-            if self._closed and not self._unreleased:
-                return
-            self._closed = True
-            error = None
-            # What the kernel refused to release before is tried again, every time.
-            pending = [(p, size) for p, size, _ in reversed(self._regions)] + self._unreleased
-            self._regions.clear()
-            self._unreleased = []
-            for p, size in pending:
-                try:
-                    self.memory.release(p, size)
-                except OSError as exc:
-                    self._unreleased.append((p, size))
-                    error = error or exc
-            if error is not None:
-                raise error
-
-    def __enter__(self) -> Arena:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"used={self._used:#x} end={self._end:#x}"

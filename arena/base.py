@@ -1,0 +1,125 @@
+"""What every manager of real address space shares: its checks, the mappings it holds, its lifetime.
+
+``Arena`` (Go's linear heap arena) and ``HeapArenas`` (Go 1.11's sparse heap
+arenas) differ in how they place memory, not in how they take arguments, give
+mappings back or close.
+"""
+from __future__ import annotations
+
+import operator
+import threading
+
+from . import sysmem
+from .layout import Layout
+
+
+class ArenaClosed(RuntimeError):
+    """The arena was closed: its mappings are gone."""
+
+
+class Manager:
+    """A lock, the mappings held (``_regions``), what was handed out (``_allocations``), and ``close``."""
+
+    # The layout attribute that bounds a request: Go 1.8's _MaxMem, or Go 1.11's maxAlloc.
+    _span_limit = "max_mem"
+
+    def _take(self, layout: Layout, memory: sysmem.Memory | None) -> sysmem.Memory:
+        """Check the layout and the memory layer a constructor was given; returns the layer to use."""
+        if not isinstance(layout, Layout):
+            raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
+        if memory is None:
+            memory = sysmem.default(address_bits=layout.address_bits)
+        if getattr(memory, "address_bits", None) != layout.address_bits:
+            raise ValueError(f"a {layout.name} layout needs a {layout.address_bits}-bit memory layer, got {memory!r}")
+        if layout.page_size % memory.page_size:
+            raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
+        self.layout = layout
+        self.memory = memory
+        self._lock = threading.Lock()
+        self._closed = False
+        self._regions: list[tuple[int, int, str]] = []
+        self._unreleased: list[tuple[int, int]] = []  # mappings whose release the kernel refused
+        self._allocations: list[tuple[int, int]] = []
+        return memory
+
+    def _page_multiple(self, name: str, value: object, *, positive: bool, size: bool = True) -> int:
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
+        if value < 0 or (positive and value == 0):
+            raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value}")
+        if value % self.layout.page_size:
+            raise ValueError(f"{name} must be a multiple of the arena page {self.layout.page_size:#x}, got {value:#x}")
+        limit = getattr(self.layout, self._span_limit)
+        if size and value > limit:
+            raise ValueError(f"{name} {value:#x} is more than the arena can span ({self._span_limit} {limit:#x})")
+        return value
+
+    def _release(self, p: int, size: int) -> None:
+        """Give back a mapping the manager does not keep; one the kernel refuses stays on the books.
+
+        Such a mapping is retried by ``close`` (or at once if the constructor
+        fails), so a failed munmap never leaks it.
+        """
+        try:
+            self.memory.release(p, size)
+        except OSError:
+            self._unreleased.append((p, size))
+            raise
+
+    def _give_up(self) -> None:
+        """A constructor failed, so there is nothing to close: give back what a failed release left behind."""
+        self._closed = True
+        for p, size in self._unreleased:
+            try:
+                self.memory.release(p, size)
+            except OSError:
+                pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ArenaClosed("the arena is closed")
+
+    closed = property(lambda self: self._closed)
+
+    @property
+    def allocations(self) -> list[tuple[int, int]]:
+        """``(address, size)`` of everything ``sys_alloc`` handed out, in order."""
+        return list(self._allocations)
+
+    def save_trace(self, path: str) -> None:
+        """Write this manager's history as a replayable trace (docs/trace-format.md)."""
+        from . import trace
+
+        trace.save(self, path)
+
+    def close(self) -> None:
+        """Release every mapping the manager made; idempotent.
+
+        A mapping the kernel refused to release (``OSError``) stays on the books
+        and is tried again by the next ``close``.
+        """
+        with self._lock:
+            if self._closed and not self._unreleased:
+                return
+            self._closed = True
+            error = None
+            # What the kernel refused to release before is tried again, every time.
+            pending = [(p, size) for p, size, _ in reversed(self._regions)] + self._unreleased
+            self._regions.clear()
+            self._unreleased = []
+            for p, size in pending:
+                try:
+                    self.memory.release(p, size)
+                except OSError as exc:
+                    self._unreleased.append((p, size))
+                    error = error or exc
+            if error is not None:
+                raise error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
