@@ -35,6 +35,17 @@ class Layout:
     fallback: bool = False
     # go1.9 rule: strand at most this much of the current block to jump to a new one.
     strand_limit: int = 16 * MiB
+    # Go 1.11's sparse heap (``HeapArenas``); None takes Go 1.11's value for
+    # address_bits on Linux (x86-64 and 386), malloc.go lines 161-298.
+    # heapArenaBytes: the heap is made of aligned arenas of this size (64 MiB; 4 MiB on 32-bit).
+    heap_arena_size: int | None = None
+    # heapAddrBits: the arena index covers addresses of this many bits (48; 32 on 32-bit).
+    heap_addr_bits: int | None = None
+    # arenaL1Bits: bits of an arena number taken by the first level of the index (0 on Linux).
+    arena_l1_bits: int | None = None
+    # arenaBaseOffset: added to an address before indexing (1 << 47 on amd64, so that
+    # sign-extended "negative" addresses index too; 0 on 386).
+    arena_base_offset: int | None = None
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -69,6 +80,44 @@ class Layout:
             raise ValueError("Layout.first_sizes must name at least one size")
         if self.fallback and self.address_bits != 32:
             raise ValueError("Layout.fallback is Go's 32-bit path: a 64-bit arena's reservation is all it has")
+        self._resolve_heap_arena_fields()
+
+    def _resolve_heap_arena_fields(self) -> None:
+        """Fill the sparse-heap fields left None with Go 1.11's values and check them."""
+        wide = self.address_bits == 64
+        go = {
+            "heap_arena_size": 64 * MiB if wide else 4 * MiB,
+            "heap_addr_bits": 48 if wide else 32,
+            "arena_l1_bits": 0,
+            "arena_base_offset": 1 << 47 if wide else 0,
+        }
+        for name, value in go.items():
+            given = getattr(self, name)
+            if given is None:
+                object.__setattr__(self, name, value)
+            elif isinstance(given, bool) or not isinstance(given, int):
+                raise TypeError(f"Layout.{name} must be an int or None, got {given!r}")
+        size, bits = self.heap_arena_size, self.heap_addr_bits
+        if not 12 <= bits <= self.address_bits:
+            raise ValueError(f"Layout.heap_addr_bits must be in [12, {self.address_bits}], got {bits}")
+        if size < self.page_size or size & (size - 1) or size >= 1 << bits:
+            raise ValueError(
+                f"Layout.heap_arena_size must be a power of two of at least page_size below 2**heap_addr_bits, got {size:#x}"
+            )
+        if not 0 <= self.arena_l1_bits <= self.arena_bits:
+            raise ValueError(f"Layout.arena_l1_bits must be in [0, {self.arena_bits}], got {self.arena_l1_bits}")
+        if not 0 <= self.arena_base_offset < 1 << self.address_bits:
+            raise ValueError(f"Layout.arena_base_offset must be a {self.address_bits}-bit value, got {self.arena_base_offset:#x}")
+
+    @property
+    def arena_bits(self) -> int:
+        """Bits of an arena number (Go's arenaBits): the index has ``2**arena_bits`` entries."""
+        return self.heap_addr_bits - (self.heap_arena_size.bit_length() - 1)
+
+    @property
+    def max_alloc(self) -> int:
+        """Go 1.11's maxAlloc: the largest allocation, ``2**heap_addr_bits`` (less one on 32-bit, so it fits a uintptr)."""
+        return (1 << self.heap_addr_bits) - (self.address_bits == 32)
 
 
 LAYOUT_32 = Layout(
