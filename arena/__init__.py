@@ -1,4 +1,5 @@
-"""A real-memory arena allocator modelled on Go's linear heap arena (Go 1.8 – 1.10)."""
+"""A real-memory arena allocator modelled on Go's linear heap arena (Go 1.8 – 1.10) and Go 1.11's sparse heap arenas."""
+from .heaparenas import GoThrow, HeapArenas, HeapState
 from .layout import LAYOUT_32, LAYOUT_64, Layout, native_layout
 from .manager import RULES, Arena, ArenaClosed, Bounds, Event, Region, ReservationFailed, Stats
 
@@ -10,6 +11,9 @@ __all__ = [
     "ArenaClosed",
     "Bounds",
     "Event",
+    "GoThrow",
+    "HeapArenas",
+    "HeapState",
     "Layout",
     "Region",
     "ReservationFailed",

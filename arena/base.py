@@ -56,6 +56,17 @@ class Manager:
             raise ValueError(f"{name} {value:#x} is more than the arena can span ({self._span_limit} {limit:#x})")
         return value
 
+    def _reserve(self, hint: int, size: int) -> int | None:
+        """``memory.reserve``, except that a range the address space cannot hold is no room.
+
+        The layer raises ``ValueError`` for such a size (it checks its own
+        arguments); to the arena a request too large for the space is simply
+        out of memory, as sysReserve returning nil was to Go.
+        """
+        if not 0 < size < self.memory.limit or hint + size > 1 << self.layout.address_bits:
+            return None
+        return self.memory.reserve(hint, size)
+
     def _release(self, p: int, size: int) -> None:
         """Give back a mapping the manager does not keep; one the kernel refuses stays on the books.
 
@@ -69,13 +80,11 @@ class Manager:
             raise
 
     def _give_up(self) -> None:
-        """A constructor failed, so there is nothing to close: give back what a failed release left behind."""
-        self._closed = True
-        for p, size in self._unreleased:
-            try:
-                self.memory.release(p, size)
-            except OSError:
-                pass
+        """A constructor failed: give back what it reserved, and what a failed release left behind."""
+        try:
+            self.close()
+        except OSError:
+            pass  # the constructor's own error is the one to report
 
     def _check_open(self) -> None:
         if self._closed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from . import sysmem
+from .heaparenas import HeapArenas
 from .manager import Arena, ArenaClosed
 
 
@@ -37,10 +38,12 @@ def _covered(maps: list[sysmem.Mapping], start: int, end: int, perms: str | None
     return cursor >= end
 
 
-def verify(a: Arena) -> list[Violation]:
+def verify(a: Arena | HeapArenas) -> list[Violation]:
     """Every way ``a`` is unsound; an empty list means sound."""
+    if isinstance(a, HeapArenas):
+        return verify_heap_arenas(a)
     if not isinstance(a, Arena):
-        raise TypeError(f"verify needs an Arena, not {type(a).__name__} ({a!r})")
+        raise TypeError(f"verify needs an Arena or HeapArenas, not {type(a).__name__} ({a!r})")
     if a.closed:
         raise ArenaClosed("cannot verify a closed arena: its mappings are gone")
     found = []
@@ -81,3 +84,49 @@ def verify_or_raise(a: Arena) -> None:
     found = verify(a)
     if found:
         raise InvariantViolation(found)
+
+
+def verify_heap_arenas(a: HeapArenas) -> list[Violation]:
+    """Every way Go 1.11's heap arenas ``a`` are unsound: the index against the allocations,
+    the held regions and /proc/self/maps; an empty list means sound."""
+    if a.closed:
+        raise ArenaClosed("cannot verify closed heap arenas: their mappings are gone")
+    found = []
+    for e in a.events:
+        # An index entry never goes back to nil (mheap.go): registered arenas only grow.
+        if e.after.arenas < e.before.arenas:
+            found.append(Violation("arena-unregistered", f"{e.step} {e.verdict}: heap arenas {e.before.arenas} -> {e.after.arenas}"))
+    regions, allocations, size = sorted(a.regions), sorted(a.allocations), a.layout.heap_arena_size
+    top = max([r.end for r in regions] + [p + n for p, n in allocations], default=0)
+    maps = sysmem.mappings(below=top)
+    held = [sysmem.Mapping(r.start, r.end, "", r.role) for r in regions]
+    handed = set()
+    for addr, n in allocations:
+        frames = range(addr - addr % size, addr + n, size)
+        handed.update(frames)
+        if addr % size or n % size or not all(a.contains(f) for f in frames):
+            found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + n:#x}) is not whole registered heap arenas"))
+        if not _covered(held, addr, addr + n, None):
+            found.append(Violation("foreign", f"allocation [{addr:#x}, {addr + n:#x}) lies in no mapping the heap arenas made"))
+        if not _covered(maps, addr, addr + n, "rw-p"):
+            found.append(Violation("not-mapped", f"allocation [{addr:#x}, {addr + n:#x}) is not mapped read-write"))
+    for (a1, s1), (a2, s2) in zip(allocations, allocations[1:]):
+        if a2 < a1 + s1:
+            found.append(Violation("overlap", f"allocations [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
+    for base in a.arenas:
+        if base not in handed:
+            found.append(Violation("stray-arena", f"heap arena [{base:#x}, {base + size:#x}) is registered but was never handed out"))
+        elif not _covered(maps, base, base + size, "rw-p"):
+            found.append(Violation("index-unmapped", f"registered heap arena [{base:#x}, {base + size:#x}) is not mapped read-write"))
+    # What the kernel answered and was kept: whole, or trimmed to alignment (one arena less).
+    made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "honoured")}
+    made |= {(e.returned - e.returned % size + size, e.size - size) for e in a.events if e.verdict == "trimmed"}
+    for r in regions:
+        if (r.start, r.size) not in made:
+            found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by these heap arenas"))
+        if not _covered(maps, r.start, r.end, None):
+            found.append(Violation("unmapped", f"region [{r.start:#x}, {r.end:#x}) is no longer mapped"))
+    for r1, r2 in zip(regions, regions[1:]):
+        if r2.start < r1.end:
+            found.append(Violation("overlap", f"regions [{r1.start:#x}, {r1.end:#x}) and [{r2.start:#x}, {r2.end:#x}) overlap"))
+    return found

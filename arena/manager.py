@@ -150,17 +150,6 @@ class Arena(Manager):
 
     # -- state -----------------------------------------------------------------
 
-    def _reserve(self, hint: int, size: int) -> int | None:
-        """``memory.reserve``, except that a range the address space cannot hold is no room.
-
-        The layer raises ``ValueError`` for such a size (it checks its own
-        arguments); to the arena a request too large for the space is simply
-        out of memory, as sysReserve returning nil was to Go.
-        """
-        if not 0 < size < self._limit or hint + size > self._top:
-            return None
-        return self._mem_reserve(hint, size)
-
     def _record(self, step, request, hint, size, returned, verdict, reason) -> None:
         self._events.append((step, request, hint, size, returned, verdict, reason, self._start, self._used, self._alloc, self._end))
 
