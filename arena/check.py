@@ -96,6 +96,9 @@ def verify_heap_arenas(a: HeapArenas) -> list[Violation]:
         # An index entry never goes back to nil (mheap.go): registered arenas only grow.
         if e.after.arenas < e.before.arenas:
             found.append(Violation("arena-unregistered", f"{e.step} {e.verdict}: heap arenas {e.before.arenas} -> {e.after.arenas}"))
+        if e.verdict == "throw":
+            # The model refused and stayed sound, but a Go program would have died here.
+            found.append(Violation("throw", f"Go 1.11 throws at sys_alloc({e.request:#x}): {e.reason}"))
     regions, allocations, size = sorted(a.regions), sorted(a.allocations), a.layout.heap_arena_size
     top = max([r.end for r in regions] + [p + n for p, n in allocations], default=0)
     maps = sysmem.mappings(below=top)

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, NamedTuple
 
 from . import demo, report, svg, sysmem, trace
 from .layout import Layout
-from .manager import RULES
+from .managers import NAMES
 from .maps import annotate, rows_text
 from .run import Outcome, Replay, observe
 
@@ -28,7 +28,7 @@ class UsageError(Exception):
 
 def _rules(choice: str | None, default: str) -> tuple[str, ...]:
     choice = choice or default
-    return RULES if choice == "all" else (choice,)
+    return NAMES if choice == "all" else (choice,)
 
 
 def _live(rules: tuple[str, ...], start: Callable[[str], Replay]) -> Iterator[Replay]:
@@ -194,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="one JSON object on stdout, for machines")
     rules = argparse.ArgumentParser(add_help=False)
-    rules.add_argument("--rule", choices=[*RULES, "all"], help="acceptance rule, or all side by side")
+    rules.add_argument("--rule", choices=[*NAMES, "all"], help="acceptance rule, go1.11 (sparse heap arenas), or all side by side")
     rules.add_argument("--layout", choices=sorted(trace.LAYOUTS), help="address-space layout (bits)")
     picture = argparse.ArgumentParser(add_help=False)
     picture.add_argument("--svg", metavar="PATH", help="draw the address space to PATH")

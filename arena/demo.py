@@ -2,11 +2,14 @@
 
 On the 32-bit layout the replay uses the addresses from the issue. On the
 64-bit layout the same scenario is shifted to the first 64-bit hint: the low
-answer lies as far below the arena as it did on 32-bit.
+answer lies as far below the arena as it did on 32-bit. Under ``"go1.11"``
+(Go 1.11's sparse heap arenas, ``HeapArenas``) the same kernel answers meet
+the design that replaced the linear arena.
 """
 from __future__ import annotations
 
 from . import sysmem
+from .heaparenas import RELEASE, HeapArenas
 from .layout import LAYOUT_32, Layout, MiB
 from .manager import Arena
 from .run import PATTERN, Replay, drive
@@ -38,6 +41,8 @@ def replay_20259(rule: str, layout: Layout = LAYOUT_32, memory: sysmem.Memory | 
     """Run the 20259 scenario under ``rule``; the caller closes ``replay.arena``."""
     inner = memory if memory is not None else sysmem.default(address_bits=layout.address_bits)
     start, low = scenario(layout)
+    if rule == RELEASE:
+        return drive(_heap_arenas(layout, inner, start, low), [*LIVE, LAST])
     if layout.address_bits == 32:
         # The first reservation asks the kernel; the growth reservation is answered low.
         scripted = ScriptedMemory(inner, [None, low])
@@ -50,6 +55,21 @@ def replay_20259(rule: str, layout: Layout = LAYOUT_32, memory: sysmem.Memory | 
     return drive(arena, [*LIVE, LAST])
 
 
+def _heap_arenas(layout: Layout, inner: sysmem.Memory, start: int, low: int) -> HeapArenas:
+    """Go 1.11's heap arenas where the linear arena was; the reservation after it is answered low."""
+    if layout.address_bits == 32:
+        # The metadata and the pre-reservation (hinted at the arena's start) ask
+        # the kernel; the live requests fit the pre-reservation. The last one's
+        # hint, at its end, is answered low, and so is the aligned reservation
+        # tried when no hint is left: the kernel's top-down search finds the same spot.
+        scripted = ScriptedMemory(inner, [None, None, low, low])
+        return HeapArenas(layout, scripted, start=start, initial_size=ARENA_SIZE)
+    # One 64 MiB heap arena per request from the first hint up; the last one's
+    # hint is answered low, and the next hint is tried.
+    scripted = ScriptedMemory(inner, [start, None, None, None, None, low])
+    return HeapArenas(layout, scripted)
+
+
 def explain(layout: Layout) -> tuple[str, str]:
     """The demo's opening and closing words for ``layout``."""
     start, low = scenario(layout)
@@ -60,7 +80,9 @@ def explain(layout: Layout) -> tuple[str, str]:
     if layout.address_bits == 32:
         return head, (
             "legacy lowers arena_used below live memory (Go issue 20259); fixed rejects the low region"
-            " and falls back; go1.9 moves arena_alloc and leaves arena_used alone."
+            " and falls back; go1.9 moves arena_alloc and leaves arena_used alone.\n"
+            "go1.11 (sparse heap arenas) releases the low answer to its hint, then, with no hint left, takes it"
+            " as a new aligned heap arena: there are no bounds to lower, and nothing is lost."
         )
     head = (
         f"64-bit: the 32-bit scenario shifted to the first hint {start:#x}; the low answer is "
@@ -71,5 +93,6 @@ def explain(layout: Layout) -> tuple[str, str]:
         "arena_start (between arena_start and arena_used lies the arena's own reservation, which\n"
         "the kernel never hands out twice). Every rule rejects it: legacy and go1.9 by\n"
         "arena_start <= p, fixed by arena_end < p; with no fallback on 64-bit the request gets\n"
-        "nil, and arena_used never drops. The bug needed 32-bit Go's arena_start = 0."
+        "nil, and arena_used never drops. The bug needed 32-bit Go's arena_start = 0.\n"
+        "go1.11 (sparse heap arenas) releases the low answer to its hint and takes the next hint."
     )

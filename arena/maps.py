@@ -8,19 +8,15 @@ gave back: those are listed from its events though no longer mapped.
 from __future__ import annotations
 
 from . import sysmem
+from .heaparenas import HeapArenas
 from .manager import Arena
 from .report import columns
-from .run import size_text
+from .run import arena_part, size_text
 
-_RELEASED = ("rejected", "fallback-rejected", "missed")
-
-
-def _base(arena: Arena) -> int:
-    """Where the arena part of the first reservation begins; the metadata lies below."""
-    return next(e.after.arena_used for e in arena.events if e.step == "first" and e.verdict == "reserved")
+_RELEASED = ("rejected", "fallback-rejected", "missed")  # HeapArenas: a missed hint
 
 
-def _roles(arena: Arena, m: sysmem.Mapping, base: int) -> list[str]:
+def _roles(arena: Arena | HeapArenas, m: sysmem.Mapping, base: int) -> list[str]:
     roles = []
     for r in arena.regions:
         if r.start < m.end and m.start < r.end:
@@ -36,9 +32,9 @@ def _roles(arena: Arena, m: sysmem.Mapping, base: int) -> list[str]:
     return roles
 
 
-def annotate(arena: Arena, maps: list[sysmem.Mapping]) -> list[dict[str, object]]:
+def annotate(arena: Arena | HeapArenas, maps: list[sysmem.Mapping]) -> list[dict[str, object]]:
     """Rows for the mappings that meet the arena's regions, and for the regions it released, lowest first."""
-    base = _base(arena)
+    base = arena_part(arena.events)
     rows: list[dict[str, object]] = []
     for m in maps:
         roles = _roles(arena, m, base)

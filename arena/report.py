@@ -1,8 +1,12 @@
 """Tables for people: aligned columns and hex addresses."""
 from __future__ import annotations
 
-from .manager import Event
+from .heaparenas import HeapState
+from .manager import Bounds, Event
 from .run import Outcome, per_request, size_text
+
+# Heap arenas' steps a table leaves to the commit after them, which names the same address.
+_TOLD_BY_COMMIT = {("hint", "honoured"), ("aligned", "reserved"), ("aligned", "trimmed")}
 
 
 def columns(rows: list[list[str]]) -> str:
@@ -19,10 +23,19 @@ def _cell(events: list[Event]) -> str:
     """The decisions one request caused, in a few words."""
     words = []
     for e in events:
+        if (e.step, e.verdict) in _TOLD_BY_COMMIT:
+            continue
         at = f" {e.returned:#x}" if e.returned is not None else ""
-        flag = " LOWERS used" if e.after.arena_used < e.before.arena_used else ""
+        flag = " LOWERS used" if isinstance(e.after, Bounds) and e.after.arena_used < e.before.arena_used else ""
         words.append(f"{e.verdict}{at}{flag}")
     return "; ".join(words)
+
+
+def _heap(state: Bounds | HeapState) -> str:
+    if not isinstance(state, HeapState):
+        return "-"
+    hint = "no hint" if state.hint is None else f"next hint {state.hint:#x}" + (" down" if state.down else "")
+    return f"{state.arenas}, {hint}"
 
 
 def _lost(o: Outcome) -> str:
@@ -37,9 +50,10 @@ def side_by_side(outcomes: list[Outcome]) -> str:
     rows = [[""] + [o.rule for o in outcomes]]
     for i, n in enumerate(outcomes[0].requests):
         rows.append([f"sys_alloc({size_text(n)})"] + [c[i] if i < len(c) else "" for c in cells])
-    rows.append(["arena_used after"] + [_hex(o.bounds.arena_used) for o in outcomes])
-    rows.append(["arena_alloc after"] + [_hex(o.bounds.arena_alloc) for o in outcomes])
-    rows.append(["arena_end after"] + [_hex(o.bounds.arena_end) for o in outcomes])
+    for name in ("arena_used", "arena_alloc", "arena_end"):
+        rows.append([f"{name} after"] + [_hex(getattr(o.bounds, name, None)) for o in outcomes])
+    if any(isinstance(o.bounds, HeapState) for o in outcomes):
+        rows.append(["heap arenas after"] + [_heap(o.bounds) for o in outcomes])
     rows.append(["allocations lost"] + [_lost(o) for o in outcomes])
     rows.append(["verify"] + [f"{len(o.violations)} violations" if o.violations else "sound" for o in outcomes])
     rows.append(["live bytes read back"] + ["intact" if o.intact else "CHANGED" for o in outcomes])
@@ -48,11 +62,15 @@ def side_by_side(outcomes: list[Outcome]) -> str:
 
 def decisions(o: Outcome) -> str:
     """Every event of one run: what was asked, answered and decided, and how arena_used moved."""
-    rows = [["#", "step", "request", "hint", "size", "returned", "verdict", "arena_used", "reason"]]
+    heap = isinstance(o.bounds, HeapState)
+    rows = [["#", "step", "request", "hint", "size", "returned", "verdict", "arenas, next hint" if heap else "arena_used", "reason"]]
     for i, e in enumerate(o.events):
-        used = _hex(e.after.arena_used)
-        if e.after.arena_used != e.before.arena_used:
-            used = f"{e.before.arena_used:#x} -> {used}"
+        if heap:
+            used = _heap(e.after)
+        else:
+            used = _hex(e.after.arena_used)
+            if e.after.arena_used != e.before.arena_used:
+                used = f"{e.before.arena_used:#x} -> {used}"
         rows.append([
             str(i), e.step, size_text(e.request) if e.request else "-", _hex(e.hint), size_text(e.size),
             _hex(e.returned), e.verdict, used, e.reason,

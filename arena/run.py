@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from .check import Violation, verify
+from .heaparenas import GoThrow, HeapArenas, HeapState
 from .layout import GiB, KiB, MiB
 from .manager import Arena, Bounds, Event, Region
 from .testing import peek, poke
@@ -20,7 +21,7 @@ PATTERN = b"live heap object"
 class Replay:
     """One rule's run: the arena (still open; the caller closes it) and what each request returned."""
 
-    arena: Arena
+    arena: Arena | HeapArenas
     requests: list[int]
     returned: list[int | None]
 
@@ -34,12 +35,15 @@ class Replay:
         return all(peek(p, len(PATTERN)) == PATTERN for p in self.returned if p is not None)
 
 
-def drive(arena: Arena, requests: list[int]) -> Replay:
+def drive(arena: Arena | HeapArenas, requests: list[int]) -> Replay:
     """Run ``sys_alloc`` for each request, writing ``PATTERN`` into each allocation; closes the arena on error."""
     replay = Replay(arena, [], [])
     try:
         for n in requests:
-            p = arena.sys_alloc(n)
+            try:
+                p = arena.sys_alloc(n)
+            except GoThrow:
+                p = None  # Go would stop here; the throw is an event, and verify reports it
             replay.requests.append(n)
             replay.returned.append(p)
             if p is not None:
@@ -62,7 +66,7 @@ class Outcome:
     events: list[Event]
     regions: list[Region]
     allocations: list[tuple[int, int]]
-    bounds: Bounds
+    bounds: Bounds | HeapState
     lost: list[int]
     violations: list[Violation]
     intact: bool
@@ -97,7 +101,7 @@ def observe(replay: Replay) -> Outcome:
         events=a.events,
         regions=a.regions,
         allocations=a.allocations,
-        bounds=Bounds(a.arena_start, a.arena_used, a.arena_alloc, a.arena_end),
+        bounds=a.state if isinstance(a, HeapArenas) else Bounds(a.arena_start, a.arena_used, a.arena_alloc, a.arena_end),
         lost=replay.lost,
         violations=verify(a),
         intact=replay.intact(),
@@ -124,6 +128,12 @@ def per_request(events: list[Event]) -> list[list[Event]]:
     if current:
         groups.append(current)
     return groups
+
+
+def arena_part(events: list[Event]) -> int:
+    """Where the arena part of a linear arena's first reservation begins (its metadata lies below); 0 for heap arenas."""
+    firsts = (e.after for e in events if e.step == "first" and e.verdict == "reserved")
+    return next((b.arena_used for b in firsts if isinstance(b, Bounds)), 0)
 
 
 def size_text(n: int) -> str:

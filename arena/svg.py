@@ -3,6 +3,7 @@
 One lane per run (rule): a map row with the reservations, the low mapping and
 the allocations (those lost by the legacy rule marked), then one row per
 decision with the arena_start / arena_used / arena_alloc / arena_end markers
+(for Go 1.11's heap arenas: the next hint and the pre-reservation's cursor)
 before (hollow) and after (filled) it. Empty spans much larger than what is
 mapped are drawn as fixed-width breaks marked "≈", and every other segment gets
 a minimum width, so a 1 MiB allocation stays visible beside 4 GiB of space.
@@ -12,7 +13,8 @@ from __future__ import annotations
 import bisect
 from xml.sax.saxutils import escape
 
-from .run import Outcome, size_text
+from .heaparenas import HeapState
+from .run import Outcome, arena_part, size_text
 
 WIDTH = 1200
 LEFT = 250  # room for the decision labels
@@ -27,6 +29,10 @@ MARKERS = (  # name, colour, letter, offset in a decision row
     ("arena_alloc", "#6a1b9a", "A", 15),
     ("arena_end", "#1565c0", "E", 20),
 )
+HEAP_MARKERS = (  # the same for HeapArenas' state
+    ("hint", "#ef6c00", "H", 5),
+    ("prereserved_next", "#6a1b9a", "P", 10),
+)
 RELEASED = ("rejected", "fallback-rejected", "missed")
 STYLE = """
 text { font-family: DejaVu Sans, Arial, sans-serif; font-size: 11px; fill: #222; }
@@ -36,6 +42,7 @@ text { font-family: DejaVu Sans, Arial, sans-serif; font-size: 11px; fill: #222;
 .metadata { fill: #e0e0e0; stroke: #9e9e9e; }
 .region { fill: #bbdefb; stroke: #1976d2; }
 .fallback { fill: #ffe0b2; stroke: #ef6c00; }
+.heap { fill: #c8e6c9; stroke: #2e7d32; }
 .released { fill: none; stroke: #757575; stroke-dasharray: 4 3; }
 .low-mapping { fill: none; stroke: #ff6f00; stroke-width: 3; }
 .low-mapping.released { stroke-dasharray: 8 4; }
@@ -117,9 +124,12 @@ def _low(o: Outcome) -> list[tuple[int, int, str]]:
     ]
 
 
-def _base(o: Outcome) -> int:
-    """Where the arena part of the first reservation begins (the metadata lies below)."""
-    return next(e.after.arena_used for e in o.events if e.step == "first" and e.verdict == "reserved")
+def _markers(state) -> list[tuple[str, str, str, int, int]]:
+    """``(name, colour, letter, offset, address)`` of the bounds of ``state`` that are set."""
+    table = HEAP_MARKERS if isinstance(state, HeapState) else MARKERS
+    found = [(name, colour, letter, dy, getattr(state, name)) for name, colour, letter, dy in table]
+    # Unset heap bounds (no hint, no pre-reservation) are not drawn.
+    return [m for m in found if m[4] or table is MARKERS]
 
 
 def _label(e) -> str:
@@ -143,7 +153,7 @@ def draw(outcomes: list[Outcome], title: str, note: str = "") -> str:
         for e in o.events:
             # Before the first reservation the bounds are unset zeros: not drawn.
             for b in ([e.after] if e.step == "first" else [e.before, e.after]):
-                points.update(b)
+                points.update(m[4] for m in _markers(b))
     axis = Axis(points, occupied, LEFT, WIDTH - LEFT - RIGHT)
     out: list[str] = []
     y = 30
@@ -215,9 +225,9 @@ def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
     out.append(f'<text class="lane-title" x="10" y="{y + 14}">{escape(o.rule)} ({escape(o.layout)}): {verdict}</text>')
     y += 36
     out.append(f'<text x="10" y="{y + 19}">address space</text>')
-    base = _base(o)
+    base = arena_part(o.events)
     for r in o.regions:
-        cls = {"first": "region", "reservation": "region", "fallback": "fallback"}.get(r.role, "region")
+        cls = {"fallback": "fallback", "metadata": "metadata", "heap": "heap"}.get(r.role, "region")
         tip = f"{r.role} [{r.start:#x}, {r.end:#x}) {size_text(r.size)}"
         if r.role == "first" and r.start < base:
             out.append(_rect("metadata", axis.x(r.start), axis.x(base), y, MAP_H, tip=f"heap metadata [{r.start:#x}, {base:#x})"))
@@ -239,9 +249,9 @@ def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
     for i, e in enumerate(o.events):
         out.append(f'<line class="row-line" x1="{LEFT}" y1="{y + ROW_H:.1f}" x2="{axis.right:.1f}" y2="{y + ROW_H:.1f}"/>')
         out.append(f'<text x="10" y="{y + 16}">{escape(_label(e))}</text>')
-        for k, (name, colour, letter, dy) in enumerate(MARKERS):
-            after = e.after[k]
-            before = None if e.step == "first" else e.before[k]
+        was = {} if e.step == "first" else {m[0]: m[4] for m in _markers(e.before)}
+        for name, colour, letter, dy, after in _markers(e.after):
+            before = was.get(name)
             # arena_alloc is arena_used except under go1.9; drawn only where they part.
             if name == "arena_alloc" and after == e.after.arena_used and before in (None, e.before.arena_used):
                 continue
@@ -274,6 +284,7 @@ def _legend(out: list[str], y: int) -> int:
     items = [
         ("metadata", "heap metadata (first reservation)"),
         ("region", "reservation (arena)"),
+        ("heap", "heap arenas (Go 1.11)"),
         ("fallback", "fallback mapping"),
         ("released", "rejected and released"),
         ("low-mapping", "low mmap (answer below arena_end)"),
@@ -284,11 +295,12 @@ def _legend(out: list[str], y: int) -> int:
     for i, (cls, text) in enumerate(items):
         x, yy = 10 + (i % 4) * 290, y + 24 + (i // 4) * 22
         out.append(_rect(cls, x, x + 26, yy, 14) + f'<text x="{x + 32}" y="{yy + 11}">{escape(text)}</text>')
-    yy = y + 24 + 2 * 22
+    yy = y + 24 + 3 * 22
     x = 10
-    for name, colour, letter, _ in MARKERS:
+    for name, colour, letter, _ in MARKERS + HEAP_MARKERS:
         out.append(f'<text x="{x}" y="{yy + 11}" font-weight="bold" fill="{colour}">{letter}</text><text x="{x + 12}" y="{yy + 11}">{name}</text>')
         x += 130
+    x, yy = 10, yy + 22
     out.append(
         f'<text x="{x}" y="{yy + 11}">per decision: \u25cb before \u2192 letter after; a thick red arrow: arena_used lowered</text></g>'
     )

@@ -1,13 +1,13 @@
 """Replayable traces: the kernel's answers to an arena's reservations, saved as JSON.
 
 A bug seen once becomes a file anyone can replay, against any rule and layout.
-Format version 1 (also in docs/trace-format.md)::
+Format version 2 (also in docs/trace-format.md)::
 
     {
       "format": "arena-trace",          # required, exactly this
-      "version": 1,                     # required
+      "version": 2,                     # required; 1 is read too
       "layout": "32" | "64" | {...},    # LAYOUT_32, LAYOUT_64, or Layout's fields
-      "rule": "fixed" | "legacy" | "go1.9",
+      "rule": "fixed" | "legacy" | "go1.9" | "go1.11",   # go1.11: HeapArenas (version 2 only)
       "start": ADDRESS | null,          # Arena(start=...): where the arena part begins
       "initial_size": SIZE | null,      # Arena(initial_size=...)
       "requests": [SIZE, ...],          # sys_alloc(n), in order
@@ -20,7 +20,9 @@ address (really mapped exactly there on replay), ``null`` (ask the kernel with
 the arena's hint) or ``"no-room"``. Reservations past the last answer ask the
 kernel. ``recorded`` is informative: a replay under the same rule and layout
 says whether it made the same decisions. Unknown fields are errors, so a typo
-never passes silently; a reader of version 1 refuses other versions.
+never passes silently. Version 2 adds the rule "go1.11" and is written only
+for ``HeapArenas``: a linear arena's trace is still version 1, which every
+reader since the first reads.
 """
 from __future__ import annotations
 
@@ -31,20 +33,27 @@ from typing import Any
 
 from . import sysmem
 from .layout import LAYOUT_32, LAYOUT_64, Layout
+from .heaparenas import RELEASE, HeapArenas
 from .manager import RULES, Arena, ReservationFailed
+from .managers import NAMES, open_manager
 from .run import Replay, drive, per_request
 from .testing import NO_ROOM, ScriptedMemory
 
 FORMAT = "arena-trace"
-VERSION = 1
+VERSION = 2
+# The rules each version knows: version 2 added Go 1.11's heap arenas.
+VERSION_RULES = {1: RULES, 2: NAMES}
 LAYOUTS = {"32": LAYOUT_32, "64": LAYOUT_64}
 _FIELDS = ("format", "version", "layout", "rule", "start", "initial_size", "requests", "answers", "recorded")
 _REQUIRED = ("format", "version", "layout", "rule", "requests", "answers")
 # Events whose step made a reserve call, and so consumed one answer.
 _ASKED = {
-    "first": {"reserved", "missed", "no-room"},
+    "first": {"reserved", "missed", "no-room", "trimmed", "trim-failed"},
     "grow": {"contiguous", "accepted", "rejected", "no-room"},
     "fallback": {"fallback", "fallback-rejected", "out-of-memory"},
+    # HeapArenas: a hint's reservation, and the aligned one when every hint failed.
+    "hint": {"honoured", "missed", "no-room"},
+    "aligned": {"reserved", "trimmed", "no-room", "trim-failed"},
 }
 
 
@@ -96,7 +105,7 @@ def _layout(value: object) -> Layout:
             if not isinstance(item, list):
                 raise TraceError(f"layout.{key}: expected a list, got {json.dumps(item)}")
             item = tuple(_number(f"layout.{key}[{i}]", v) for i, v in enumerate(item))
-        elif fields[key].type == "int":
+        elif fields[key].type in ("int", "int | None") and item is not None:
             item = _number(f"layout.{key}", item)
         kwargs[key] = item
     if "address_bits" not in kwargs:
@@ -134,10 +143,11 @@ def parse(data: object) -> Trace:
             raise TraceError(f"{key}: missing")
     if data["format"] != FORMAT:
         raise TraceError(f'format: expected "{FORMAT}", got {json.dumps(data["format"])}')
-    if data["version"] != VERSION or isinstance(data["version"], bool):
-        raise TraceError(f"version: this reader knows version {VERSION}, got {json.dumps(data['version'])}")
-    if data["rule"] not in RULES:
-        raise TraceError(f"rule: expected one of {', '.join(RULES)}, got {json.dumps(data['rule'])}")
+    if data["version"] not in VERSION_RULES or isinstance(data["version"], bool):
+        raise TraceError(f"version: this reader knows versions 1 and {VERSION}, got {json.dumps(data['version'])}")
+    rules = VERSION_RULES[data["version"]]
+    if data["rule"] not in rules:
+        raise TraceError(f"rule: expected one of {', '.join(rules)} in version {data['version']}, got {json.dumps(data['rule'])}")
     requests = [_number(f"requests[{i}]", n) for i, n in enumerate(_list("requests", data["requests"]))]
     for i, n in enumerate(requests):
         if n <= 0:
@@ -172,7 +182,7 @@ def load(path: str | os.PathLike[str]) -> Trace:
 # -- writing -------------------------------------------------------------------
 
 
-def _answers_of(arena: Arena) -> list[int | str]:
+def _answers_of(arena: Arena | HeapArenas) -> list[int | str]:
     """The kernel's answer to every reserve call the events record, in order."""
     answers: list[int | str] = []
     top, limit = 1 << arena.layout.address_bits, arena.memory.limit
@@ -185,26 +195,22 @@ def _answers_of(arena: Arena) -> list[int | str]:
     return answers
 
 
-def record(arena: Arena) -> dict[str, Any]:
+def record(arena: Arena | HeapArenas) -> dict[str, Any]:
     """The trace of ``arena``'s history so far, as a JSON-ready dict."""
     events = arena.events
     layout = arena.layout
-    first = [e for e in events if e.step == "first"]
-    taken = first[-1]
-    # 64-bit's hint ladder ran unless the caller gave a start; replaying it with
-    # the recorded answers reproduces it. One size tried means the caller gave it.
-    ladder = taken.hint in layout.first_hints or any(e.verdict == "missed" for e in first)
-    start = None if ladder else taken.hint + layout.metadata_size
-    tried = [e for e in first if e.verdict != "missed"]
-    initial_size = taken.size - layout.metadata_size if len(tried) == 1 else None
     named = [k for k, v in LAYOUTS.items() if v == layout]
+    if isinstance(arena, HeapArenas):
+        # Its constructor's own arguments: the first hints are Go's unless start was given.
+        version, start = VERSION, {"start": None if arena._start is None else hex(arena._start), "initial_size": arena._initial_size}
+    else:
+        version, start = 1, _linear_start(arena)
     return {
         "format": FORMAT,
-        "version": VERSION,
+        "version": version,
         "layout": named[0] if named else {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(layout).items()},
         "rule": arena.rule,
-        "start": None if start is None else hex(start),
-        "initial_size": initial_size,
+        **start,
         "requests": [group[0].request for group in per_request(events)],
         "answers": [a if isinstance(a, str) else hex(a) for a in _answers_of(arena)],
         "recorded": [
@@ -214,7 +220,21 @@ def record(arena: Arena) -> dict[str, Any]:
     }
 
 
-def save(arena: Arena, path: str | os.PathLike[str]) -> None:
+def _linear_start(arena: Arena) -> dict[str, Any]:
+    """``start`` and ``initial_size`` of a linear arena, read back from its first reservation."""
+    layout = arena.layout
+    first = [e for e in arena.events if e.step == "first"]
+    taken = first[-1]
+    # 64-bit's hint ladder ran unless the caller gave a start; replaying it with
+    # the recorded answers reproduces it. One size tried means the caller gave it.
+    ladder = taken.hint in layout.first_hints or any(e.verdict == "missed" for e in first)
+    start = None if ladder else taken.hint + layout.metadata_size
+    tried = [e for e in first if e.verdict != "missed"]
+    initial_size = taken.size - layout.metadata_size if len(tried) == 1 else None
+    return {"start": None if start is None else hex(start), "initial_size": initial_size}
+
+
+def save(arena: Arena | HeapArenas, path: str | os.PathLike[str]) -> None:
     """Write ``arena``'s trace to ``path`` (the equivalent of ``Arena.save_trace``)."""
     with open(path, "w", encoding="utf-8") as f:
         json.dump(record(arena), f, indent=1)
@@ -225,12 +245,13 @@ def save(arena: Arena, path: str | os.PathLike[str]) -> None:
 
 
 def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) -> Replay:
-    """Run ``trace`` with real memory, under its own or the given rule and layout; the caller closes the arena."""
+    """Run ``trace`` with real memory, under its own or the given rule (``"go1.11"``: ``HeapArenas``) and layout; the caller closes the arena."""
     rule = rule or trace.rule
     layout = layout or trace.layout
+    span = "max_alloc" if rule == RELEASE else "max_mem"
     for i, n in enumerate(trace.requests):
-        if n % layout.page_size or n > layout.max_mem:
-            raise TraceError(f"requests[{i}]: {n:#x} is not a multiple of the arena page {layout.page_size:#x} up to max_mem")
+        if n % layout.page_size or n > getattr(layout, span):
+            raise TraceError(f"requests[{i}]: {n:#x} is not a multiple of the arena page {layout.page_size:#x} up to {span}")
     try:
         inner = sysmem.default(address_bits=layout.address_bits)
     except ValueError as exc:
@@ -244,8 +265,12 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
             raise TraceError(f"answers[{i}]: {exc}") from None
         scripted.append(answer)
     memory = ScriptedMemory(inner, scripted)
+    initial_size = trace.initial_size
+    if rule == RELEASE and layout.first_hints:
+        # 64-bit heap arenas have no first reservation to size (a linear arena's trace has one).
+        initial_size = None
     try:
-        arena = Arena(layout, rule, memory=memory, start=trace.start, initial_size=trace.initial_size)
+        arena = open_manager(rule, layout, memory=memory, start=trace.start, initial_size=initial_size)
     except (TypeError, ValueError) as exc:
         field = "start" if str(exc).startswith("start") else "initial_size" if "initial_size" in str(exc) else "layout"
         raise TraceError(f"{field}: {exc}") from None
@@ -258,7 +283,7 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
         raise ReplayError(f"cannot replay here: {exc}") from None
 
 
-def divergence(trace: Trace, arena: Arena) -> str | None:
+def divergence(trace: Trace, arena: Arena | HeapArenas) -> str | None:
     """How the replay's decisions differ from the recorded run, or ``None`` if they agree."""
     if trace.recorded is None:
         return None

@@ -62,7 +62,7 @@ def test_a_saved_demo_replays_with_exit_1_under_legacy_and_0_otherwise(capsys, t
     code, out, _ = run(capsys, "replay", path, "--rule", "all", "--json")
     data = json.loads(out)
     assert code == data["exit"] == 1
-    assert [(r["rule"], bool(r["violations"])) for r in data["rules"]] == [("fixed", False), ("legacy", True), ("go1.9", False)]
+    assert [(r["rule"], bool(r["violations"])) for r in data["rules"]] == [("fixed", False), ("legacy", True), ("go1.9", False), ("go1.11", False)]
 
 
 def test_a_malformed_trace_exits_2_naming_the_field_without_a_traceback(capsys, tmp_path):
