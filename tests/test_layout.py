@@ -61,3 +61,31 @@ def test_invalid_layouts_are_refused(change, exc, words):
 def test_fallback_is_32_bit_only():
     with pytest.raises(ValueError, match="fallback"):
         dataclasses.replace(arena.LAYOUT_64, fallback=True)
+
+
+def test_go_1_11_heap_arena_constants():
+    assert (arena.LAYOUT_64.heap_arena_size, arena.LAYOUT_32.heap_arena_size) == (64 * MiB, 4 * MiB)
+    assert (arena.LAYOUT_64.heap_addr_bits, arena.LAYOUT_32.heap_addr_bits) == (48, 32)
+    assert (arena.LAYOUT_64.arena_bits, arena.LAYOUT_32.arena_bits) == (22, 10)
+    assert (arena.LAYOUT_64.arena_base_offset, arena.LAYOUT_32.arena_base_offset) == (1 << 47, 0)
+    assert (arena.LAYOUT_64.max_alloc, arena.LAYOUT_32.max_alloc) == (1 << 48, (1 << 32) - 1)
+    # Left out, they take Go's value for the address bits: older layouts stay valid.
+    custom = arena.Layout(name="custom", address_bits=32, max_mem=(1 << 32) - 1)
+    assert custom.heap_arena_size == 4 * MiB and custom.heap_addr_bits == 32
+
+
+@pytest.mark.parametrize(
+    "change, exc, words",
+    [
+        ({"heap_arena_size": 3 * MiB}, ValueError, "heap_arena_size"),
+        ({"heap_arena_size": 4096}, ValueError, "heap_arena_size"),
+        ({"heap_arena_size": 4.0}, TypeError, "heap_arena_size"),
+        ({"heap_addr_bits": 33}, ValueError, "heap_addr_bits"),
+        ({"arena_l1_bits": 11}, ValueError, "arena_l1_bits"),
+        ({"arena_base_offset": 1 << 32}, ValueError, "arena_base_offset"),
+        ({"arena_l1_bits": True}, TypeError, "arena_l1_bits"),
+    ],
+)
+def test_invalid_heap_arena_fields_are_refused(change, exc, words):
+    with pytest.raises(exc, match=words):
+        dataclasses.replace(arena.LAYOUT_32, **change)
