@@ -116,11 +116,13 @@ def _released(o: Outcome) -> list[tuple[int, int]]:
 
 
 def _low(o: Outcome) -> list[tuple[int, int, str]]:
-    """Growth answers below arena_end, the low mmap of Go issue 20259, with their verdicts."""
+    """Growth answers below arena_end, the low mmap of Go issue 20259 (heap arenas: answers below
+    their hint), with their verdicts."""
     return [
         (e.returned, e.returned + e.size, e.verdict)
         for e in o.events
-        if e.step == "grow" and e.returned is not None and e.returned != e.hint and e.returned < e.before.arena_end
+        if e.returned is not None and e.returned != e.hint
+        and (e.step == "grow" and e.returned < e.before.arena_end or e.step == "hint" and e.returned < e.hint)
     ]
 
 

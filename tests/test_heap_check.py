@@ -96,6 +96,15 @@ def test_maps_and_picture_show_heap_arenas(h):
     assert doc.findall(".//s:g[@class='marker hint']", ns)
 
 
+def test_the_demo_picture_marks_the_low_answer_to_go1_11s_hint(tmp_path, capsys):
+    path = tmp_path / "d.svg"
+    assert cli.main(["demo", "--rule", "go1.11", "--svg", str(path)]) == 0
+    doc = ET.parse(path).getroot()
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    low = doc.find(".//s:rect[@id='low-go1_11-0']", ns)
+    assert low is not None and "0x10000000: missed" in low.find("s:title", ns).text
+
+
 def test_the_demo_shows_go1_11_sound(capsys):
     assert cli.main(["demo", "--json"]) == 0
     rules = {r["rule"]: r for r in json.loads(capsys.readouterr().out)["rules"]}
