@@ -114,3 +114,16 @@ def test_the_demo_shows_go1_11_sound(capsys):
     assert cli.main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "go1.11" in out and "missed 0x10000000; committed 0x10000000" in out
+
+
+@pytest.mark.needs_64_bit
+def test_the_documented_example_runs(capsys):
+    import pathlib
+    import re
+
+    doc = pathlib.Path(__file__).parent.parent / "docs" / "heap-arenas.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), {})
+    assert "('0xc004000000', False)" in capsys.readouterr().out
