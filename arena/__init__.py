@@ -2,6 +2,9 @@
 from .layout import LAYOUT_32, LAYOUT_64, Layout, native_layout
 from .manager import RULES, Arena, ArenaClosed, Bounds, Event, Region, ReservationFailed, Stats
 
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.1.0"
+
 __all__ = [
     "LAYOUT_32",
     "LAYOUT_64",

@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-from . import demo, report, svg, sysmem, trace
+import psutil
+
+from . import __version__, demo, report, svg, sysmem, trace
 from .layout import Layout
 from .manager import RULES
-from .maps import annotate, rows_text
+from .maps import annotate, process_rows, process_text, rows_text
 from .run import Outcome, Replay, observe
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
@@ -155,7 +157,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return code
 
 
+def _process_maps(args: argparse.Namespace) -> int:
+    """``maps --pid``: another process's mappings with resident bytes; no arena runs."""
+    if args.trace or args.rule or args.layout:
+        raise UsageError("--pid lists another process's mappings; it takes no --trace, --rule or --layout")
+    try:
+        rows = process_rows(args.pid)
+    except psutil.NoSuchProcess:
+        raise UsageError(f"no running process with pid {args.pid}") from None
+    except psutil.AccessDenied:
+        raise UsageError(f"pid {args.pid}: permission denied reading /proc/{args.pid}/smaps (run as its owner or root)") from None
+    if args.json:
+        print(json.dumps({"command": "maps", "pid": args.pid, "mappings": rows, "exit": EXIT_OK}))
+    else:
+        resident = sum(row["rss"] for row in rows)
+        print(f"/proc/{args.pid}/smaps: {len(rows)} mappings, {resident >> 10} KiB resident")
+        print(process_text(rows))
+    return EXIT_OK
+
+
 def cmd_maps(args: argparse.Namespace) -> int:
+    if args.pid is not None:
+        return _process_maps(args)
     layout, rules, start, title, _ = _scenario(args)
     outcomes, found = [], []
     for r in _live(rules, start):
@@ -188,8 +211,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.run([sys.executable, str(script), *flags]).returncode
 
 
+def _pid(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arena", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="one JSON object on stdout, for machines")
@@ -208,8 +238,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("trace", metavar="TRACE.json")
     r.set_defaults(run=cmd_replay)
     m = commands.add_parser("maps", parents=[common, rules], help="this process's mappings, annotated, for a live arena",
-                            description="Run the 20259 demo (or --trace) and print the mappings its live arena holds.")
+                            description="Run the 20259 demo (or --trace) and print the mappings its live arena holds; "
+                                        "or, with --pid, another process's mappings.")
     m.add_argument("--trace", metavar="FILE", help="replay this trace instead of the 20259 scenario")
+    m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory")
     m.set_defaults(run=cmd_maps)
     b = commands.add_parser("bench", parents=[common], help="run benchmarks/run.py")
     b.add_argument("--quick", action="store_true", help="a short run")
@@ -223,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except UsageError as exc:
+    except (UsageError, sysmem.UnknownBackend, sysmem.ShimUnavailable) as exc:
+        # A bad ARENA_BACKEND, or ARENA_BACKEND=cffi without the shim, is the
+        # environment's mistake, reported like a bad argument.
         print(f"arena {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:

@@ -1,11 +1,17 @@
 """The ``arena`` command line, run in-process against real memory (and once as ``python -m arena``)."""
+import importlib.metadata
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+import arena
 from arena import cli, demo
+from arena.run import size_text
 
 
 def run(capsys, *argv):
@@ -109,3 +115,113 @@ def test_python_dash_m_arena_runs_the_demo():
     done = subprocess.run([sys.executable, "-m", "arena", "demo", "--rule", "fixed"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "fallback 0x" in done.stdout
+
+
+def test_version_flag_prints_the_installed_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out == f"arena {arena.__version__}\n"
+    assert arena.__version__ == importlib.metadata.version("mmap-arena")
+
+
+@pytest.mark.parametrize("backend, message", [
+    ("rust", "arena demo: ARENA_BACKEND='rust' is not a backend; use one of cffi, ctypes"),
+    ("cffi", "arena demo: compiled shim unavailable (import of arena._native halted; None in sys.modules): "
+             "install a C compiler and reinstall"),
+], ids=["unknown", "cffi-without-shim"])
+def test_a_backend_that_cannot_be_had_exits_2_in_one_line(capsys, monkeypatch, backend, message):
+    from arena.sysmem import _cffi
+
+    monkeypatch.setitem(sys.modules, "arena._native", None)  # as if the install skipped the shim
+    monkeypatch.setattr(_cffi, "_lib", None)
+    monkeypatch.setenv("ARENA_BACKEND", backend)
+    code, out, err = run(capsys, "demo")
+    assert code == 2 and out == ""
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+# -- maps --pid: another process, through psutil ----------------------------------
+
+# Maps 16 MiB, writes the first 4 MiB, says where, and waits for its stdin to close.
+CHILD = """
+import ctypes, mmap, sys
+if sys.argv[1:] == ["private"]:
+    ctypes.CDLL(None).prctl(4, 0)  # PR_SET_DUMPABLE 0: only a privileged reader may see its mappings
+m = mmap.mmap(-1, 16 << 20)
+m.write(b"x" * (4 << 20))
+print(ctypes.addressof(ctypes.c_char.from_buffer(m)), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def child(request):
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, *getattr(request, "param", [])],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc.pid, int(proc.stdout.readline())
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def arena_cmd(*argv, prefix=()):
+    return subprocess.run([*prefix, sys.executable, "-m", "arena", *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_maps_pid_lists_another_process_mappings_with_resident_bytes(child):
+    pid, addr = child
+    done = arena_cmd("maps", "--pid", str(pid), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["command"] == "maps" and data["pid"] == pid and data["exit"] == 0
+    (mine,) = [m for m in data["mappings"] if m["start"] <= addr < m["end"]]
+    assert mine["perms"].startswith("rw") and mine["end"] - mine["start"] >= 16 << 20
+    # The 4 MiB written are resident, and with transparent huge pages at most
+    # a 2 MiB page more on each side: never the whole mapping.
+    assert 4 << 20 <= mine["rss"] <= 8 << 20
+    assert any(m["name"].endswith(os.path.basename(os.path.realpath(sys.executable))) for m in data["mappings"])
+
+    text = arena_cmd("maps", "--pid", str(pid))
+    assert text.returncode == 0, text.stderr
+    head, columns, *rows = text.stdout.splitlines()
+    assert head.startswith(f"/proc/{pid}/smaps: {len(data['mappings'])} mappings, ")
+    assert columns.split() == ["start", "end", "size", "perms", "resident", "name"]
+    (row,) = [re.split(r"\s{2,}", r) for r in rows if r.startswith(f"{mine['start']:#x} ")]
+    assert row[2:5] == [size_text(mine["end"] - mine["start"]), mine["perms"], size_text(mine["rss"])]
+
+
+def test_maps_pid_of_no_process_exits_2_in_one_line():
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: the pid names no process now
+    done = arena_cmd("maps", "--pid", str(gone.pid))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"arena maps: no running process with pid {gone.pid}\n"
+
+
+@pytest.mark.parametrize("child", [["private"]], indirect=True)
+def test_maps_pid_of_a_process_we_may_not_read_exits_2_in_one_line(child):
+    pid, _ = child
+    prefix = ()
+    if os.geteuid() == 0:
+        # Root reads anything; without its capabilities it is any other reader.
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv (util-linux) is missing to drop the capabilities")
+        prefix = ("setpriv", "--inh-caps=-all", "--bounding-set=-all")
+    done = arena_cmd("maps", "--pid", str(pid), prefix=prefix)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"arena maps: pid {pid}: permission denied reading /proc/{pid}/smaps (run as its owner or root)\n"
+
+
+@pytest.mark.parametrize("argv", [["--pid", "1", "--trace", "t.json"], ["--pid", "1", "--rule", "fixed"]])
+def test_maps_pid_takes_no_arena_options(capsys, argv):
+    code, _, err = run(capsys, "maps", *argv)
+    assert code == 2 and "takes no --trace, --rule or --layout" in err
+
+
+@pytest.mark.parametrize("pid", ["0", "-5", "self"])
+def test_maps_pid_must_be_a_process_id(capsys, pid):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["maps", "--pid", pid])
+    assert exit.value.code == 2 and "not a process id" in capsys.readouterr().err
