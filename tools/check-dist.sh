@@ -26,6 +26,7 @@
 #   ARENA_DIST_PYTHONS   the versions the wheel is tried on (default "3.11 3.12 3.13"),
 #                        each found as pythonX.Y on PATH or in pyenv; a missing one
 #                        is an error
+#   KEEP_WORK=1          keep the work directory (venvs and logs) to look into a failure
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
