@@ -15,6 +15,16 @@ class Violation(NamedTuple):
         return f"{self.kind}: {self.detail}"
 
 
+class Findings(list):
+    """What ``verify`` found: a list of ``Violation`` (empty: sound), and in
+    ``unchecked`` what it could not check, because the arena's bounded
+    history no longer holds what that check reads. Not a violation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unchecked: list[str] = []
+
+
 class InvariantViolation(AssertionError):
     """``verify_or_raise`` found the arena unsound."""
 
@@ -37,39 +47,52 @@ def _covered(maps: list[sysmem.Mapping], start: int, end: int, perms: str | None
     return cursor >= end
 
 
-def verify(a: Arena) -> list[Violation]:
-    """Every way ``a`` is unsound; an empty list means sound."""
+def verify(a: Arena) -> Findings:
+    """Every way ``a`` is unsound; an empty list means sound (``.unchecked``: what could not be checked)."""
     if not isinstance(a, Arena):
         raise TypeError(f"verify needs an Arena, not {type(a).__name__} ({a!r})")
     if a.closed:
         raise ArenaClosed("cannot verify a closed arena: its mappings are gone")
-    found = []
-    for e in a.events:
-        if e.after.arena_used < e.before.arena_used:
-            found.append(Violation(
-                "arena_used-decreased",
-                f"{e.step} {e.verdict} at {e.returned:#x}: arena_used {e.before.arena_used:#x} -> {e.after.arena_used:#x}",
-            ))
+    found = Findings()
+    # Kept whatever the history is: every decision that lowered arena_used.
+    for e in a.lowered:
+        found.append(Violation(
+            "arena_used-decreased",
+            f"{e.step} {e.verdict} at {e.returned:#x}: arena_used {e.before.arena_used:#x} -> {e.after.arena_used:#x}",
+        ))
+    complete = a.history_complete
     regions = sorted(a.regions)
-    allocations = sorted(a.allocations)
+    # Without every allocation, the committed runs (allocations merged where
+    # they touch) stand in for them: what lies outside the heap, outside the
+    # arena's mappings or not read-write is found all the same.
+    what, ranges = ("allocation", sorted(a.allocations)) if complete else ("committed run", a.committed_runs)
+    if not complete:
+        kept = "no decisions" if a.history == 0 else f"only its last {a.history} decisions"
+        found.unchecked.append(
+            f"the arena keeps {kept} (history={a.history}): its committed memory was checked run by run, "
+            "not allocation by allocation, so whether two allocations overlap was not checked"
+        )
+        found.unchecked.append(
+            "whether the arena made each region it holds was not checked: the decisions that made them are gone"
+        )
     # Only what lies below the arena's highest byte matters; the rest is not read.
-    top = max([r.end for r in regions] + [p + n for p, n in allocations], default=0)
+    top = max([r.end for r in regions] + [p + n for p, n in ranges], default=0)
     maps = sysmem.mappings(below=top)
     # Contiguous growth makes adjacent regions: an allocation may span several.
     held = [sysmem.Mapping(r.start, r.end, "", r.role) for r in regions]
-    for addr, size in allocations:
+    for addr, size in ranges:
         if not (a.contains(addr) and a.contains(addr + size - 1)):
-            found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
+            found.append(Violation("not-heap", f"{what} [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
         if not _covered(held, addr, addr + size, None):
-            found.append(Violation("foreign", f"allocation [{addr:#x}, {addr + size:#x}) lies in no mapping the arena made"))
+            found.append(Violation("foreign", f"{what} [{addr:#x}, {addr + size:#x}) lies in no mapping the arena made"))
         if not _covered(maps, addr, addr + size, "rw-p"):
-            found.append(Violation("not-mapped", f"allocation [{addr:#x}, {addr + size:#x}) is not mapped read-write"))
-    for (a1, s1), (a2, s2) in zip(allocations, allocations[1:]):
+            found.append(Violation("not-mapped", f"{what} [{addr:#x}, {addr + size:#x}) is not mapped read-write"))
+    for (a1, s1), (a2, s2) in zip(ranges, ranges[1:]):
         if a2 < a1 + s1:
-            found.append(Violation("overlap", f"allocations [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
+            found.append(Violation("overlap", f"{what}s [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
     made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "contiguous", "accepted", "fallback")}
     for r in regions:
-        if (r.start, r.size) not in made:
+        if complete and (r.start, r.size) not in made:
             found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by this arena"))
         if not _covered(maps, r.start, r.end, None):
             found.append(Violation("unmapped", f"region [{r.start:#x}, {r.end:#x}) is no longer mapped"))

@@ -11,10 +11,13 @@ import dataclasses
 import errno
 import functools
 import operator
+import sys
 import threading
+from bisect import bisect_left, bisect_right
+from collections import deque
 from typing import NamedTuple
 
-from . import sysmem
+from . import sysmem, views
 from .layout import LAYOUT_64, Layout, MiB
 
 RULES = ("fixed", "legacy", "go1.9")
@@ -64,7 +67,7 @@ class Event:
 
 @dataclasses.dataclass
 class Stats:
-    """Counters of an arena, tallied from its decisions (``Arena.stats``)."""
+    """Counters of an arena since it was made, whatever its history keeps (``Arena.stats``)."""
 
     reserved: int = 0  # bytes of address space held now
     committed: int = 0  # bytes made read-write (Go's heap_sys)
@@ -86,8 +89,55 @@ def _round_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
+class _Ranges:
+    """Disjoint address ranges: ``starts`` sorted, ``end_at[start]``, and ``size``, their bytes."""
+
+    __slots__ = ("starts", "end_at", "size")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.end_at: dict[int, int] = {}
+        self.size = 0
+
+    def add(self, start: int, end: int, merge: bool = False) -> None:
+        """Add ``[start, end)``; with ``merge``, joined to a range it touches."""
+        starts, end_at = self.starts, self.end_at
+        self.size += end - start
+        if not starts or start > starts[-1]:
+            i = len(starts)
+        else:
+            i = bisect_left(starts, start)
+        if merge and i and end_at[starts[i - 1]] == start:
+            i -= 1
+            start = starts[i]
+        elif i == len(starts):
+            starts.append(start)
+        else:
+            starts.insert(i, start)
+        if merge and i + 1 < len(starts) and starts[i + 1] == end:
+            end = end_at.pop(starts.pop(i + 1))
+        end_at[start] = end
+
+    def copy(self) -> _Ranges:
+        other = _Ranges()
+        other.starts, other.end_at, other.size = list(self.starts), dict(self.end_at), self.size
+        return other
+
+    def below(self, addr: int) -> tuple[int, int] | None:
+        """The range starting nearest at or below ``addr``, if any."""
+        i = bisect_right(self.starts, addr) - 1
+        return (self.starts[i], self.end_at[self.starts[i]]) if i >= 0 else None
+
+
 class Arena:
-    """A linear heap arena over real reservations, growing as Go's sysAlloc did."""
+    """A linear heap arena over real reservations, growing as Go's sysAlloc did.
+
+    ``history`` says how many decisions (``events``) and allocations
+    (``allocations``) the arena keeps: ``None``, every one; ``N``, the last N;
+    ``0``, none. ``stats``, the decisions that lowered arena_used
+    (``lowered``) and the committed memory (``committed_runs``) are kept
+    whatever it says, so ``check.verify`` works with any history.
+    """
 
     def __init__(
         self,
@@ -96,7 +146,13 @@ class Arena:
         memory: sysmem.Memory | None = None,
         start: int | None = None,
         initial_size: int | None = None,
+        history: int | None = None,
     ) -> None:
+        if history is not None:
+            if isinstance(history, bool) or not isinstance(history, int):
+                raise TypeError(f"history must be None (keep every decision) or an int N (keep the last N), not {history!r}")
+            if not 0 <= history < sys.maxsize:
+                raise ValueError(f"history must be None or the number of decisions to keep (0: none), got {history}")
         if not isinstance(layout, Layout):
             raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
         if rule not in RULES:
@@ -120,12 +176,37 @@ class Arena:
         # are built from them only when someone reads them.
         self._regions: list[tuple[int, int, str]] = []
         self._unreleased: list[tuple[int, int]] = []  # mappings whose release the kernel refused
-        self._allocations: list[tuple[int, int]] = []
         # One tuple per decision: what was asked and answered, then the bounds
         # after it. The bounds before it are the previous decision's after:
-        # every change of the bounds is a decision.
-        self._events: list[tuple] = []
-        self._tally, self._tallied = Stats(), 0
+        # every change of the bounds is a decision. A bounded history keeps one
+        # decision more than it shows, for the bounds before the first shown;
+        # appending to a full deque drops the oldest at no extra cost.
+        self._history = history
+        if history is None:
+            self._events: list[tuple] | deque[tuple] = []
+            self._allocations: list[tuple[int, int]] | deque[tuple[int, int]] = []
+        else:
+            self._events, self._allocations = deque(maxlen=history + 1), deque(maxlen=history)
+        # Counted as they happen in _record; what the hot path decides (commits,
+        # contiguous growth) is derived from the bounds and regions in stats.
+        self._tally = Stats()
+        self._regions_closed = 0  # regions released by close(), for stats.contiguous
+        self._lowered: list[tuple[Bounds, tuple]] = []  # (bounds before, decision) of each lowering
+        # Committed memory, allocations merged where they touch: closed runs,
+        # sorted, plus the open run [_run_start, arena_alloc) the cursor extends.
+        # The cursor moves only by commits, which extend the open run, except
+        # where it jumps (a non-contiguous region, a fallback): only those slow
+        # paths file a run, so the hot path keeps the runs without a write.
+        # A closed run can touch the open one (a fallback mapping placed right
+        # at a full block's end): readers join them (committed_runs, _run_end).
+        self._runs, self._run_start = _Ranges(), 0
+        # Views: the types of the arrays that export them, and (history=None)
+        # the allocations by address, indexed from _allocations when a view
+        # needs them.
+        self._exports = views.Exports(self, layout.page_size)
+        self._index = _Ranges()
+        # CPython shares the keys of instance dicts, which keeps the hot path's
+        # attribute reads fast, only up to 30 attributes: stay below that.
         self._start = self._used = self._alloc = self._end = 0
         start, initial_size = self._check_start(start), self._check_initial_size(initial_size)
         try:
@@ -142,11 +223,15 @@ class Arena:
 
     # -- arguments -------------------------------------------------------------
 
-    def _page_multiple(self, name: str, value: object, *, positive: bool, size: bool = True) -> int:
+    @staticmethod
+    def _int(name: str, value: object) -> int:
         try:
-            value = operator.index(value)
+            return operator.index(value)
         except TypeError:
             raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
+
+    def _page_multiple(self, name: str, value: object, *, positive: bool, size: bool = True) -> int:
+        value = self._int(name, value)
         if value < 0 or (positive and value == 0):
             raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value}")
         if value % self.layout.page_size:
@@ -201,7 +286,24 @@ class Arena:
             raise
 
     def _record(self, step, request, hint, size, returned, verdict, reason) -> None:
+        # Every decision but the hot path's two (a commit, a contiguous growth)
+        # is recorded here: their counters are kept as they happen.
+        t = self._tally
+        if returned is not None and step in ("first", "grow"):
+            t.reservations += 1  # the kernel answered, whatever became of it
+        if verdict == "accepted":
+            t.noncontiguous += 1
+        elif verdict == "rejected":
+            t.rejections += 1
+            t.released_after_rejection += size
+        elif verdict == "fallback":
+            t.fallbacks += 1
         self._events.append((step, request, hint, size, returned, verdict, reason, self._start, self._used, self._alloc, self._end))
+
+    def _close_run(self, start: int, end: int) -> None:
+        """File committed ``[start, end)`` among the closed runs, merged with a run it touches."""
+        if start < end:
+            self._runs.add(start, end, merge=True)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -246,7 +348,7 @@ class Arena:
         # The metadata sits below the arena part, as in Go's single reservation.
         base = _round_up(p, self.layout.page_size) + self.layout.metadata_size
         self._start = 0 if self.layout.arena_start_is_zero else base
-        self._used = self._alloc = base
+        self._used = self._alloc = self._run_start = base
         self._end = max(p + total, base)
         self._regions.append((p, total, "first"))
         where = "at the hint" if p == hint else f"the kernel chose {p:#x} instead of {hint:#x}"
@@ -313,15 +415,22 @@ class Arena:
         hint, used_before = self._end, self._used
         why = self._accepts(p, p_size)
         if why is None:
+            before = Bounds(self._start, self._used, self._alloc, self._end)
             self._regions.append((p, p_size, "reservation"))
+            self._close_run(self._run_start, self._alloc)
             self._end = p + p_size
-            self._alloc = _round_up(p, self._page)
+            self._alloc = self._run_start = _round_up(p, self._page)
             if self.rule != "go1.9":
                 # Before Go 1.9 the allocation cursor is arena_used itself: under
                 # "legacy" a region below arena_used lowers it, which is the bug.
                 self._used = self._alloc
             lowered = " LOWERED arena_used" if self._used < used_before else ""
             self._record("grow", n, hint, p_size, p, "accepted", f"non-contiguous region accepted ({self.rule}){lowered}")
+            if lowered:
+                # The only assignment that can lower arena_used (commits and
+                # fallbacks only raise it), so this record is complete: verify
+                # reads it, whatever the history keeps.
+                self._lowered.append((before, self._events[-1]))
             return True
         # Not usable: release it against the fake stat, so the real ones never count it.
         try:
@@ -409,8 +518,12 @@ class Arena:
                 # Go 1.8 allocates from arena_used itself, so it also moves
                 # arena_end to the mapping's end: arena_used never passes
                 # arena_end, and the next commit stays inside this mapping.
-                self._alloc = self._used
+                self._close_run(self._run_start, self._alloc)
+                self._run_start, self._alloc = q, self._used
                 self._end = max(self._end, p + p_size)
+        if self._alloc != q + n:
+            # The cursor stayed in its block: the fallback is a run of its own.
+            self._close_run(q, q + n)
         self._record("fallback", n, 0, p_size, p, "fallback", "small mapping anywhere the kernel likes")
         return q
 
@@ -418,10 +531,7 @@ class Arena:
 
     def contains(self, addr: int) -> bool:
         """Go's heap check: ``arena_start <= addr < arena_used``, nothing else."""
-        try:
-            addr = operator.index(addr)
-        except TypeError:
-            raise TypeError(f"addr must be an int, not {type(addr).__name__} ({addr!r})") from None
+        addr = self._int("addr", addr)
         with self._lock:
             self._check_open()
             return self._start <= addr < self._used
@@ -435,7 +545,7 @@ class Arena:
 
     @property
     def allocations(self) -> list[tuple[int, int]]:
-        """``(address, size)`` of everything ``sys_alloc`` handed out, in order."""
+        """``(address, size)`` of what ``sys_alloc`` handed out, in order (the last ``history`` of them)."""
         return list(self._allocations)
 
     @property
@@ -445,55 +555,181 @@ class Arena:
 
     @property
     def events(self) -> list[Event]:
-        """One record per decision, in order."""
-        out, before = [], Bounds(0, 0, 0, 0)
-        for e in self._events:
+        """One record per decision, in order (the last ``history`` of them)."""
+        kept, before = list(self._events), Bounds(0, 0, 0, 0)
+        if self._history is not None and len(kept) > self._history:
+            before, kept = Bounds(*kept[0][7:]), kept[1:]
+        out = []
+        for e in kept:
             after = Bounds(*e[7:])
             out.append(Event(*e[:7], before, after))
             before = after
         return out
 
+    history = property(lambda self: self._history, doc="How many decisions the arena keeps: None, all; N, the last N.")
+
+    @property
+    def history_complete(self) -> bool:
+        """Whether ``events`` and ``allocations`` still hold every decision and allocation."""
+        return self._history is None or len(self._events) <= self._history
+
+    @property
+    def lowered(self) -> list[Event]:
+        """Every decision that lowered arena_used (Go issue 20259), kept whatever ``history`` is."""
+        return [Event(*e[:7], before, Bounds(*e[7:])) for before, e in self._lowered]
+
+    @property
+    def committed_runs(self) -> list[tuple[int, int]]:
+        """``(address, size)`` of the committed memory, lowest first: allocations merged where they touch.
+
+        Kept whatever ``history`` is; its size is bounded by the regions.
+        """
+        with self._lock:
+            runs = self._runs.copy()
+            if self._alloc > self._run_start:
+                runs.add(self._run_start, self._alloc, merge=True)
+        return [(start, runs.end_at[start] - start) for start in runs.starts]
+
     @property
     def stats(self) -> Stats:
-        """The counters, tallied from the decisions made since the last read."""
+        """The counters since the arena was made, whatever ``history`` keeps."""
         with self._lock:
-            t, events = self._tally, self._events
-            for step, request, _, size, returned, verdict, *_ in events[self._tallied :]:
-                if returned is not None and step in ("first", "grow"):
-                    t.reservations += 1  # the kernel answered, whatever became of it
-                if verdict == "committed":
-                    t.committed += request
-                elif verdict == "contiguous":
-                    t.contiguous += 1
-                elif verdict == "accepted":
-                    t.noncontiguous += 1
-                elif verdict == "rejected":
-                    t.rejections += 1
-                    t.released_after_rejection += size
-                elif verdict == "fallback":
-                    t.fallbacks += 1
-                    t.committed += request
-            self._tallied = len(events)
-            return dataclasses.replace(t, reserved=sum(size for _, size, _ in self._regions))
+            t = self._tally
+            # Every region is the first one, a contiguous growth, an accepted
+            # non-contiguous region or a fallback: the hot path's growths need
+            # no counter of their own.
+            contiguous = len(self._regions) + self._regions_closed - 1 - t.noncontiguous - t.fallbacks
+            return dataclasses.replace(
+                t,
+                reserved=sum(size for _, size, _ in self._regions),
+                committed=self._runs.size + self._alloc - self._run_start,
+                reservations=t.reservations + contiguous,
+                contiguous=contiguous,
+            )
 
     def save_trace(self, path: str) -> None:
-        """Write this arena's history as a replayable trace (docs/trace-format.md)."""
+        """Write this arena's history as a replayable trace (docs/trace-format.md); needs ``history_complete``."""
         from . import trace
 
         trace.save(self, path)
+
+    # -- views -----------------------------------------------------------------
+
+    def view(self, addr: int, size: int | None = None) -> memoryview:
+        """A writable byte view (format ``'B'``) of ``[addr, addr + size)``.
+
+        With ``history=None`` the range must lie inside one allocation, and
+        ``size=None`` runs to its end. A bounded or no history no longer knows
+        where each allocation ends: the range must lie inside one run of
+        committed memory (``committed_runs``) and ``size`` is required.
+        Raises ``TypeError`` for a non-int, ``ValueError`` for a range
+        outside, and ``ArenaClosed``. While the view (a slice of it, or
+        anything holding it) is alive, ``close`` refuses; the view keeps the
+        arena alive.
+        """
+        if type(addr) is not int:
+            addr = self._int("addr", addr)
+        if size is not None and type(size) is not int:
+            size = self._int("size", size)
+        self._lock.acquire()
+        try:
+            if self._closed:
+                raise ArenaClosed("the arena is closed")
+            if self._history is None:
+                index = self._index
+                if len(index.starts) != len(self._allocations):
+                    self._index_allocations()
+                # A view of an allocation starts where it does: one lookup.
+                end = index.end_at.get(addr) or self._end_around(addr, index)
+            elif size is None:
+                raise ValueError(f"view needs a size: with history={self._history} the arena no longer knows where allocations end")
+            else:
+                end = self._run_end(addr)
+            if size is None:
+                size = end - addr
+            elif size <= 0 or addr + size > end:
+                raise ValueError(self._too_long(addr, size, end))
+            return self._exports.export(addr, size)
+        finally:
+            self._lock.release()
+
+    def alloc(self, n: int) -> memoryview | None:
+        """``sys_alloc(n)`` as a view of the ``n`` bytes (``address_of`` gives its address), or ``None``."""
+        p = self.sys_alloc(n)
+        if p is None:
+            return None
+        with self._lock:
+            if self._closed:  # by another thread, since sys_alloc returned
+                raise ArenaClosed("the arena is closed")
+            return self._exports.export(p, operator.index(n))
+
+    def address_of(self, view: memoryview) -> int:
+        """The address of the first byte of ``view``: one from ``view`` or ``alloc``, or a slice of one.
+
+        ``TypeError`` for a non-memoryview, ``ValueError`` for a view of other
+        memory, a released view or one not C-contiguous and writable.
+        """
+        return views.address_of(self, view)
+
+    def _index_allocations(self) -> None:
+        """Index what sys_alloc handed out since the last view."""
+        index = self._index
+        for p, n in self._allocations[len(index.starts) :]:
+            index.add(p, p + n)
+
+    def _end_around(self, addr: int, ranges: _Ranges) -> int:
+        """The end of the range (allocation or run) holding ``addr``; ``ValueError`` naming the nearest if none."""
+        near = ranges.below(addr)
+        if near and addr < near[1]:
+            return near[1]
+        if self._history is None:
+            text, what = f"{addr:#x} is in no allocation of this arena", "allocation"
+        else:
+            text, what = (f"{addr:#x} is in no committed memory of this arena (with history={self._history} a view is "
+                          "checked against the runs of committed memory, not against each allocation)"), "committed run"
+            if self._run_start < self._alloc <= addr:
+                near = max(near or (0, 0), (self._run_start, self._alloc))
+        if near:
+            text += f"; the nearest {what} below it is [{near[0]:#x}, {near[1]:#x})"
+        raise ValueError(text)
+
+    def _run_end(self, addr: int) -> int:
+        """The end of the run of committed memory holding ``addr``; ``ValueError`` naming the nearest if none."""
+        end = self._alloc if self._run_start <= addr < self._alloc else self._end_around(addr, self._runs)
+        # Only the open run can touch a closed one (closed ones are merged when filed).
+        if end == self._run_start:
+            end = self._alloc
+        return self._runs.end_at.get(end, end)
+
+    def _too_long(self, addr: int, size: int, end: int) -> str:
+        if size <= 0:
+            return f"size must be positive, got {size}"
+        if self._history is None:
+            start = self._index.below(addr)[0]
+            return f"[{addr:#x}, {addr + size:#x}) runs past the end of the allocation [{start:#x}, {end:#x}) it starts in"
+        return f"[{addr:#x}, {addr + size:#x}) runs past the end of the committed memory it starts in, at {end:#x}"
 
     # -- lifetime --------------------------------------------------------------
 
     def close(self) -> None:
         """Release every mapping the arena made; idempotent.
 
-        A mapping the kernel refused to release (``OSError``) stays on the books
-        and is tried again by the next ``close``.
+        ``BufferError`` while a view of its memory is alive (release them, or
+        let them go); nothing is unmapped then. A mapping the kernel refused
+        to release (``OSError``) stays on the books and is tried again by the
+        next ``close``.
         """
         with self._lock:
             if self._closed and not self._unreleased:
                 return
+            # As mmap.close(): nothing is unmapped while a view could still reach it.
+            alive = self._exports.alive()
+            if alive:
+                raise BufferError(f"cannot close: {alive} views of arena memory are still alive")
             self._closed = True
+            self._exports.clear()
+            self._index = _Ranges()
+            self._regions_closed += len(self._regions)
             error = None
             # What the kernel refused to release before is tried again, every time.
             pending = [(p, size) for p, size, _ in reversed(self._regions)] + self._unreleased

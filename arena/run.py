@@ -11,7 +11,6 @@ import dataclasses
 from .check import Violation, verify
 from .layout import GiB, KiB, MiB
 from .manager import Arena, Bounds, Event, Region
-from .testing import peek, poke
 
 PATTERN = b"live heap object"
 
@@ -31,7 +30,12 @@ class Replay:
 
     def intact(self) -> bool:
         """Whether every allocation still holds the pattern written into it."""
-        return all(peek(p, len(PATTERN)) == PATTERN for p in self.returned if p is not None)
+        for p in self.returned:
+            if p is not None:
+                with self.arena.view(p, len(PATTERN)) as v:
+                    if v != PATTERN:
+                        return False
+        return True
 
 
 def drive(arena: Arena, requests: list[int]) -> Replay:
@@ -43,7 +47,8 @@ def drive(arena: Arena, requests: list[int]) -> Replay:
             replay.requests.append(n)
             replay.returned.append(p)
             if p is not None:
-                poke(p, PATTERN)
+                with arena.view(p, len(PATTERN)) as v:
+                    v[:] = PATTERN
     except BaseException:
         arena.close()
         raise

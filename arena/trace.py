@@ -186,7 +186,9 @@ def _answers_of(arena: Arena) -> list[int | str]:
 
 
 def record(arena: Arena) -> dict[str, Any]:
-    """The trace of ``arena``'s history so far, as a JSON-ready dict."""
+    """The trace of ``arena``'s history so far, as a JSON-ready dict; ``ValueError`` if it is not all kept."""
+    if not arena.history_complete:
+        raise ValueError(f"a trace needs every decision, and the arena keeps only its last {arena.history} (history={arena.history})")
     events = arena.events
     layout = arena.layout
     first = [e for e in events if e.step == "first"]
@@ -216,8 +218,9 @@ def record(arena: Arena) -> dict[str, Any]:
 
 def save(arena: Arena, path: str | os.PathLike[str]) -> None:
     """Write ``arena``'s trace to ``path`` (the equivalent of ``Arena.save_trace``)."""
+    data = record(arena)  # before the file is created: it may refuse
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(record(arena), f, indent=1)
+        json.dump(data, f, indent=1)
         f.write("\n")
 
 

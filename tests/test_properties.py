@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import arena
 from arena import sysmem
 from arena.check import verify
-from arena.testing import NO_ROOM, ScriptedMemory, peek, poke
+from arena.testing import NO_ROOM, ScriptedMemory
 
 MiB = 1 << 20
 PAGE = arena.LAYOUT_32.page_size
@@ -89,8 +89,32 @@ def scenarios(layout):
     })
 
 
+def kept_records_agree(a):
+    """What the arena keeps whatever its history (stats, lowered, committed_runs) agrees with its full history."""
+    events = a.events
+    assert a.lowered == [e for e in events if e.after.arena_used < e.before.arena_used]
+    count = lambda *verdicts: sum(e.verdict in verdicts for e in events)  # noqa: E731
+    assert a.stats == arena.Stats(
+        reserved=sum(r.size for r in a.regions),
+        committed=sum(e.request for e in events if e.verdict in ("committed", "fallback")),
+        released_after_rejection=sum(e.size for e in events if e.verdict == "rejected"),
+        reservations=sum(e.returned is not None and e.step in ("first", "grow") for e in events),
+        contiguous=count("contiguous"),
+        noncontiguous=count("accepted"),
+        rejections=count("rejected"),
+        fallbacks=count("fallback"),
+    )
+    merged = []
+    for p, n in sorted(a.allocations):
+        if merged and merged[-1][1] == p:
+            merged[-1][1] = p + n
+        else:
+            merged.append([p, p + n])
+    assert a.committed_runs == [(start, end - start) for start, end in merged]
+
+
 def run(rule, layout, sc):
-    """One scenario; asserts the arena is sound and every allocation kept its bytes."""
+    """One scenario; asserts the arena is sound and every allocation kept its bytes, read through views."""
     holder = {}
     memory = ScriptedMemory(
         sysmem.default(address_bits=layout.address_bits),
@@ -99,13 +123,15 @@ def run(rule, layout, sc):
     a = holder["arena"] = arena.Arena(layout, rule, memory=memory, start=sc["start"], initial_size=sc["initial_size"])
     with a:
         for i, n in enumerate(sc["sizes"]):
-            p = a.sys_alloc(n)
-            if p is not None:
-                poke(p, i.to_bytes(4, "little"))
-                poke(p + n - 4, i.to_bytes(4, "little"))
+            v = a.alloc(n)
+            if v is not None:
+                v[:4] = v[-4:] = i.to_bytes(4, "little")
+                v.release()
+        kept_records_agree(a)
         assert verify(a) == []
-        for i, (p, n) in enumerate(a.allocations):
-            assert peek(p, 4) == peek(p + n - 4, 4)
+        for p, n in a.allocations:
+            with a.view(p) as v:
+                assert len(v) == n and v[:4] == v[-4:]
 
 
 def search(rule, layout, examples):
