@@ -231,7 +231,7 @@ def test_threads_never_overlap():
     [
         ({"layout": "32"}, TypeError, "layout"),
         ({"rule": "go1.10"}, ValueError, "rule"),
-        ({"rule": None}, ValueError, "rule"),
+        ({"rule": None}, TypeError, "rule"),
         ({"start": 0x70001000}, ValueError, "start"),
         ({"start": -PAGE}, ValueError, "start"),
         ({"start": 1.5}, TypeError, "start"),

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import arena
 from arena import cli, demo
 
 
@@ -25,7 +26,7 @@ def test_demo_shows_every_rule_side_by_side_and_succeeds(capsys):
 def test_demo_on_64_bit_explains_why_every_rule_rejects(capsys):
     code, out, _ = run(capsys, "demo", "--layout", "64")
     assert code == 0
-    assert out.count("rejected 0xbfa0000000; out-of-memory") == 3
+    assert out.count("rejected 0xbfa0000000; out-of-memory") == len(arena.RULES)
     assert "arena_start = 0" in out
 
 
@@ -62,7 +63,8 @@ def test_a_saved_demo_replays_with_exit_1_under_legacy_and_0_otherwise(capsys, t
     code, out, _ = run(capsys, "replay", path, "--rule", "all", "--json")
     data = json.loads(out)
     assert code == data["exit"] == 1
-    assert [(r["rule"], bool(r["violations"])) for r in data["rules"]] == [("fixed", False), ("legacy", True), ("go1.9", False)]
+    assert [(r["rule"], bool(r["violations"])) for r in data["rules"]] == [
+        ("fixed", False), ("legacy", True), ("go1.9", False), ("strict", False)]
 
 
 def test_a_malformed_trace_exits_2_naming_the_field_without_a_traceback(capsys, tmp_path):
