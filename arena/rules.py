@@ -146,7 +146,9 @@ def resolve(rule: object) -> Rule:
     or with a part of the wrong type.
     """
     if isinstance(rule, str):
-        rule = BUILTIN.get(rule) or _load(rule)
+        if rule in BUILTIN:
+            return BUILTIN[rule]
+        rule = _load(rule)
     return check(rule)
 
 

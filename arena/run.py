@@ -16,6 +16,12 @@ from .testing import peek, poke
 PATTERN = b"live heap object"
 
 
+def mark(i: int) -> bytes:
+    """What the ``i``-th request's allocation holds at both ends: ``PATTERN`` with its number,
+    so that two allocations sharing memory cannot both read back their own."""
+    return PATTERN[:12] + i.to_bytes(4, "little")
+
+
 @dataclasses.dataclass
 class Replay:
     """One rule's run: the arena (still open; the caller closes it) and what each request returned."""
@@ -29,21 +35,33 @@ class Replay:
         """Allocations handed out that the arena no longer counts as heap."""
         return [p for p in self.returned if p is not None and not self.arena.contains(p)]
 
+    def changed(self) -> list[int]:
+        """Allocations whose first or last bytes no longer hold the mark written there."""
+        bad = []
+        for i, (p, n) in enumerate(zip(self.returned, self.requests)):
+            if p is not None:
+                m = mark(i)
+                if peek(p, len(m)) != m or peek(p + n - len(m), len(m)) != m:
+                    bad.append(p)
+        return bad
+
     def intact(self) -> bool:
-        """Whether every allocation still holds the pattern written into it."""
-        return all(peek(p, len(PATTERN)) == PATTERN for p in self.returned if p is not None)
+        """Whether every allocation still holds the marks written into it."""
+        return not self.changed()
 
 
 def drive(arena: Arena, requests: list[int]) -> Replay:
-    """Run ``sys_alloc`` for each request, writing ``PATTERN`` into each allocation; closes the arena on error."""
+    """Run ``sys_alloc`` for each request, marking both ends of each allocation; closes the arena on error."""
     replay = Replay(arena, [], [])
     try:
-        for n in requests:
+        for i, n in enumerate(requests):
             p = arena.sys_alloc(n)
             replay.requests.append(n)
             replay.returned.append(p)
             if p is not None:
-                poke(p, PATTERN)
+                m = mark(i)
+                poke(p, m)
+                poke(p + n - len(m), m)
     except BaseException:
         arena.close()
         raise

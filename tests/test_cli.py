@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import arena
-from arena import cli, demo
+from arena import cli, demo, sysmem
 
 
 def run(capsys, *argv):
@@ -111,3 +111,34 @@ def test_python_dash_m_arena_runs_the_demo():
     done = subprocess.run([sys.executable, "-m", "arena", "demo", "--rule", "fixed"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "fallback 0x" in done.stdout
+
+
+# -- --crowd: a real process's address space -----------------------------------------
+
+
+@pytest.mark.parametrize("command", [["demo", "--rule", "legacy"], ["replay", "TRACE"], ["hunt", "--examples", "50"]])
+def test_crowd_runs_a_command_among_a_shipped_dumps_mappings(capsys, tmp_path, command):
+    path = str(tmp_path / "t.json")
+    run(capsys, "demo", "--rule", "go1.9", "--save-trace", path)
+    code, out, err = run(capsys, *[path if a == "TRACE" else a for a in command], "--crowd", "python3-i386")
+    assert code == 0, err
+    assert f"arena {command[0]}: crowd python3-i386: " in err and "ranges occupied" in err
+
+
+def test_a_malformed_maps_dump_exits_2_naming_the_line(capsys, tmp_path):
+    dump = tmp_path / "maps.txt"
+    dump.write_text("10000000-10400000 r-xp 00000000 08:01 1234 /bin/x\nthis is not a maps line\n")
+    for argv in (["demo"], ["hunt"]):
+        code, out, err = run(capsys, *argv, "--crowd", str(dump))
+        assert code == 2 and out == ""
+        assert err == f"arena {argv[0]}: {dump}: line 2 is not a /proc/PID/maps line: 'this is not a maps line'\n"
+
+
+def test_the_20259_demo_where_the_crowd_holds_its_addresses_is_a_usage_error(capsys, tmp_path):
+    dump = tmp_path / "maps.txt"
+    dump.write_text("10000000-20000000 rw-p 00000000 00:00 0\n")
+    code, _, err = run(capsys, "demo", "--rule", "legacy", "--crowd", str(dump))
+    if sysmem.NATIVE_BITS == 64:
+        assert code == 2 and "cannot run in this address space" in err and "0x10000000" in err
+    else:
+        assert code in (0, 2) and "Traceback" not in err  # a real 32-bit process may hold part of it already
