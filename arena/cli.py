@@ -232,24 +232,19 @@ def _rule_arg(text: str) -> str:
     return text
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of scenarios, got {text!r}")
-    return value
+def _positive(convert: Callable[[str], float], what: str) -> Callable[[str], float]:
+    """An argparse type: a positive, finite number of ``what``."""
 
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = 0
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive number of {what}, got {text!r}")
+        return value
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+    return parse
 
 
 def _seed(text: str) -> int:
@@ -396,8 +391,8 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--rule", type=_rule_arg, default="fixed", metavar="RULE",
                    help=f"{', '.join(RULES)}, or module:attr of your own rule (default fixed)")
     h.add_argument("--layout", choices=sorted(trace.LAYOUTS), default="32", help="address-space layout (default 32)")
-    h.add_argument("--examples", type=_count, default=1000, metavar="N", help="at most N scenarios (default 1000)")
-    h.add_argument("--time", type=_seconds, metavar="SECONDS", help="stop searching after SECONDS")
+    h.add_argument("--examples", type=_positive(int, "scenarios"), default=1000, metavar="N", help="at most N scenarios (default 1000)")
+    h.add_argument("--time", type=_positive(float, "seconds"), metavar="SECONDS", help="stop searching after SECONDS")
     h.add_argument("--seed", type=_seed, help="repeat a hunt: the seed it printed")
     h.add_argument("--save-trace", metavar="PATH", help="save the counterexample as a trace (arena replay PATH exits 1)")
     h.add_argument("--no-maps", action="store_true", help="check against the arena's history only, without reading "

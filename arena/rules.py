@@ -79,6 +79,10 @@ class Rule(abc.ABC):
         return f"<rule {self.name}>"
 
 
+def _below_start(bounds: Bounds, p: int) -> str | None:
+    return f"p {p:#x} is below arena_start {bounds.arena_start:#x}" if p < bounds.arena_start else None
+
+
 class Legacy(Rule):
     """Go 1.8, before Go commit e5a5c03: any region at or above arena_start; the bug of Go issue 20259."""
 
@@ -88,9 +92,7 @@ class Legacy(Rule):
     fallback_raises_end = True
 
     def refusal(self, bounds: Bounds, p: int, p_size: int, layout: Layout) -> str | None:
-        if p < bounds.arena_start:
-            return f"p {p:#x} is below arena_start {bounds.arena_start:#x}"
-        return None
+        return _below_start(bounds, p)
 
 
 class Fixed(Legacy):
@@ -113,12 +115,10 @@ class Go19(Rule):
     fallback_raises_end = False
 
     def refusal(self, bounds: Bounds, p: int, p_size: int, layout: Layout) -> str | None:
-        if p < bounds.arena_start:
-            return f"p {p:#x} is below arena_start {bounds.arena_start:#x}"
-        stranded = bounds.arena_end - bounds.arena_alloc
-        if stranded >= layout.strand_limit:
-            return f"it would strand {stranded:#x} bytes of the current block (limit {layout.strand_limit:#x})"
-        return None
+        why, stranded = _below_start(bounds, p), bounds.arena_end - bounds.arena_alloc
+        if why is None and stranded >= layout.strand_limit:
+            why = f"it would strand {stranded:#x} bytes of the current block (limit {layout.strand_limit:#x})"
+        return why
 
 
 class Strict(Go19):
