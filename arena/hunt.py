@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 from . import rules, sysmem
 from .check import Violation, verify
 from .layout import LAYOUT_32, Layout, MiB
-from .manager import Arena, ReservationFailed
+from .manager import Arena, ReservationFailed, _binary_end
 from .run import Replay, drive, size_text
 from .testing import NO_ROOM, AnswerTaken, ScriptedMemory
 
@@ -94,7 +94,9 @@ def arena_window(a: Arena, category: str, size: int) -> tuple[int, int]:
 def arena_setups(layout: Layout) -> list[dict[str, int | None]]:
     """``Arena(start=..., initial_size=...)`` choices, simplest first."""
     if layout.metadata_size:
-        starts = [None, 0x40000000, 0x80000000, 0xC0000000] if layout.address_bits == 32 else [None]
+        # Go's own first hint (None) comes last: it lies just above the program break, which
+        # another process, replaying a saved trace, has elsewhere (see free_spot).
+        starts = [0x40000000, 0x80000000, 0xC0000000, None] if layout.address_bits == 32 else [None]
         sizes = [0, 16 * MiB, 128 * MiB]
     else:
         # A first reservation without metadata cannot be empty.
@@ -197,16 +199,32 @@ def scenarios(layout: Layout = LAYOUT_32, target: Target | None = None):
 # -- running one ------------------------------------------------------------------
 
 
+# What the program break may reach. Linux puts a 32-bit process's break anywhere
+# in the 32 MiB after its executable (ASLR), and it grows from there.
+_BREAK_REACH = 64 * MiB
+
+
+def _break_area(memory: sysmem.Memory) -> list[sysmem.Mapping]:
+    """Where this process's program break can grow, and another process's can be: no free spot for
+    an answer, or a trace saved here would not replay there. Empty when the executable is not in the space."""
+    end = _binary_end()
+    if end >= memory.limit:
+        return []
+    return [sysmem.Mapping(end, max(sysmem.program_break(), end) + _BREAK_REACH, "", "[break reach]")]
+
+
 def free_spot(memory: sysmem.Memory, lo: int, hi: int, size: int, fraction: float) -> int | None:
-    """A page-aligned start in ``[lo, hi]`` whose ``size`` bytes are free now, chosen by ``fraction``; else ``None``."""
+    """A page-aligned start in ``[lo, hi]`` whose ``size`` bytes are free now (and out of the program
+    break's reach), chosen by ``fraction``; else ``None``."""
     page = memory.page_size
     hi = min(hi, memory.limit - size)
     lo = max(lo, memory.lowest)
     if lo > hi:
         return None
     # Only mappings starting below hi + size can touch such a region: the read stops there.
+    taken = sorted(sysmem.mappings(below=hi + size) + _break_area(memory))
     spans = []
-    for g0, g1 in sysmem.free_gaps(sysmem.mappings(below=hi + size), lo, hi + size):
+    for g0, g1 in sysmem.free_gaps(taken, lo, hi + size):
         a, b = -(-g0 // page) * page, (g1 - size) // page * page
         if a <= b:
             spans.append((a, b))

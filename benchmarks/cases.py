@@ -286,8 +286,9 @@ def scale_arena(loops, level):
 
 # -- 5. Hunt: scenarios per second -----------------------------------------------
 
-# Scenarios per hunt; pyperf divides each value by it (inner_loops), so a value is one scenario.
-HUNT_BATCH = 200
+# Scenarios per hunt (the default of arena hunt); pyperf divides each value by it
+# (inner_loops), so a value is one scenario.
+HUNT_BATCH = 1000
 
 
 def hunt_scenarios(loops, bits, read_maps):

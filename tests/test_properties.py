@@ -25,7 +25,8 @@ EXAMPLES = {32: 500, 64: 250}
 def test_sound_under_adversarial_answers(rule, layout):
     result = hunt.hunt(rule, layout, examples=EXAMPLES[layout.address_bits])
     assert result.counterexample is None, f"seed {result.seed}: {result.counterexample}\n{result.violations}"
-    assert result.examples == EXAMPLES[layout.address_bits]
+    # Scenarios the address space stopped (no room for the first reservation, say) are run again.
+    assert result.examples >= EXAMPLES[layout.address_bits]
 
 
 def test_the_search_finds_go_issue_20259_under_legacy_on_32_bit():
@@ -40,8 +41,8 @@ def test_the_search_finds_go_issue_20259_under_legacy_on_32_bit():
     # (by the adversary, or in a real 32-bit process by the kernel itself), accepted.
     r = hunt.play(result.counterexample, hunt.arena_target("legacy"), arena.LAYOUT_32)
     with r.arena:
-        grow = [e for e in r.arena.events if e.verdict == "accepted"]
-        assert len(grow) == 1 and grow[0].returned < grow[0].before.arena_used, result.counterexample
+        lowered = [e for e in r.arena.events if e.verdict == "accepted" and e.after.arena_used < e.before.arena_used]
+        assert lowered and all(e.returned < e.before.arena_used for e in lowered), result.counterexample
         assert r.lost and all(p >= r.arena.arena_used for p in r.lost)
 
 

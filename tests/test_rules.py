@@ -5,6 +5,7 @@ import arena
 from arena import demo, rules, sysmem
 from arena.check import verify
 from arena.layout import MiB
+from arena.hunt import free_spot
 from arena.rules import Bounds, Rule
 from arena.testing import ScriptedMemory
 
@@ -52,9 +53,14 @@ def test_a_users_rule_decides_and_sees_only_copies_of_the_bounds():
         assert verify(a) == []
 
 
+def above_the_hint(hint, size):
+    """A scripted answer: the lowest free spot above the hint (arena_end), at least a page past it."""
+    return free_spot(sysmem.default(address_bits=32), hint + PAGE, 1 << 32, size, 0.0)
+
+
 def test_strict_takes_only_the_hint_where_fixed_takes_a_region_above_arena_end():
     for name, verdicts in (("fixed", ["accepted", "committed"]), ("strict", ["rejected", "fallback"])):
-        with arena.Arena(arena.LAYOUT_32, name, memory=scripted32(None, 0xA0000000), start=0x80000000, initial_size=0) as a:
+        with arena.Arena(arena.LAYOUT_32, name, memory=scripted32(None, above_the_hint), start=0x80000000, initial_size=0) as a:
             a.sys_alloc(MiB)
             assert [e.verdict for e in a.events[1:]] == verdicts, name
             assert verify(a) == []
@@ -148,19 +154,20 @@ def test_module_attr_of_an_abstract_class_names_the_missing_part(tmp_path, monke
 
 
 class Answers(Rule):
-    """Refusal returns whatever it is given, or raises it."""
+    """Refusal returns whatever it is given, or raises it, once; then it takes every region."""
 
     separate_cursor = False
     fallback_on_no_room = False
     fallback_raises_end = True
 
     def __init__(self, reply):
-        self.reply = reply
+        self.replies = [reply]
 
     def refusal(self, bounds, p, p_size, layout):
-        if isinstance(self.reply, BaseException):
-            raise self.reply
-        return self.reply
+        reply = self.replies.pop() if self.replies else None
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
 
 
 @pytest.mark.parametrize("reply, exc, words", [
