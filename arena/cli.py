@@ -23,6 +23,8 @@ from .run import Outcome, Replay, observe, size_text
 from .testing import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+# A hunt bounded by --time only: more scenarios than any time allows.
+UNBOUNDED = 10**9
 
 
 class UsageError(Exception):
@@ -222,14 +224,17 @@ def _crowded(args: argparse.Namespace, layout: Layout) -> Iterator[None]:
 # -- arena hunt ------------------------------------------------------------------
 
 
-def _rule_arg(text: str) -> str:
-    """A rule for --rule: a built-in name, "all" where it is offered, or module:attr (loaded now, so a bad one is a usage error)."""
-    if text != "all":
-        try:
-            resolve_rule(text)
-        except (TypeError, ValueError) as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+def _one_rule(text: str) -> str:
+    """A rule for --rule: a built-in name or module:attr (loaded now, so a bad one is a usage error)."""
+    try:
+        resolve_rule(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _rule_or_all(text: str) -> str:
+    return text if text == "all" else _one_rule(text)
 
 
 def _positive(convert: Callable[[str], float], what: str) -> Callable[[str], float]:
@@ -256,8 +261,9 @@ def _seed(text: str) -> int:
 
 def _progress(p: "hunting.Progress") -> None:
     what = "shrinking the counterexample" if p.shrinking else "searching"
-    end = "" if sys.stderr.isatty() else "\n"
-    print(f"\rarena hunt: {what}: {p.examples:,} scenarios, {p.rate:,.0f}/s", end=end, file=sys.stderr, flush=True)
+    # On a terminal one line, rewritten; in a log one line a second.
+    start, end = ("\r", "") if sys.stderr.isatty() else ("", "\n")
+    print(f"{start}arena hunt: {what}: {p.examples:,} scenarios, {p.rate:,.0f}/s", end=end, file=sys.stderr, flush=True)
 
 
 def _hunt_text(args: argparse.Namespace, result: "hunting.HuntResult", outcomes: list[Outcome]) -> str:
@@ -293,7 +299,9 @@ def cmd_hunt(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     outcomes: list[Outcome] = []
     with _crowded(args, layout):
-        result = hunting.hunt(rule, layout, examples=args.examples, seconds=args.time, seed=args.seed,
+        # --time alone is the whole budget; neither: 1000 scenarios.
+        examples = args.examples or (UNBOUNDED if args.time else 1000)
+        result = hunting.hunt(rule, layout, examples=examples, seconds=args.time, seed=args.seed,
                               read_maps=not args.no_maps, progress=_progress)
         if sys.stderr.isatty():
             print(file=sys.stderr)
@@ -362,7 +370,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="one JSON object on stdout, for machines")
     rules = argparse.ArgumentParser(add_help=False)
-    rules.add_argument("--rule", type=_rule_arg, metavar="RULE",
+    rules.add_argument("--rule", type=_rule_or_all, metavar="RULE",
                        help=f"placement rule ({', '.join(RULES)}, or module:attr of your own), or all side by side")
     rules.add_argument("--layout", choices=sorted(trace.LAYOUTS), help="address-space layout (bits)")
     picture = argparse.ArgumentParser(add_help=False)
@@ -388,10 +396,11 @@ def _parser() -> argparse.ArgumentParser:
                             "invariants, allocations reading back their bytes), with real mappings; the first one found "
                             "is shrunk to a minimal one. Exit 1 if found, 0 if none was within the budget, 2 for usage. "
                             "Needs hypothesis (the 'hunt' extra). Writing your own rule: docs/rules.md.")
-    h.add_argument("--rule", type=_rule_arg, default="fixed", metavar="RULE",
+    h.add_argument("--rule", type=_one_rule, default="fixed", metavar="RULE",
                    help=f"{', '.join(RULES)}, or module:attr of your own rule (default fixed)")
     h.add_argument("--layout", choices=sorted(trace.LAYOUTS), default="32", help="address-space layout (default 32)")
-    h.add_argument("--examples", type=_positive(int, "scenarios"), default=1000, metavar="N", help="at most N scenarios (default 1000)")
+    h.add_argument("--examples", type=_positive(int, "scenarios"), metavar="N",
+                   help="at most N scenarios (default 1000, or as many as --time allows)")
     h.add_argument("--time", type=_positive(float, "seconds"), metavar="SECONDS", help="stop searching after SECONDS")
     h.add_argument("--seed", type=_seed, help="repeat a hunt: the seed it printed")
     h.add_argument("--save-trace", metavar="PATH", help="save the counterexample as a trace (arena replay PATH exits 1)")

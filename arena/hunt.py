@@ -9,8 +9,8 @@ there; or the kernel's own choice, or no room. After the requests, the arena
 must pass ``arena.check.verify`` and every allocation must read back the bytes
 written into it.
 
-Hypothesis (the optional ``hunt`` extra) draws scenarios
-and shrinks a failing one to a minimal counterexample. A scenario is drawn as
+Hypothesis (the optional ``hunt`` extra) draws scenarios and shrinks a
+failing one to a minimal counterexample. A scenario is drawn as
 one byte string, decoded here (``decode``): that keeps hypothesis's own cost
 per scenario low, and every byte is one request or one answer, so deleting a
 byte or lowering it is always a simpler scenario.
@@ -145,8 +145,12 @@ class Scenario:
                 "answers": [{"category": a.category, "fraction": a.fraction} for a in self.answers]}
 
     def __str__(self) -> str:
-        setup = ", ".join(f"{k}={v:#x}" if isinstance(v, int) and v > 1 << 20 and k == "start" else
-                          f"{k}={size_text(v) if isinstance(v, int) and v else v}" for k, v in self.setup.items())
+        def value(key: str, v: object) -> str:
+            if not isinstance(v, int) or not v:
+                return str(v)
+            return f"{v:#x}" if key == "start" else size_text(v)  # an address, else a size
+
+        setup = ", ".join(f"{k}={value(k, v)}" for k, v in self.setup.items())
         lines = [f"setup: {setup}", "requests: " + ", ".join(f"sys_alloc({size_text(n)})" for n in self.requests)]
         lines += [f"answer {i + 1}: {a}" for i, a in enumerate(self.answers)] or ["answers: the kernel's own choice"]
         return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 ``ScriptedMemory`` answers reservations where a script says, by really mapping
 there; ``Crowd`` fills the space with blockers so that the kernel itself
-answers low.
+answers low, or (``Crowd.from_maps``) with a real process's mappings.
 """
 from __future__ import annotations
 

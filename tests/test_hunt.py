@@ -157,12 +157,19 @@ def test_hunt_json_and_a_clean_rule_exits_0(capsys):
     (["--rule", "nosuchmodule:Rule"], "cannot import nosuchmodule"),
     (["--layout", "16"], "argument --layout"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--rule", "all"], "argument --rule"),
 ])
 def test_hunt_usage_mistakes_are_one_line_and_exit_2(capsys, argv, words):
     with pytest.raises(SystemExit) as exit:
         cli.main(["hunt", *argv])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_hunt_with_time_alone_runs_until_the_time_is_up(capsys):
+    assert cli.main(["hunt", "--time", "1", "--no-maps"]) == 0
+    out = capsys.readouterr().out
+    assert "no counterexample: the rule held for" in out and "(the --time 1 s ran out)" in out
 
 
 @pytest.mark.parametrize("argv, words", [
