@@ -234,7 +234,7 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
         # A user's rule is loaded here, where the replay needs it (its module must be importable).
         rule = rules.resolve(rule)
     except (TypeError, ValueError) as exc:
-        raise TraceError(f"rule: {exc}") from None
+        raise TraceError(str(exc)) from None  # it starts with "rule", the field
     for i, n in enumerate(trace.requests):
         if n % layout.page_size or n > layout.max_mem:
             raise TraceError(f"requests[{i}]: {n:#x} is not a multiple of the arena page {layout.page_size:#x} up to max_mem")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import arena
-from arena import cli, hunt
+from arena import cli, hunt, sysmem
 from arena.hunt import Answer, Scenario
 
 MiB = 1 << 20
@@ -48,6 +48,15 @@ def test_every_byte_string_is_a_scenario_and_smaller_bytes_are_simpler():
     assert sc.setup == {"start": 0x40000000, "initial_size": 16 * MiB}
     assert sc.requests == (PAGE, 64 * PAGE, 8 * MiB, 512 * MiB)
     assert sc.answers == (Answer("kernel", 0.0), Answer("no-room", 0.0))
+
+
+def test_no_answer_lands_within_the_program_breaks_reach(memory):
+    # Another process has its break elsewhere (ASLR): a trace must not need this range.
+    end = hunt._binary_end()
+    if end >= memory.limit:
+        pytest.skip("the executable is not in this layer's space")
+    reach = max(sysmem.program_break(), end) + 64 * MiB
+    assert hunt.free_spot(memory, end, reach + 16 * MiB, PAGE, 0.0) >= reach
 
 
 def test_an_answer_whose_window_has_no_free_spot_is_played_as_the_kernels():
@@ -103,6 +112,25 @@ def test_any_target_can_be_hunted():
     result = hunt.hunt(target=target, layout=arena.LAYOUT_32, examples=500)
     assert result.target == "legacy, low answers only" and result.counterexample is not None
     assert {a.category for a in result.counterexample.answers} <= {"kernel", "start-used"}
+
+
+class Aliasing(arena.Arena):
+    """A broken manager: from its second request on, it hands out its first allocation again."""
+
+    def sys_alloc(self, n):
+        p = super().sys_alloc(n)
+        return self.allocations[0][0] if len(self.allocations) > 1 else p
+
+
+def test_memory_handed_out_twice_is_found_by_its_bytes():
+    # verify cannot see it (the arena's own record is sound); the marks written into
+    # both ends of every allocation can.
+    target = hunt.Target("aliasing", lambda memory, layout, setup: Aliasing(layout, memory=memory, **setup),
+                         hunt.arena_setups, hunt.ARENA_CATEGORIES, hunt.arena_window)
+    found = hunt.failures(Scenario({"start": 0x40000000, "initial_size": 16 * MiB}, (PAGE, PAGE), ()), target, arena.LAYOUT_32)
+    assert [v.kind for v in found] == ["bytes-changed"]
+    result = hunt.hunt(target=target, layout=arena.LAYOUT_32, examples=200)
+    assert result.counterexample is not None and len(result.counterexample.requests) == 2
 
 
 @pytest.mark.parametrize("kwargs, exc, words", [
@@ -205,7 +233,8 @@ def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path):
     assert done.returncode == 1 and "same decisions as the recorded run" in done.stdout, done.stderr
     # Without the module on the path the trace cannot be replayed: a usage error, one line.
     done = run_arena("replay", "t.json", cwd=tmp_path)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "cannot import mine" in done.stderr
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("arena replay: t.json: rule mine:NoOverlap: cannot import mine")
     done = run_arena("hunt", "--rule", "mine:OwnCursor", "--examples", "500", cwd=tmp_path, pythonpath=rules_dir)
     assert done.returncode == 0 and "no counterexample" in done.stdout, done.stdout + done.stderr
 
