@@ -194,6 +194,13 @@ def test_hunt_usage_mistakes_are_one_line_and_exit_2(capsys, argv, words):
     assert exit.value.code == 2 and words in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.skipif(sysmem.NATIVE_BITS == 64, reason="a 64-bit process can hunt on both layouts")
+def test_a_64_bit_hunt_in_a_32_bit_process_is_a_usage_error(capsys):
+    assert cli.main(["hunt", "--layout", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot map a 64-bit address space" in err
+
+
 def test_hunt_with_time_alone_runs_until_the_time_is_up(capsys):
     assert cli.main(["hunt", "--time", "1", "--no-maps"]) == 0
     out = capsys.readouterr().out
