@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from . import rules, sysmem
 from .layout import LAYOUT_64, Layout, MiB
-from .rules import RULES, Bounds, Rule
+from .rules import RULES, Bounds, Rule  # noqa: F401  (RULES and Bounds are still imported from here)
 
 
 class ArenaClosed(RuntimeError):
