@@ -1,6 +1,7 @@
 """A real-memory arena allocator modelled on Go's linear heap arena (Go 1.8 – 1.10)."""
 from .layout import LAYOUT_32, LAYOUT_64, Layout, native_layout
 from .manager import RULES, Arena, ArenaClosed, Bounds, Event, Region, ReservationFailed, Stats
+from .rules import Rule
 
 # The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ __all__ = [
     "Layout",
     "Region",
     "ReservationFailed",
+    "Rule",
     "Stats",
     "native_layout",
 ]

@@ -1,9 +1,11 @@
-"""The arena manager: Go's linear heap arena and its sysAlloc, under three rules.
+"""The arena manager: Go's linear heap arena and its sysAlloc, under a placement rule.
 
 Bounds follow Go's names. Everything in [arena_start, arena_used) is "heap"
 (``contains``); arena_used must never decrease, or live memory above it stops
-being heap. The rules differ only in which non-contiguous reservation they
-accept (see ``_accepts``).
+being heap. A rule (``arena.rules``) decides what Go's versions decided
+differently: which non-contiguous reservation to accept, which cursor
+allocation moves, and what the 32-bit fallback does; the rest is the same
+under every rule.
 """
 from __future__ import annotations
 
@@ -15,12 +17,20 @@ import sys
 import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
-from . import sysmem, views
+from . import rules, sysmem, views
 from .layout import LAYOUT_64, Layout, MiB
+from .rules import RULES, Bounds, Rule  # noqa: F401  (RULES and Bounds are still imported from here)
 
-RULES = ("fixed", "legacy", "go1.9")
+
+class _RuleParts(NamedTuple):
+    """What the arena reads of its rule, read once when it is made (see ``arena.rules.Rule``)."""
+
+    refusal: Callable[[Bounds, int, int, Layout], str | None]
+    separate_cursor: bool
+    fallback_on_no_room: bool
+    fallback_raises_end: bool
 
 
 class ArenaClosed(RuntimeError):
@@ -29,13 +39,6 @@ class ArenaClosed(RuntimeError):
 
 class ReservationFailed(MemoryError):
     """Not even the smallest first reservation could be made (Go throws here)."""
-
-
-class Bounds(NamedTuple):
-    arena_start: int
-    arena_used: int
-    arena_alloc: int
-    arena_end: int
 
 
 class Region(NamedTuple):
@@ -142,7 +145,7 @@ class Arena:
     def __init__(
         self,
         layout: Layout = LAYOUT_64,
-        rule: str = "fixed",
+        rule: str | Rule = "fixed",
         memory: sysmem.Memory | None = None,
         start: int | None = None,
         initial_size: int | None = None,
@@ -155,8 +158,7 @@ class Arena:
                 raise ValueError(f"history must be None or the number of decisions to keep (0: none), got {history}")
         if not isinstance(layout, Layout):
             raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+        rule = rules.resolve(rule)
         if memory is None:
             memory = sysmem.default(address_bits=layout.address_bits)
         if getattr(memory, "address_bits", None) != layout.address_bits:
@@ -164,7 +166,12 @@ class Arena:
         if layout.page_size % memory.page_size:
             raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
         self.layout = layout
-        self.rule = rule
+        # rule is the rule's name (what reports, JSON and traces show); placement the rule itself.
+        self.placement, self.rule = rule, rules.name_of(rule)
+        # Read once: a rule cannot change how an arena behaves after it is made.
+        # One attribute, not four: past 30 instance attributes CPython 3.11
+        # loses its fast attribute access, and the hot path pays for it.
+        self._rule = _RuleParts(rule.refusal, rule.separate_cursor, rule.fallback_on_no_room, rule.fallback_raises_end)
         self.memory = memory
         self._lock = threading.Lock()
         self._closed = False
@@ -374,7 +381,7 @@ class Arena:
             if n > self._end - p:
                 if self._grow(n) is False:
                     return None
-                # Under go1.9 a fallback can raise arena_used past arena_end, but
+                # With a separate cursor (go1.9) a fallback can raise arena_used past arena_end, but
                 # never arena_alloc: the cursor stays inside the current block.
                 p = self._alloc
                 if n > self._end - p:
@@ -402,7 +409,7 @@ class Arena:
                                  self._start, self._used, self._alloc, new_end))
             return True
         if p is None:
-            if self.rule == "go1.9":
+            if self._rule.fallback_on_no_room:
                 self._record("grow", n, end, p_size, None, "no-room", "no room; falling back")
                 return None
             self._record("grow", n, end, p_size, None, "no-room", "no room; Go 1.8 returns nil here")
@@ -413,14 +420,18 @@ class Arena:
     def _noncontiguous(self, n: int, p: int, p_size: int) -> None | bool:
         """Take the region at ``p`` if the rule accepts it, else give it back."""
         hint, used_before = self._end, self._used
-        why = self._accepts(p, p_size)
+        try:
+            why, failure = self._accepts(p, p_size), None
+        except Exception as exc:
+            # A rule that fails refuses: the region is given back and recorded before the error is raised.
+            why, failure = f"the rule failed ({type(exc).__name__}: {exc})", exc
         if why is None:
             before = Bounds(self._start, self._used, self._alloc, self._end)
             self._regions.append((p, p_size, "reservation"))
             self._close_run(self._run_start, self._alloc)
             self._end = p + p_size
             self._alloc = self._run_start = _round_up(p, self._page)
-            if self.rule != "go1.9":
+            if not self._rule.separate_cursor:
                 # Before Go 1.9 the allocation cursor is arena_used itself: under
                 # "legacy" a region below arena_used lowers it, which is the bug.
                 self._used = self._alloc
@@ -438,20 +449,19 @@ class Arena:
         finally:
             # Rejected either way: a refused release is kept on the books for close().
             self._record("grow", n, hint, p_size, p, "rejected", f"{why}; released")
+        if failure is not None:
+            raise failure
         return None
 
     def _accepts(self, p: int, p_size: int) -> str | None:
         """``None`` if the rule takes a non-contiguous region at ``p``, else why not."""
+        # Every rule: the heap spans at most max_mem + 1 bytes from arena_start.
         if p + p_size - self._start - 1 > self.layout.max_mem:
             return f"region ends past arena_start + max_mem ({self._start + self.layout.max_mem:#x})"
-        if self.rule == "fixed":
-            # The seed: only above arena_end, so arena_used can only rise.
-            return None if self._end < p else f"p {p:#x} is not above arena_end {self._end:#x}"
-        if p < self._start:
-            return f"p {p:#x} is below arena_start {self._start:#x}"
-        if self.rule == "go1.9" and self._end - self._alloc >= self.layout.strand_limit:
-            return f"it would strand {self._end - self._alloc:#x} bytes of the current block (limit {self.layout.strand_limit:#x})"
-        return None
+        why = self._rule.refusal(Bounds(self._start, self._used, self._alloc, self._end), p, p_size, self.layout)
+        if why is not None and not isinstance(why, str):
+            raise TypeError(f"rule {self.rule}: refusal must return None or a reason (str), not {why!r}")
+        return why
 
     def _commit(self, p: int, n: int) -> int | None:
         # [p, p + n) lies inside the current block, which the arena reserved and
@@ -514,12 +524,14 @@ class Arena:
         self._allocations.append((q, n))
         if q + n > self._used:
             self._used = q + n
-            if self.rule != "go1.9":
-                # Go 1.8 allocates from arena_used itself, so it also moves
-                # arena_end to the mapping's end: arena_used never passes
-                # arena_end, and the next commit stays inside this mapping.
+            if not self._rule.separate_cursor:
+                # Go 1.8 allocates from arena_used itself ...
                 self._close_run(self._run_start, self._alloc)
                 self._run_start, self._alloc = q, self._used
+            if self._rule.fallback_raises_end:
+                # ... so it also moves arena_end to the mapping's end:
+                # arena_used never passes arena_end, and the next commit
+                # stays inside this mapping.
                 self._end = max(self._end, p + p_size)
         if self._alloc != q + n:
             # The cursor stayed in its block: the fallback is a run of its own.
@@ -538,7 +550,7 @@ class Arena:
 
     arena_start = property(lambda self: self._start, doc="Lowest heap address (0 on 32-bit).")
     arena_used = property(lambda self: self._used, doc="End of the heap handed out so far.")
-    arena_alloc = property(lambda self: self._alloc, doc="Allocation cursor (arena_used except under go1.9).")
+    arena_alloc = property(lambda self: self._alloc, doc="Allocation cursor (arena_used unless the rule has a separate cursor).")
     arena_end = property(lambda self: self._end, doc="End of the current reservation.")
     arena_reserved = property(lambda self: True, doc="Always True: every block is really reserved.")
     closed = property(lambda self: self._closed)

@@ -15,6 +15,12 @@ from .manager import Arena, Bounds, Event, Region
 PATTERN = b"live heap object"
 
 
+def mark(i: int) -> bytes:
+    """What the ``i``-th request's allocation holds at both ends: ``PATTERN`` with its number,
+    so that two allocations sharing memory cannot both read back their own."""
+    return PATTERN[:12] + i.to_bytes(4, "little")
+
+
 @dataclasses.dataclass
 class Replay:
     """One rule's run: the arena (still open; the caller closes it) and what each request returned."""
@@ -28,27 +34,34 @@ class Replay:
         """Allocations handed out that the arena no longer counts as heap."""
         return [p for p in self.returned if p is not None and not self.arena.contains(p)]
 
-    def intact(self) -> bool:
-        """Whether every allocation still holds the pattern written into it."""
-        for p in self.returned:
+    def changed(self) -> list[int]:
+        """Allocations whose first or last bytes no longer hold the mark written there."""
+        bad = []
+        for i, (p, n) in enumerate(zip(self.returned, self.requests)):
             if p is not None:
-                with self.arena.view(p, len(PATTERN)) as v:
-                    if v != PATTERN:
-                        return False
-        return True
+                m = mark(i)
+                with self.arena.view(p, len(m)) as head, self.arena.view(p + n - len(m), len(m)) as tail:
+                    if head != m or tail != m:
+                        bad.append(p)
+        return bad
+
+    def intact(self) -> bool:
+        """Whether every allocation still holds the marks written into it."""
+        return not self.changed()
 
 
 def drive(arena: Arena, requests: list[int]) -> Replay:
-    """Run ``sys_alloc`` for each request, writing ``PATTERN`` into each allocation; closes the arena on error."""
+    """Run ``sys_alloc`` for each request, marking both ends of each allocation; closes the arena on error."""
     replay = Replay(arena, [], [])
     try:
-        for n in requests:
+        for i, n in enumerate(requests):
             p = arena.sys_alloc(n)
             replay.requests.append(n)
             replay.returned.append(p)
             if p is not None:
-                with arena.view(p, len(PATTERN)) as v:
-                    v[:] = PATTERN
+                m = mark(i)
+                with arena.view(p, len(m)) as head, arena.view(p + n - len(m), len(m)) as tail:
+                    head[:] = tail[:] = m
     except BaseException:
         arena.close()
         raise

@@ -7,7 +7,7 @@ Format version 1 (also in docs/trace-format.md)::
       "format": "arena-trace",          # required, exactly this
       "version": 1,                     # required
       "layout": "32" | "64" | {...},    # LAYOUT_32, LAYOUT_64, or Layout's fields
-      "rule": "fixed" | "legacy" | "go1.9",
+      "rule": "fixed" | "legacy" | "go1.9" | "strict" | "module:attr",
       "start": ADDRESS | null,          # Arena(start=...): where the arena part begins
       "initial_size": SIZE | null,      # Arena(initial_size=...)
       "requests": [SIZE, ...],          # sys_alloc(n), in order
@@ -31,6 +31,7 @@ from typing import Any
 
 from . import sysmem
 from .layout import LAYOUT_32, LAYOUT_64, Layout
+from . import rules
 from .manager import RULES, Arena, ReservationFailed
 from .run import Replay, drive, per_request
 from .testing import NO_ROOM, ScriptedMemory
@@ -136,8 +137,9 @@ def parse(data: object) -> Trace:
         raise TraceError(f'format: expected "{FORMAT}", got {json.dumps(data["format"])}')
     if data["version"] != VERSION or isinstance(data["version"], bool):
         raise TraceError(f"version: this reader knows version {VERSION}, got {json.dumps(data['version'])}")
-    if data["rule"] not in RULES:
-        raise TraceError(f"rule: expected one of {', '.join(RULES)}, got {json.dumps(data['rule'])}")
+    rule = data["rule"]
+    if not isinstance(rule, str) or rule not in RULES and not all(rule.partition(":")[::2]):
+        raise TraceError(f"rule: expected one of {', '.join(RULES)} or module:attr of a rule, got {json.dumps(rule)}")
     requests = [_number(f"requests[{i}]", n) for i, n in enumerate(_list("requests", data["requests"]))]
     for i, n in enumerate(requests):
         if n <= 0:
@@ -231,6 +233,11 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
     """Run ``trace`` with real memory, under its own or the given rule and layout; the caller closes the arena."""
     rule = rule or trace.rule
     layout = layout or trace.layout
+    try:
+        # A user's rule is loaded here, where the replay needs it (its module must be importable).
+        rule = rules.resolve(rule)
+    except (TypeError, ValueError) as exc:
+        raise TraceError(str(exc)) from None  # it starts with "rule", the field
     for i, n in enumerate(trace.requests):
         if n % layout.page_size or n > layout.max_mem:
             raise TraceError(f"requests[{i}]: {n:#x} is not a multiple of the arena page {layout.page_size:#x} up to max_mem")

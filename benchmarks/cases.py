@@ -1,13 +1,14 @@
 """Every benchmark case, as one pyperf script; run.py runs it once per round.
 
 Names are ``group/layout/case/variant``: group is os, growth, alloc, history,
-view or scale; layout 32 or 64; variant C (the C limit), shim (the compiled
-shim's functions called from a bare Python loop: no layer, no checks, the
-floor any Python caller starts from), cffi, ctypes, mmap (the standard
+view, scale or hunt; layout 32 or 64; variant C (the C limit), shim (the
+compiled shim's functions called from a bare Python loop: no layer, no checks,
+the floor any Python caller starts from), cffi, ctypes, mmap (the standard
 library), arena-cffi/arena-ctypes, history-on/history-off (sys_alloc keeping
 every decision or none), floor (view: ``memoryview`` of a ctypes array, the
 least a Python view of an address costs) or arena/arena-history-off
-(``Arena.view``). Each worker process runs one case: all
+(``Arena.view``); for hunt, maps or no-maps (with or without verify's read of
+/proc/self/maps). Each worker process runs one case: all
 set-up (memory layers, hints, ballast) happens lazily in the worker, and
 everything a Python case does untimed (arena creation, close()) its C twin
 also does untimed.
@@ -31,7 +32,7 @@ import pyperf  # noqa: E402
 
 import climit  # noqa: E402
 import space  # noqa: E402
-from arena import LAYOUT_32, LAYOUT_64, Arena, sysmem  # noqa: E402
+from arena import LAYOUT_32, LAYOUT_64, Arena, hunt, sysmem  # noqa: E402
 from arena._native import lib as shim  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -335,6 +336,26 @@ def scale_arena(loops, level):
     return total
 
 
+# -- 5. Hunt: scenarios per second -----------------------------------------------
+
+# Scenarios per hunt (the default of arena hunt); pyperf divides each value by it
+# (inner_loops), so a value is one scenario.
+HUNT_BATCH = 1000
+
+
+def hunt_scenarios(loops, bits, read_maps):
+    """``loops`` hunts of HUNT_BATCH scenarios each, as ``arena hunt`` runs them (hypothesis
+    included), under the fixed rule, which never stops a hunt early; seeds 0, 1, ... so
+    every value runs the same scenarios."""
+    layout = LAYOUTS[bits]
+    t0 = perf_counter()
+    for seed in range(loops):
+        result = hunt.hunt("fixed", layout, examples=HUNT_BATCH, seed=seed, read_maps=read_maps)
+        if result.counterexample is not None or result.examples != HUNT_BATCH:
+            raise RuntimeError(f"a hunt of the fixed rule ran {result.examples} scenarios and stopped: {result.stopped}")
+    return perf_counter() - t0
+
+
 # -- the C limit in the same worker ---------------------------------------------
 #
 # pyperf runs each benchmark in worker processes of its own, and on a noisy VM
@@ -361,7 +382,8 @@ def paired(loops, func, args, c_func, c_args):
 
 def cases(quick: bool):
     """``(name, time_func, args, c_limit)`` in run order, each C limit right before
-    its Python variants; ``c_limit`` is the C case's ``(time_func, args)``, ``None`` for a C case."""
+    its Python variants; ``c_limit`` is the C case's ``(time_func, args)``, ``None`` for a C case
+    and for hunt (a hunt has no C twin)."""
     layouts = (32,) if sysmem.NATIVE_BITS == 32 else (32, 64)
     for bits in layouts:
         for size in OS_SIZES:
@@ -400,6 +422,9 @@ def cases(quick: bool):
             yield f"scale/64/{level}/cffi", scale_pair, (level, 64, "cffi"), c
         yield f"{stem}/cffi", scale_pair, (level, 32, "cffi"), c
         yield f"{stem}/arena-cffi", scale_arena, (level,), (scale_c, (level, arena_slack(level)))
+    for bits in layouts:
+        for read_maps, variant in ((True, "maps"), (False, "no-maps")):
+            yield f"hunt/{bits}/fixed/{variant}", hunt_scenarios, (bits, read_maps), None
 
 
 def main() -> None:
@@ -421,7 +446,7 @@ def main() -> None:
         _pairs.clear()
         # A worker that only calibrates the loops needs no C limit beside it.
         if c is None or args.calibrate_loops or args.recalibrate_loops:
-            runner.bench_time_func(name, func, *fargs)
+            runner.bench_time_func(name, func, *fargs, inner_loops=HUNT_BATCH if name.startswith("hunt/") else None)
             continue
         runner.bench_time_func(name, paired, func, fargs, *c)
         if _pairs and args.pairs and args.worker:

@@ -28,6 +28,7 @@ GOALS = {
     "scale/C": ("(also) the same, each level relative to the C limit at that level", 1.25, "<="),
     "view": ("a view of an allocation: ns per view", 1000, "<="),
     "history": ("sys_alloc with history off / with history on (speed, each against the C limit)", 1.0, ">="),
+    "hunt": ("arena hunt on the 32-bit layout: scenarios/s", 1000, ">="),
 }
 VARIANTS = ("C", "floor", "shim", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes", "history-on", "history-off",
             "arena", "arena-history-off")
@@ -86,7 +87,7 @@ def rows(times: dict, paired: dict) -> list[dict]:
     ``ratio_to_c_row`` by the C row's own workers.
     """
     out = []
-    cases = sorted({k[:3] for k in times if k[0] != "scale"}, key=lambda k: (GROUPS.index(k[0]), k[1], _bytes(k[2])))
+    cases = sorted({k[:3] for k in times if k[0] in GROUPS}, key=lambda k: (GROUPS.index(k[0]), k[1], _bytes(k[2])))
     for group, layout, case in cases:
         reference = REFERENCE.get(group, "C")
         c = times.get((group, layout, case, reference))
@@ -125,7 +126,14 @@ def _by_key(table: list[dict]) -> dict:
     return {(r["group"], r["layout"], r["case"], r["variant"]): r for r in table}
 
 
-def goals(table: list[dict], curves: dict, ratios: dict) -> list[dict]:
+def hunt_rows(times: dict) -> list[dict]:
+    """Scenarios per second of ``arena hunt``, per layout, with and without verify's maps read."""
+    return [{"layout": layout, "rule": case, "variant": variant, "scenarios_per_s": 1 / t[0],
+             "us_per_scenario": t[0] * 1e6, "mad_us": t[1] * 1e6}
+            for (group, layout, case, variant), t in sorted(times.items()) if group == "hunt"]
+
+
+def goals(table: list[dict], curves: dict, ratios: dict, hunts: list[dict]) -> list[dict]:
     out = []
 
     def add(key, what, value):
@@ -159,6 +167,9 @@ def goals(table: list[dict], curves: dict, ratios: dict) -> list[dict]:
             flat = growth_over_c(ratios.get(name, {}), lo, hi)
             if flat is not None:
                 add("scale/C", f"scale/{name} {hi} vs {lo}", flat)
+    for h in hunts:
+        if h["layout"] == 32 and h["variant"] == "maps":
+            add("hunt", f"hunt/32/{h['rule']}/maps", h["scenarios_per_s"])
     return out
 
 
@@ -177,7 +188,7 @@ def _ratio(x):
     return "" if x is None else f"{x:.2f}"
 
 
-def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict], where: dict) -> str:
+def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict], where: dict, hunts: list[dict]) -> str:
     lines = [f"Machine: {where['cpu']}, {where['cpus']} CPUs, {where['platform']}, Python {where['python']}, "
              f"{where['pointer_bits']}-bit process, vm.max_map_count={where['vm.max_map_count']}", "",
              "ratio to C: the C limit's time over the variant's, both measured in the variant's worker, value by "
@@ -198,6 +209,12 @@ def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict]
             cells = [f"{c[lv]:,.0f}" if lv in c else "" for lv in levels]
             flat = growth_over_c(ratios.get(name, {}), min(c), max(c))
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {c[max(c)] / c[min(c)]:.2f} | {_ratio(flat)} |")
+    if hunts:
+        lines += ["", "Hunt: scenarios per second of `arena hunt` (hypothesis included), rule fixed; maps: verify "
+                  "reads /proc/self/maps, no-maps: it checks the arena's history only", "",
+                  "| layout | rule | variant | scenarios/s | µs/scenario (median ± MAD) |", "|---|---|---|---:|---:|"]
+        lines += [f"| {h['layout']}-bit | {h['rule']} | {h['variant']} | {h['scenarios_per_s']:,.0f} | "
+                  f"{h['us_per_scenario']:,.0f} ± {h['mad_us']:,.0f} |" for h in hunts]
     lines += ["", "| goal | case | target | measured | met | margin |", "|---|---|---|---:|---|---:|"]
     for g in checks:
         lines.append(f"| {g['goal']} | {g['case']} | {g['target']} | {g['measured']} | {'yes' if g['met'] else '**NO**'} | {g['margin']} |")
@@ -249,11 +266,12 @@ def report(suite_path: Path, out_dir: Path, stem: str = "bench") -> str:
     where = machine(data["meta"])
     paired = load_pairs(suite_path.with_name(f"{stem}-pairs.jsonl"))
     table, (curves, ratios) = rows(data["times"], paired), scale(data["times"], paired)
-    checks = goals(table, curves, ratios)
-    text = table_text(table, curves, ratios, checks, where)
+    hunts = hunt_rows(data["times"])
+    checks = goals(table, curves, ratios, hunts)
+    text = table_text(table, curves, ratios, checks, where, hunts)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"machine": where, "rows": table, "scale": curves, "scale_ratio_to_c": ratios, "goals": checks,
-               "pyperf_suite": suite_path.name}
+    summary = {"machine": where, "rows": table, "scale": curves, "scale_ratio_to_c": ratios, "hunt": hunts,
+               "goals": checks, "pyperf_suite": suite_path.name}
     (out_dir / f"{stem}-summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out_dir / f"{stem}-table.md").write_text(text)
     try:

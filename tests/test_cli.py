@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import arena
-from arena import cli, demo
+from arena import cli, demo, sysmem
 from arena.run import size_text
 
 
@@ -31,7 +31,7 @@ def test_demo_shows_every_rule_side_by_side_and_succeeds(capsys):
 def test_demo_on_64_bit_explains_why_every_rule_rejects(capsys):
     code, out, _ = run(capsys, "demo", "--layout", "64")
     assert code == 0
-    assert out.count("rejected 0xbfa0000000; out-of-memory") == 3
+    assert out.count("rejected 0xbfa0000000; out-of-memory") == len(arena.RULES)
     assert "arena_start = 0" in out
 
 
@@ -68,7 +68,8 @@ def test_a_saved_demo_replays_with_exit_1_under_legacy_and_0_otherwise(capsys, t
     code, out, _ = run(capsys, "replay", path, "--rule", "all", "--json")
     data = json.loads(out)
     assert code == data["exit"] == 1
-    assert [(r["rule"], bool(r["violations"])) for r in data["rules"]] == [("fixed", False), ("legacy", True), ("go1.9", False)]
+    assert [(r["rule"], bool(r["violations"])) for r in data["rules"]] == [
+        ("fixed", False), ("legacy", True), ("go1.9", False), ("strict", False)]
 
 
 def test_a_malformed_trace_exits_2_naming_the_field_without_a_traceback(capsys, tmp_path):
@@ -225,3 +226,34 @@ def test_maps_pid_must_be_a_process_id(capsys, pid):
     with pytest.raises(SystemExit) as exit:
         cli.main(["maps", "--pid", pid])
     assert exit.value.code == 2 and "not a process id" in capsys.readouterr().err
+
+
+# -- --crowd: a real process's address space -----------------------------------------
+
+
+@pytest.mark.parametrize("command", [["demo", "--rule", "legacy"], ["replay", "TRACE"], ["hunt", "--examples", "50"]])
+def test_crowd_runs_a_command_among_a_shipped_dumps_mappings(capsys, tmp_path, command):
+    path = str(tmp_path / "t.json")
+    run(capsys, "demo", "--rule", "go1.9", "--save-trace", path)
+    code, out, err = run(capsys, *[path if a == "TRACE" else a for a in command], "--crowd", "python3-i386")
+    assert code == 0, err
+    assert f"arena {command[0]}: crowd python3-i386: " in err and "ranges occupied" in err
+
+
+def test_a_malformed_maps_dump_exits_2_naming_the_line(capsys, tmp_path):
+    dump = tmp_path / "maps.txt"
+    dump.write_text("10000000-10400000 r-xp 00000000 08:01 1234 /bin/x\nthis is not a maps line\n")
+    for argv in (["demo"], ["hunt"]):
+        code, out, err = run(capsys, *argv, "--crowd", str(dump))
+        assert code == 2 and out == ""
+        assert err == f"arena {argv[0]}: {dump}: line 2 is not a /proc/PID/maps line: 'this is not a maps line'\n"
+
+
+def test_the_20259_demo_where_the_crowd_holds_its_addresses_is_a_usage_error(capsys, tmp_path):
+    dump = tmp_path / "maps.txt"
+    dump.write_text("10000000-20000000 rw-p 00000000 00:00 0\n")
+    code, _, err = run(capsys, "demo", "--rule", "legacy", "--crowd", str(dump))
+    if sysmem.NATIVE_BITS == 64:
+        assert code == 2 and "cannot run in this address space" in err and "0x10000000" in err
+    else:
+        assert code in (0, 2) and "Traceback" not in err  # a real 32-bit process may hold part of it already

@@ -14,7 +14,7 @@ import pytest
 import arena
 from arena import demo, sysmem
 from arena.layout import MiB
-from arena.run import PATTERN, drive
+from arena.run import drive, mark
 from arena.testing import NO_ROOM, Crowd, ScriptedMemory, reservations
 
 # Several runs place mappings at exact addresses: in a 32-bit process they run
@@ -379,10 +379,11 @@ def replay(rule, history=None):
 def test_views_of_a_20259_arena_are_of_what_it_holds_whatever_contains_says(rule, history):
     r = replay(rule, history)
     with r.arena as a:
-        for p, n in zip(r.returned, r.requests):
+        for i, (p, n) in enumerate(zip(r.returned, r.requests)):
+            m = mark(i)
             with a.view(p, n) as v:
-                assert bytes(v[: len(PATTERN)]) == PATTERN
-                v[-4:] = b"tail"
+                assert v[: len(m)] == m and v[-len(m):] == m
+                v[len(m) : len(m) + 4] = b"more"
             if history is None:
                 assert len(a.view(p)) == n
         lost = [p for p in r.returned if not a.contains(p)]

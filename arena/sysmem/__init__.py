@@ -11,7 +11,7 @@ import warnings
 from ._base import COMPAT_TASK_SIZE, NATIVE_BITS, TASK_SIZE, Memory
 from ._cffi import CffiMemory, ShimUnavailable
 from ._ctypes import CtypesMemory
-from ._maps import Mapping, free_gaps, mapping_count, mappings, program_break, program_extent
+from ._maps import Mapping, free_gaps, mapping_count, mappings, parse_maps, program_break, program_extent
 
 __all__ = [
     "COMPAT_TASK_SIZE",
@@ -27,6 +27,7 @@ __all__ = [
     "free_gaps",
     "mapping_count",
     "mappings",
+    "parse_maps",
     "program_break",
     "program_extent",
 ]
