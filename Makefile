@@ -5,13 +5,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The whole suite runs once per backend, msgpack-style; ARENA_BACKEND=... picks one.
 BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
+# The install compiles the shim or fails, so that the cffi run of the suite
+# tests the compiled backend; ARENA_REQUIRE_SHIM=0 lets it skip the shim
+# (with ARENA_BACKEND=ctypes, on a machine without a C compiler).
+ARENA_REQUIRE_SHIM ?= 1
+export ARENA_REQUIRE_SHIM
 
-.PHONY: help install demo test bench bench-quick profile test32 bench32 docker32 clean
+.PHONY: help install demo test bench bench-quick profile test32 bench32 docker32 dist check-dist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: pyproject.toml setup.py native/shim.h native/shim.c native/build.py
+$(VENV)/.installed: pyproject.toml setup.py arena/__init__.py native/shim.h native/shim.c native/build.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
@@ -55,8 +60,14 @@ bench32: ## Run the benchmarks as a 32-bit i386 program
 docker32: ## Run the tests in the i386 Docker image (docker/Dockerfile.i386)
 	tools/i386.sh docker test
 
+dist: ## Build the sdist and the wheel into dist/ (python -m build)
+	tools/check-dist.sh build
+
+check-dist: ## Build both, then install each as a user would and check it (what CI runs; ~3 min)
+	tools/check-dist.sh
+
 clean: ## Remove .venv, build products and caches
-	rm -rf $(VENV) build *.egg-info arena/_native*.so arena/_native.c arena/_native.o \
+	rm -rf $(VENV) build dist *.egg-info arena/_native*.so arena/_native.c arena/_native.o \
 		.pytest_cache .hypothesis
 	$(MAKE) -C benchmarks clean
 	find . -name __pycache__ -prune -exec rm -rf {} +

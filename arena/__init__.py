@@ -2,6 +2,10 @@
 from .heaparenas import GoThrow, HeapArenas, HeapState
 from .layout import LAYOUT_32, LAYOUT_64, Layout, native_layout
 from .manager import RULES, Arena, ArenaClosed, Bounds, Event, Region, ReservationFailed, Stats
+from .rules import Rule
+
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.1.0"
 
 __all__ = [
     "LAYOUT_32",
@@ -17,6 +21,7 @@ __all__ = [
     "Layout",
     "Region",
     "ReservationFailed",
+    "Rule",
     "Stats",
     "native_layout",
 ]

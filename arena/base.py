@@ -1,8 +1,8 @@
-"""What every manager of real address space shares: its checks, the mappings it holds, its lifetime.
+"""What a manager of real address space needs besides its placement: checks, held mappings, lifetime.
 
-``Arena`` (Go's linear heap arena) and ``HeapArenas`` (Go 1.11's sparse heap
-arenas) differ in how they place memory, not in how they take arguments, give
-mappings back or close.
+``HeapArenas`` (Go 1.11's sparse heap arenas) is built on it. ``Arena`` (Go's
+linear heap arena) has the same parts of its own, grown with views and a
+bounded history; the two could share this base.
 """
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ import threading
 
 from . import sysmem
 from .layout import Layout
-
-
-class ArenaClosed(RuntimeError):
-    """The arena was closed: its mappings are gone."""
+from .manager import ArenaClosed
 
 
 class Manager:

@@ -16,6 +16,16 @@ class Violation(NamedTuple):
         return f"{self.kind}: {self.detail}"
 
 
+class Findings(list):
+    """What ``verify`` found: a list of ``Violation`` (empty: sound), and in
+    ``unchecked`` what it could not check, because the arena's bounded
+    history no longer holds what that check reads. Not a violation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unchecked: list[str] = []
+
+
 class InvariantViolation(AssertionError):
     """``verify_or_raise`` found the arena unsound."""
 
@@ -38,43 +48,62 @@ def _covered(maps: list[sysmem.Mapping], start: int, end: int, perms: str | None
     return cursor >= end
 
 
-def verify(a: Arena | HeapArenas) -> list[Violation]:
-    """Every way ``a`` is unsound; an empty list means sound."""
+def verify(a: Arena | HeapArenas, *, read_maps: bool = True) -> Findings:
+    """Every way ``a`` is unsound; an empty list means sound (``.unchecked``: what could not be checked).
+
+    ``read_maps=False`` checks the arena against its own history only and
+    skips the two checks that read /proc/self/maps (allocations mapped
+    read-write, regions still mapped): faster, blind to a mapping lost behind
+    the arena's back.
+    """
     if isinstance(a, HeapArenas):
-        return verify_heap_arenas(a)
+        return verify_heap_arenas(a, read_maps=read_maps)
     if not isinstance(a, Arena):
         raise TypeError(f"verify needs an Arena or HeapArenas, not {type(a).__name__} ({a!r})")
     if a.closed:
         raise ArenaClosed("cannot verify a closed arena: its mappings are gone")
-    found = []
-    for e in a.events:
-        if e.after.arena_used < e.before.arena_used:
-            found.append(Violation(
-                "arena_used-decreased",
-                f"{e.step} {e.verdict} at {e.returned:#x}: arena_used {e.before.arena_used:#x} -> {e.after.arena_used:#x}",
-            ))
+    found = Findings()
+    # Kept whatever the history is: every decision that lowered arena_used.
+    for e in a.lowered:
+        found.append(Violation(
+            "arena_used-decreased",
+            f"{e.step} {e.verdict} at {e.returned:#x}: arena_used {e.before.arena_used:#x} -> {e.after.arena_used:#x}",
+        ))
+    complete = a.history_complete
     regions = sorted(a.regions)
-    allocations = sorted(a.allocations)
+    # Without every allocation, the committed runs (allocations merged where
+    # they touch) stand in for them: what lies outside the heap, outside the
+    # arena's mappings or not read-write is found all the same.
+    what, ranges = ("allocation", sorted(a.allocations)) if complete else ("committed run", a.committed_runs)
+    if not complete:
+        kept = "no decisions" if a.history == 0 else f"only its last {a.history} decisions"
+        found.unchecked.append(
+            f"the arena keeps {kept} (history={a.history}): its committed memory was checked run by run, "
+            "not allocation by allocation, so whether two allocations overlap was not checked"
+        )
+        found.unchecked.append(
+            "whether the arena made each region it holds was not checked: the decisions that made them are gone"
+        )
     # Only what lies below the arena's highest byte matters; the rest is not read.
-    top = max([r.end for r in regions] + [p + n for p, n in allocations], default=0)
-    maps = sysmem.mappings(below=top)
+    top = max([r.end for r in regions] + [p + n for p, n in ranges], default=0)
+    maps = sysmem.mappings(below=top) if read_maps else None
     # Contiguous growth makes adjacent regions: an allocation may span several.
     held = [sysmem.Mapping(r.start, r.end, "", r.role) for r in regions]
-    for addr, size in allocations:
+    for addr, size in ranges:
         if not (a.contains(addr) and a.contains(addr + size - 1)):
-            found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
+            found.append(Violation("not-heap", f"{what} [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
         if not _covered(held, addr, addr + size, None):
-            found.append(Violation("foreign", f"allocation [{addr:#x}, {addr + size:#x}) lies in no mapping the arena made"))
-        if not _covered(maps, addr, addr + size, "rw-p"):
-            found.append(Violation("not-mapped", f"allocation [{addr:#x}, {addr + size:#x}) is not mapped read-write"))
-    for (a1, s1), (a2, s2) in zip(allocations, allocations[1:]):
+            found.append(Violation("foreign", f"{what} [{addr:#x}, {addr + size:#x}) lies in no mapping the arena made"))
+        if maps is not None and not _covered(maps, addr, addr + size, "rw-p"):
+            found.append(Violation("not-mapped", f"{what} [{addr:#x}, {addr + size:#x}) is not mapped read-write"))
+    for (a1, s1), (a2, s2) in zip(ranges, ranges[1:]):
         if a2 < a1 + s1:
-            found.append(Violation("overlap", f"allocations [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
-    made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "contiguous", "accepted", "fallback")}
+            found.append(Violation("overlap", f"{what}s [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
+    made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "contiguous", "accepted", "fallback")} if complete else set()
     for r in regions:
-        if (r.start, r.size) not in made:
+        if complete and (r.start, r.size) not in made:
             found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by this arena"))
-        if not _covered(maps, r.start, r.end, None):
+        if maps is not None and not _covered(maps, r.start, r.end, None):
             found.append(Violation("unmapped", f"region [{r.start:#x}, {r.end:#x}) is no longer mapped"))
     return found
 
@@ -86,12 +115,12 @@ def verify_or_raise(a: Arena) -> None:
         raise InvariantViolation(found)
 
 
-def verify_heap_arenas(a: HeapArenas) -> list[Violation]:
+def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
     """Every way Go 1.11's heap arenas ``a`` are unsound: the index against the allocations,
-    the held regions and /proc/self/maps; an empty list means sound."""
+    the held regions and (unless ``read_maps`` is false) /proc/self/maps; an empty list means sound."""
     if a.closed:
         raise ArenaClosed("cannot verify closed heap arenas: their mappings are gone")
-    found = []
+    found = Findings()
     for e in a.events:
         # An index entry never goes back to nil (mheap.go): registered arenas only grow.
         if e.after.arenas < e.before.arenas:
@@ -101,7 +130,7 @@ def verify_heap_arenas(a: HeapArenas) -> list[Violation]:
             found.append(Violation("throw", f"Go 1.11 throws at sys_alloc({e.request:#x}): {e.reason}"))
     regions, allocations, size = sorted(a.regions), sorted(a.allocations), a.layout.heap_arena_size
     top = max([r.end for r in regions] + [p + n for p, n in allocations], default=0)
-    maps = sysmem.mappings(below=top)
+    maps = sysmem.mappings(below=top) if read_maps else None
     held = [sysmem.Mapping(r.start, r.end, "", r.role) for r in regions]
     handed = set()
     for addr, n in allocations:
@@ -111,7 +140,7 @@ def verify_heap_arenas(a: HeapArenas) -> list[Violation]:
             found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + n:#x}) is not whole registered heap arenas"))
         if not _covered(held, addr, addr + n, None):
             found.append(Violation("foreign", f"allocation [{addr:#x}, {addr + n:#x}) lies in no mapping the heap arenas made"))
-        if not _covered(maps, addr, addr + n, "rw-p"):
+        if maps is not None and not _covered(maps, addr, addr + n, "rw-p"):
             found.append(Violation("not-mapped", f"allocation [{addr:#x}, {addr + n:#x}) is not mapped read-write"))
     for (a1, s1), (a2, s2) in zip(allocations, allocations[1:]):
         if a2 < a1 + s1:
@@ -119,7 +148,7 @@ def verify_heap_arenas(a: HeapArenas) -> list[Violation]:
     for base in a.arenas:
         if base not in handed:
             found.append(Violation("stray-arena", f"heap arena [{base:#x}, {base + size:#x}) is registered but was never handed out"))
-        elif not _covered(maps, base, base + size, "rw-p"):
+        elif maps is not None and not _covered(maps, base, base + size, "rw-p"):
             found.append(Violation("index-unmapped", f"registered heap arena [{base:#x}, {base + size:#x}) is not mapped read-write"))
     # What the kernel answered and was kept: whole, or trimmed to alignment (one arena less).
     made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "honoured")}
@@ -127,7 +156,7 @@ def verify_heap_arenas(a: HeapArenas) -> list[Violation]:
     for r in regions:
         if (r.start, r.size) not in made:
             found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by these heap arenas"))
-        if not _covered(maps, r.start, r.end, None):
+        if maps is not None and not _covered(maps, r.start, r.end, None):
             found.append(Violation("unmapped", f"region [{r.start:#x}, {r.end:#x}) is no longer mapped"))
     for r1, r2 in zip(regions, regions[1:]):
         if r2.start < r1.end:

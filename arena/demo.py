@@ -80,7 +80,8 @@ def explain(layout: Layout) -> tuple[str, str]:
     if layout.address_bits == 32:
         return head, (
             "legacy lowers arena_used below live memory (Go issue 20259); fixed rejects the low region"
-            " and falls back; go1.9 moves arena_alloc and leaves arena_used alone.\n"
+            " and falls back; go1.9 moves arena_alloc and leaves arena_used alone; strict takes only"
+            " the exact hint, as jemalloc and tcmalloc do, and falls back.\n"
             "go1.11 (sparse heap arenas) releases the low answer to its hint, then, with no hint left, takes it"
             " as a new aligned heap arena: there are no bounds to lower, and nothing is lost."
         )
@@ -92,7 +93,8 @@ def explain(layout: Layout) -> tuple[str, str]:
         "On 64-bit arena_start is where the first reservation begins, so a low answer is below\n"
         "arena_start (between arena_start and arena_used lies the arena's own reservation, which\n"
         "the kernel never hands out twice). Every rule rejects it: legacy and go1.9 by\n"
-        "arena_start <= p, fixed by arena_end < p; with no fallback on 64-bit the request gets\n"
-        "nil, and arena_used never drops. The bug needed 32-bit Go's arena_start = 0.\n"
+        "arena_start <= p, fixed by arena_end < p, strict because it is not the hint; with no\n"
+        "fallback on 64-bit the request gets nil, and arena_used never drops. The bug needed\n"
+        "32-bit Go's arena_start = 0.\n"
         "go1.11 (sparse heap arenas) releases the low answer to its hint and takes the next hint."
     )

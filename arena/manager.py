@@ -1,9 +1,11 @@
-"""The arena manager: Go's linear heap arena and its sysAlloc, under three rules.
+"""The arena manager: Go's linear heap arena and its sysAlloc, under a placement rule.
 
 Bounds follow Go's names. Everything in [arena_start, arena_used) is "heap"
 (``contains``); arena_used must never decrease, or live memory above it stops
-being heap. The rules differ only in which non-contiguous reservation they
-accept (see ``_accepts``).
+being heap. A rule (``arena.rules``) decides what Go's versions decided
+differently: which non-contiguous reservation to accept, which cursor
+allocation moves, and what the 32-bit fallback does; the rest is the same
+under every rule.
 """
 from __future__ import annotations
 
@@ -11,29 +13,35 @@ import dataclasses
 import errno
 import functools
 import operator
-from typing import TYPE_CHECKING, NamedTuple
+import sys
+import threading
+from bisect import bisect_left, bisect_right
+from collections import deque
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from . import sysmem
-from .base import ArenaClosed, Manager
+from . import rules, sysmem, views
 from .layout import LAYOUT_64, Layout, MiB
+from .rules import RULES, Bounds, Rule  # noqa: F401  (RULES and Bounds are still imported from here)
 
 if TYPE_CHECKING:
     from .heaparenas import HeapState
 
-__all__ = ["RULES", "Arena", "ArenaClosed", "Bounds", "Event", "Region", "ReservationFailed", "Stats"]
 
-RULES = ("fixed", "legacy", "go1.9")
+class _RuleParts(NamedTuple):
+    """What the arena reads of its rule, read once when it is made (see ``arena.rules.Rule``)."""
+
+    refusal: Callable[[Bounds, int, int, Layout], str | None]
+    separate_cursor: bool
+    fallback_on_no_room: bool
+    fallback_raises_end: bool
+
+
+class ArenaClosed(RuntimeError):
+    """The arena was closed: its mappings are gone."""
 
 
 class ReservationFailed(MemoryError):
     """Not even the smallest first reservation could be made (Go throws here)."""
-
-
-class Bounds(NamedTuple):
-    arena_start: int
-    arena_used: int
-    arena_alloc: int
-    arena_end: int
 
 
 class Region(NamedTuple):
@@ -69,7 +77,7 @@ class Event:
 
 @dataclasses.dataclass
 class Stats:
-    """Counters of an arena, tallied from its decisions (``Arena.stats``)."""
+    """Counters of an arena since it was made, whatever its history keeps (``Arena.stats``)."""
 
     reserved: int = 0  # bytes of address space held now
     committed: int = 0  # bytes made read-write (Go's heap_sys)
@@ -91,42 +99,160 @@ def _round_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
-class Arena(Manager):
-    """A linear heap arena over real reservations, growing as Go's sysAlloc did."""
+class _Ranges:
+    """Disjoint address ranges: ``starts`` sorted, ``end_at[start]``, and ``size``, their bytes."""
+
+    __slots__ = ("starts", "end_at", "size")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.end_at: dict[int, int] = {}
+        self.size = 0
+
+    def add(self, start: int, end: int, merge: bool = False) -> None:
+        """Add ``[start, end)``; with ``merge``, joined to a range it touches."""
+        starts, end_at = self.starts, self.end_at
+        self.size += end - start
+        if not starts or start > starts[-1]:
+            i = len(starts)
+        else:
+            i = bisect_left(starts, start)
+        if merge and i and end_at[starts[i - 1]] == start:
+            i -= 1
+            start = starts[i]
+        elif i == len(starts):
+            starts.append(start)
+        else:
+            starts.insert(i, start)
+        if merge and i + 1 < len(starts) and starts[i + 1] == end:
+            end = end_at.pop(starts.pop(i + 1))
+        end_at[start] = end
+
+    def copy(self) -> _Ranges:
+        other = _Ranges()
+        other.starts, other.end_at, other.size = list(self.starts), dict(self.end_at), self.size
+        return other
+
+    def below(self, addr: int) -> tuple[int, int] | None:
+        """The range starting nearest at or below ``addr``, if any."""
+        i = bisect_right(self.starts, addr) - 1
+        return (self.starts[i], self.end_at[self.starts[i]]) if i >= 0 else None
+
+
+class Arena:
+    """A linear heap arena over real reservations, growing as Go's sysAlloc did.
+
+    ``history`` says how many decisions (``events``) and allocations
+    (``allocations``) the arena keeps: ``None``, every one; ``N``, the last N;
+    ``0``, none. ``stats``, the decisions that lowered arena_used
+    (``lowered``) and the committed memory (``committed_runs``) are kept
+    whatever it says, so ``check.verify`` works with any history.
+    """
 
     def __init__(
         self,
         layout: Layout = LAYOUT_64,
-        rule: str = "fixed",
+        rule: str | Rule = "fixed",
         memory: sysmem.Memory | None = None,
         start: int | None = None,
         initial_size: int | None = None,
+        history: int | None = None,
     ) -> None:
-        memory = self._take(layout, memory)
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-        self.rule = rule
+        if history is not None:
+            if isinstance(history, bool) or not isinstance(history, int):
+                raise TypeError(f"history must be None (keep every decision) or an int N (keep the last N), not {history!r}")
+            if not 0 <= history < sys.maxsize:
+                raise ValueError(f"history must be None or the number of decisions to keep (0: none), got {history}")
+        if not isinstance(layout, Layout):
+            raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
+        rule = rules.resolve(rule)
+        if memory is None:
+            memory = sysmem.default(address_bits=layout.address_bits)
+        if getattr(memory, "address_bits", None) != layout.address_bits:
+            raise ValueError(f"a {layout.name} layout needs a {layout.address_bits}-bit memory layer, got {memory!r}")
+        if layout.page_size % memory.page_size:
+            raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
+        self.layout = layout
+        # rule is the rule's name (what reports, JSON and traces show); placement the rule itself.
+        self.placement, self.rule = rule, rules.name_of(rule)
+        # Read once: a rule cannot change how an arena behaves after it is made.
+        # One attribute, not four: past 30 instance attributes CPython 3.11
+        # loses its fast attribute access, and the hot path pays for it.
+        self._rule = _RuleParts(rule.refusal, rule.separate_cursor, rule.fallback_on_no_room, rule.fallback_raises_end)
+        self.memory = memory
+        self._lock = threading.Lock()
+        self._closed = False
         # The hot path reads these as plain attributes, not through layout and memory.
         self._page, self._step, self._max_mem = layout.page_size, layout.growth_step, layout.max_mem
         self._top, self._limit = 1 << layout.address_bits, memory.limit
         self._mem_reserve, self._mem_commit = memory.reserve, memory.commit
-        # Plain tuples, as cheap to record as possible (_regions and
-        # _allocations too, see Manager): Region, Event and Stats are built
-        # from them only when someone reads them.
+        # Plain tuples, as cheap to record as possible: Region, Event and Stats
+        # are built from them only when someone reads them.
+        self._regions: list[tuple[int, int, str]] = []
+        self._unreleased: list[tuple[int, int]] = []  # mappings whose release the kernel refused
         # One tuple per decision: what was asked and answered, then the bounds
         # after it. The bounds before it are the previous decision's after:
-        # every change of the bounds is a decision.
-        self._events: list[tuple] = []
-        self._tally, self._tallied = Stats(), 0
+        # every change of the bounds is a decision. A bounded history keeps one
+        # decision more than it shows, for the bounds before the first shown;
+        # appending to a full deque drops the oldest at no extra cost.
+        self._history = history
+        if history is None:
+            self._events: list[tuple] | deque[tuple] = []
+            self._allocations: list[tuple[int, int]] | deque[tuple[int, int]] = []
+        else:
+            self._events, self._allocations = deque(maxlen=history + 1), deque(maxlen=history)
+        # Counted as they happen in _record; what the hot path decides (commits,
+        # contiguous growth) is derived from the bounds and regions in stats.
+        self._tally = Stats()
+        self._regions_closed = 0  # regions released by close(), for stats.contiguous
+        self._lowered: list[tuple[Bounds, tuple]] = []  # (bounds before, decision) of each lowering
+        # Committed memory, allocations merged where they touch: closed runs,
+        # sorted, plus the open run [_run_start, arena_alloc) the cursor extends.
+        # The cursor moves only by commits, which extend the open run, except
+        # where it jumps (a non-contiguous region, a fallback): only those slow
+        # paths file a run, so the hot path keeps the runs without a write.
+        # A closed run can touch the open one (a fallback mapping placed right
+        # at a full block's end): readers join them (committed_runs, _run_end).
+        self._runs, self._run_start = _Ranges(), 0
+        # Views: the types of the arrays that export them, and (history=None)
+        # the allocations by address, indexed from _allocations when a view
+        # needs them.
+        self._exports = views.Exports(self, layout.page_size)
+        self._index = _Ranges()
+        # CPython shares the keys of instance dicts, which keeps the hot path's
+        # attribute reads fast, only up to 30 attributes: stay below that.
         self._start = self._used = self._alloc = self._end = 0
         start, initial_size = self._check_start(start), self._check_initial_size(initial_size)
         try:
             self._reserve_first(start, initial_size)
         except BaseException:
-            self._give_up()
+            # No arena to close: give back what a failed release left behind.
+            self._closed = True
+            for p, size in self._unreleased:
+                try:
+                    self.memory.release(p, size)
+                except OSError:
+                    pass
             raise
 
     # -- arguments -------------------------------------------------------------
+
+    @staticmethod
+    def _int(name: str, value: object) -> int:
+        try:
+            return operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
+
+    def _page_multiple(self, name: str, value: object, *, positive: bool, size: bool = True) -> int:
+        value = self._int(name, value)
+        if value < 0 or (positive and value == 0):
+            raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value}")
+        if value % self.layout.page_size:
+            raise ValueError(f"{name} must be a multiple of the arena page {self.layout.page_size:#x}, got {value:#x}")
+        if size and value > self.layout.max_mem:
+            raise ValueError(f"{name} {value:#x} is more than the arena can span (max_mem {self.layout.max_mem:#x})")
+        return value
 
     def _check_start(self, start: object) -> int | None:
         if start is None:
@@ -150,8 +276,52 @@ class Arena(Manager):
 
     # -- state -----------------------------------------------------------------
 
+    def _reserve(self, hint: int, size: int) -> int | None:
+        """``memory.reserve``, except that a range the address space cannot hold is no room.
+
+        The layer raises ``ValueError`` for such a size (it checks its own
+        arguments); to the arena a request too large for the space is simply
+        out of memory, as sysReserve returning nil was to Go.
+        """
+        if not 0 < size < self._limit or hint + size > self._top:
+            return None
+        return self._mem_reserve(hint, size)
+
+    def _release(self, p: int, size: int) -> None:
+        """Give back a mapping the arena does not keep; one the kernel refuses stays on the books.
+
+        Such a mapping is retried by ``close`` (or at once if the constructor
+        fails), so a failed munmap never leaks it.
+        """
+        try:
+            self.memory.release(p, size)
+        except OSError:
+            self._unreleased.append((p, size))
+            raise
+
     def _record(self, step, request, hint, size, returned, verdict, reason) -> None:
+        # Every decision but the hot path's two (a commit, a contiguous growth)
+        # is recorded here: their counters are kept as they happen.
+        t = self._tally
+        if returned is not None and step in ("first", "grow"):
+            t.reservations += 1  # the kernel answered, whatever became of it
+        if verdict == "accepted":
+            t.noncontiguous += 1
+        elif verdict == "rejected":
+            t.rejections += 1
+            t.released_after_rejection += size
+        elif verdict == "fallback":
+            t.fallbacks += 1
         self._events.append((step, request, hint, size, returned, verdict, reason, self._start, self._used, self._alloc, self._end))
+
+    def _close_run(self, start: int, end: int) -> None:
+        """File committed ``[start, end)`` among the closed runs, merged with a run it touches."""
+        if start < end:
+            self._runs.add(start, end, merge=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ArenaClosed("the arena is closed")
 
     # -- the first reservation -------------------------------------------------
 
@@ -192,7 +362,7 @@ class Arena(Manager):
         # The metadata sits below the arena part, as in Go's single reservation.
         base = _round_up(p, self.layout.page_size) + self.layout.metadata_size
         self._start = 0 if self.layout.arena_start_is_zero else base
-        self._used = self._alloc = base
+        self._used = self._alloc = self._run_start = base
         self._end = max(p + total, base)
         self._regions.append((p, total, "first"))
         where = "at the hint" if p == hint else f"the kernel chose {p:#x} instead of {hint:#x}"
@@ -218,7 +388,7 @@ class Arena(Manager):
             if n > self._end - p:
                 if self._grow(n) is False:
                     return None
-                # Under go1.9 a fallback can raise arena_used past arena_end, but
+                # With a separate cursor (go1.9) a fallback can raise arena_used past arena_end, but
                 # never arena_alloc: the cursor stays inside the current block.
                 p = self._alloc
                 if n > self._end - p:
@@ -246,7 +416,7 @@ class Arena(Manager):
                                  self._start, self._used, self._alloc, new_end))
             return True
         if p is None:
-            if self.rule == "go1.9":
+            if self._rule.fallback_on_no_room:
                 self._record("grow", n, end, p_size, None, "no-room", "no room; falling back")
                 return None
             self._record("grow", n, end, p_size, None, "no-room", "no room; Go 1.8 returns nil here")
@@ -257,17 +427,28 @@ class Arena(Manager):
     def _noncontiguous(self, n: int, p: int, p_size: int) -> None | bool:
         """Take the region at ``p`` if the rule accepts it, else give it back."""
         hint, used_before = self._end, self._used
-        why = self._accepts(p, p_size)
+        try:
+            why, failure = self._accepts(p, p_size), None
+        except Exception as exc:
+            # A rule that fails refuses: the region is given back and recorded before the error is raised.
+            why, failure = f"the rule failed ({type(exc).__name__}: {exc})", exc
         if why is None:
+            before = Bounds(self._start, self._used, self._alloc, self._end)
             self._regions.append((p, p_size, "reservation"))
+            self._close_run(self._run_start, self._alloc)
             self._end = p + p_size
-            self._alloc = _round_up(p, self._page)
-            if self.rule != "go1.9":
+            self._alloc = self._run_start = _round_up(p, self._page)
+            if not self._rule.separate_cursor:
                 # Before Go 1.9 the allocation cursor is arena_used itself: under
                 # "legacy" a region below arena_used lowers it, which is the bug.
                 self._used = self._alloc
             lowered = " LOWERED arena_used" if self._used < used_before else ""
             self._record("grow", n, hint, p_size, p, "accepted", f"non-contiguous region accepted ({self.rule}){lowered}")
+            if lowered:
+                # The only assignment that can lower arena_used (commits and
+                # fallbacks only raise it), so this record is complete: verify
+                # reads it, whatever the history keeps.
+                self._lowered.append((before, self._events[-1]))
             return True
         # Not usable: release it against the fake stat, so the real ones never count it.
         try:
@@ -275,20 +456,19 @@ class Arena(Manager):
         finally:
             # Rejected either way: a refused release is kept on the books for close().
             self._record("grow", n, hint, p_size, p, "rejected", f"{why}; released")
+        if failure is not None:
+            raise failure
         return None
 
     def _accepts(self, p: int, p_size: int) -> str | None:
         """``None`` if the rule takes a non-contiguous region at ``p``, else why not."""
+        # Every rule: the heap spans at most max_mem + 1 bytes from arena_start.
         if p + p_size - self._start - 1 > self.layout.max_mem:
             return f"region ends past arena_start + max_mem ({self._start + self.layout.max_mem:#x})"
-        if self.rule == "fixed":
-            # The seed: only above arena_end, so arena_used can only rise.
-            return None if self._end < p else f"p {p:#x} is not above arena_end {self._end:#x}"
-        if p < self._start:
-            return f"p {p:#x} is below arena_start {self._start:#x}"
-        if self.rule == "go1.9" and self._end - self._alloc >= self.layout.strand_limit:
-            return f"it would strand {self._end - self._alloc:#x} bytes of the current block (limit {self.layout.strand_limit:#x})"
-        return None
+        why = self._rule.refusal(Bounds(self._start, self._used, self._alloc, self._end), p, p_size, self.layout)
+        if why is not None and not isinstance(why, str):
+            raise TypeError(f"rule {self.rule}: refusal must return None or a reason (str), not {why!r}")
+        return why
 
     def _commit(self, p: int, n: int) -> int | None:
         # [p, p + n) lies inside the current block, which the arena reserved and
@@ -351,12 +531,18 @@ class Arena(Manager):
         self._allocations.append((q, n))
         if q + n > self._used:
             self._used = q + n
-            if self.rule != "go1.9":
-                # Go 1.8 allocates from arena_used itself, so it also moves
-                # arena_end to the mapping's end: arena_used never passes
-                # arena_end, and the next commit stays inside this mapping.
-                self._alloc = self._used
+            if not self._rule.separate_cursor:
+                # Go 1.8 allocates from arena_used itself ...
+                self._close_run(self._run_start, self._alloc)
+                self._run_start, self._alloc = q, self._used
+            if self._rule.fallback_raises_end:
+                # ... so it also moves arena_end to the mapping's end:
+                # arena_used never passes arena_end, and the next commit
+                # stays inside this mapping.
                 self._end = max(self._end, p + p_size)
+        if self._alloc != q + n:
+            # The cursor stayed in its block: the fallback is a run of its own.
+            self._close_run(q, q + n)
         self._record("fallback", n, 0, p_size, p, "fallback", "small mapping anywhere the kernel likes")
         return q
 
@@ -364,19 +550,22 @@ class Arena(Manager):
 
     def contains(self, addr: int) -> bool:
         """Go's heap check: ``arena_start <= addr < arena_used``, nothing else."""
-        try:
-            addr = operator.index(addr)
-        except TypeError:
-            raise TypeError(f"addr must be an int, not {type(addr).__name__} ({addr!r})") from None
+        addr = self._int("addr", addr)
         with self._lock:
             self._check_open()
             return self._start <= addr < self._used
 
     arena_start = property(lambda self: self._start, doc="Lowest heap address (0 on 32-bit).")
     arena_used = property(lambda self: self._used, doc="End of the heap handed out so far.")
-    arena_alloc = property(lambda self: self._alloc, doc="Allocation cursor (arena_used except under go1.9).")
+    arena_alloc = property(lambda self: self._alloc, doc="Allocation cursor (arena_used unless the rule has a separate cursor).")
     arena_end = property(lambda self: self._end, doc="End of the current reservation.")
     arena_reserved = property(lambda self: True, doc="Always True: every block is really reserved.")
+    closed = property(lambda self: self._closed)
+
+    @property
+    def allocations(self) -> list[tuple[int, int]]:
+        """``(address, size)`` of what ``sys_alloc`` handed out, in order (the last ``history`` of them)."""
+        return list(self._allocations)
 
     @property
     def regions(self) -> list[Region]:
@@ -385,36 +574,200 @@ class Arena(Manager):
 
     @property
     def events(self) -> list[Event]:
-        """One record per decision, in order."""
-        out, before = [], Bounds(0, 0, 0, 0)
-        for e in self._events:
+        """One record per decision, in order (the last ``history`` of them)."""
+        kept, before = list(self._events), Bounds(0, 0, 0, 0)
+        if self._history is not None and len(kept) > self._history:
+            before, kept = Bounds(*kept[0][7:]), kept[1:]
+        out = []
+        for e in kept:
             after = Bounds(*e[7:])
             out.append(Event(*e[:7], before, after))
             before = after
         return out
 
+    history = property(lambda self: self._history, doc="How many decisions the arena keeps: None, all; N, the last N.")
+
+    @property
+    def history_complete(self) -> bool:
+        """Whether ``events`` and ``allocations`` still hold every decision and allocation."""
+        return self._history is None or len(self._events) <= self._history
+
+    @property
+    def lowered(self) -> list[Event]:
+        """Every decision that lowered arena_used (Go issue 20259), kept whatever ``history`` is."""
+        return [Event(*e[:7], before, Bounds(*e[7:])) for before, e in self._lowered]
+
+    @property
+    def committed_runs(self) -> list[tuple[int, int]]:
+        """``(address, size)`` of the committed memory, lowest first: allocations merged where they touch.
+
+        Kept whatever ``history`` is; its size is bounded by the regions.
+        """
+        with self._lock:
+            runs = self._runs.copy()
+            if self._alloc > self._run_start:
+                runs.add(self._run_start, self._alloc, merge=True)
+        return [(start, runs.end_at[start] - start) for start in runs.starts]
+
     @property
     def stats(self) -> Stats:
-        """The counters, tallied from the decisions made since the last read."""
+        """The counters since the arena was made, whatever ``history`` keeps."""
         with self._lock:
-            t, events = self._tally, self._events
-            for step, request, _, size, returned, verdict, *_ in events[self._tallied :]:
-                if returned is not None and step in ("first", "grow"):
-                    t.reservations += 1  # the kernel answered, whatever became of it
-                if verdict == "committed":
-                    t.committed += request
-                elif verdict == "contiguous":
-                    t.contiguous += 1
-                elif verdict == "accepted":
-                    t.noncontiguous += 1
-                elif verdict == "rejected":
-                    t.rejections += 1
-                    t.released_after_rejection += size
-                elif verdict == "fallback":
-                    t.fallbacks += 1
-                    t.committed += request
-            self._tallied = len(events)
-            return dataclasses.replace(t, reserved=sum(size for _, size, _ in self._regions))
+            t = self._tally
+            # Every region is the first one, a contiguous growth, an accepted
+            # non-contiguous region or a fallback: the hot path's growths need
+            # no counter of their own.
+            contiguous = len(self._regions) + self._regions_closed - 1 - t.noncontiguous - t.fallbacks
+            return dataclasses.replace(
+                t,
+                reserved=sum(size for _, size, _ in self._regions),
+                committed=self._runs.size + self._alloc - self._run_start,
+                reservations=t.reservations + contiguous,
+                contiguous=contiguous,
+            )
+
+    def save_trace(self, path: str) -> None:
+        """Write this arena's history as a replayable trace (docs/trace-format.md); needs ``history_complete``."""
+        from . import trace
+
+        trace.save(self, path)
+
+    # -- views -----------------------------------------------------------------
+
+    def view(self, addr: int, size: int | None = None) -> memoryview:
+        """A writable byte view (format ``'B'``) of ``[addr, addr + size)``.
+
+        With ``history=None`` the range must lie inside one allocation, and
+        ``size=None`` runs to its end. A bounded or no history no longer knows
+        where each allocation ends: the range must lie inside one run of
+        committed memory (``committed_runs``) and ``size`` is required.
+        Raises ``TypeError`` for a non-int, ``ValueError`` for a range
+        outside, and ``ArenaClosed``. While the view (a slice of it, or
+        anything holding it) is alive, ``close`` refuses; the view keeps the
+        arena alive.
+        """
+        if type(addr) is not int:
+            addr = self._int("addr", addr)
+        if size is not None and type(size) is not int:
+            size = self._int("size", size)
+        self._lock.acquire()
+        try:
+            if self._closed:
+                raise ArenaClosed("the arena is closed")
+            if self._history is None:
+                index = self._index
+                if len(index.starts) != len(self._allocations):
+                    self._index_allocations()
+                # A view of an allocation starts where it does: one lookup.
+                end = index.end_at.get(addr) or self._end_around(addr, index)
+            elif size is None:
+                raise ValueError(f"view needs a size: with history={self._history} the arena no longer knows where allocations end")
+            else:
+                end = self._run_end(addr)
+            if size is None:
+                size = end - addr
+            elif size <= 0 or addr + size > end:
+                raise ValueError(self._too_long(addr, size, end))
+            return self._exports.export(addr, size)
+        finally:
+            self._lock.release()
+
+    def alloc(self, n: int) -> memoryview | None:
+        """``sys_alloc(n)`` as a view of the ``n`` bytes (``address_of`` gives its address), or ``None``."""
+        p = self.sys_alloc(n)
+        if p is None:
+            return None
+        with self._lock:
+            if self._closed:  # by another thread, since sys_alloc returned
+                raise ArenaClosed("the arena is closed")
+            return self._exports.export(p, operator.index(n))
+
+    def address_of(self, view: memoryview) -> int:
+        """The address of the first byte of ``view``: one from ``view`` or ``alloc``, or a slice of one.
+
+        ``TypeError`` for a non-memoryview, ``ValueError`` for a view of other
+        memory, a released view or one not C-contiguous and writable.
+        """
+        return views.address_of(self, view)
+
+    def _index_allocations(self) -> None:
+        """Index what sys_alloc handed out since the last view."""
+        index = self._index
+        for p, n in self._allocations[len(index.starts) :]:
+            index.add(p, p + n)
+
+    def _end_around(self, addr: int, ranges: _Ranges) -> int:
+        """The end of the range (allocation or run) holding ``addr``; ``ValueError`` naming the nearest if none."""
+        near = ranges.below(addr)
+        if near and addr < near[1]:
+            return near[1]
+        if self._history is None:
+            text, what = f"{addr:#x} is in no allocation of this arena", "allocation"
+        else:
+            text, what = (f"{addr:#x} is in no committed memory of this arena (with history={self._history} a view is "
+                          "checked against the runs of committed memory, not against each allocation)"), "committed run"
+            if self._run_start < self._alloc <= addr:
+                near = max(near or (0, 0), (self._run_start, self._alloc))
+        if near:
+            text += f"; the nearest {what} below it is [{near[0]:#x}, {near[1]:#x})"
+        raise ValueError(text)
+
+    def _run_end(self, addr: int) -> int:
+        """The end of the run of committed memory holding ``addr``; ``ValueError`` naming the nearest if none."""
+        end = self._alloc if self._run_start <= addr < self._alloc else self._end_around(addr, self._runs)
+        # Only the open run can touch a closed one (closed ones are merged when filed).
+        if end == self._run_start:
+            end = self._alloc
+        return self._runs.end_at.get(end, end)
+
+    def _too_long(self, addr: int, size: int, end: int) -> str:
+        if size <= 0:
+            return f"size must be positive, got {size}"
+        if self._history is None:
+            start = self._index.below(addr)[0]
+            return f"[{addr:#x}, {addr + size:#x}) runs past the end of the allocation [{start:#x}, {end:#x}) it starts in"
+        return f"[{addr:#x}, {addr + size:#x}) runs past the end of the committed memory it starts in, at {end:#x}"
+
+    # -- lifetime --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release every mapping the arena made; idempotent.
+
+        ``BufferError`` while a view of its memory is alive (release them, or
+        let them go); nothing is unmapped then. A mapping the kernel refused
+        to release (``OSError``) stays on the books and is tried again by the
+        next ``close``.
+        """
+        with self._lock:
+            if self._closed and not self._unreleased:
+                return
+            # As mmap.close(): nothing is unmapped while a view could still reach it.
+            alive = self._exports.alive()
+            if alive:
+                raise BufferError(f"cannot close: {alive} views of arena memory are still alive")
+            self._closed = True
+            self._exports.clear()
+            self._index = _Ranges()
+            self._regions_closed += len(self._regions)
+            error = None
+            # What the kernel refused to release before is tried again, every time.
+            pending = [(p, size) for p, size, _ in reversed(self._regions)] + self._unreleased
+            self._regions.clear()
+            self._unreleased = []
+            for p, size in pending:
+                try:
+                    self.memory.release(p, size)
+                except OSError as exc:
+                    self._unreleased.append((p, size))
+                    error = error or exc
+            if error is not None:
+                raise error
+
+    def __enter__(self) -> Arena:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"used={self._used:#x} end={self._end:#x}"

@@ -1,4 +1,4 @@
-"""This process's mappings annotated with what a live arena uses them for.
+"""This process's mappings annotated with what a live arena uses them for; another process's mappings.
 
 Roles: ``first (metadata)``, ``first (arena)``, ``reservation``, ``fallback``,
 ``committed`` (holds allocations, ``LOST`` if the arena no longer counts them
@@ -6,6 +6,8 @@ as heap) and ``rejected-and-released`` for regions the arena was answered and
 gave back: those are listed from its events though no longer mapped.
 """
 from __future__ import annotations
+
+import psutil
 
 from . import sysmem
 from .heaparenas import HeapArenas
@@ -56,5 +58,30 @@ def rows_text(rows: list[dict[str, object]]) -> str:
         table.append([
             f"{row['start']:#x}", f"{row['end']:#x}", size_text(row["end"] - row["start"]),
             row["perms"] or "(unmapped)", "; ".join(row["roles"]), row["name"],
+        ])
+    return columns(table)
+
+
+def process_rows(pid: int) -> list[dict[str, object]]:
+    """Process ``pid``'s mappings, lowest first, each with the bytes of it resident in memory.
+
+    Reads ``/proc/PID/smaps`` through psutil. Raises ``psutil.NoSuchProcess``
+    if there is no such running process, ``psutil.AccessDenied`` if this user
+    may not read its mappings.
+    """
+    rows: list[dict[str, object]] = []
+    for m in psutil.Process(pid).memory_maps(grouped=False):
+        start, end = (int(x, 16) for x in m.addr.split("-"))
+        rows.append({"start": start, "end": end, "perms": m.perms, "rss": m.rss, "name": m.path})
+    return rows
+
+
+def process_text(rows: list[dict[str, object]]) -> str:
+    """``process_rows``'s rows as aligned columns with hex addresses."""
+    table = [["start", "end", "size", "perms", "resident", "name"]]
+    for row in rows:
+        table.append([
+            f"{row['start']:#x}", f"{row['end']:#x}", size_text(row["end"] - row["start"]), row["perms"],
+            size_text(row["rss"]) if row["rss"] else "0", row["name"],
         ])
     return columns(table)

@@ -22,6 +22,7 @@ import pytest
 from . import sysmem
 from .layout import LAYOUT_32, LAYOUT_64, Layout
 from .manager import Arena
+from .rules import Rule
 from .testing import Answer, Crowd, ScriptedMemory, reservations
 
 _LAYOUTS = {"32": LAYOUT_32, "64": LAYOUT_64, 32: LAYOUT_32, 64: LAYOUT_64}
@@ -100,7 +101,7 @@ def arena_factory(scripted_memory: Callable[..., ScriptedMemory]) -> Iterator[Ca
     """``arena_factory(layout="32", rule="fixed", answers=None, **kwargs)``: arenas closed after the test."""
     made: list[Arena] = []
 
-    def make(layout: str | int | Layout = "32", rule: str = "fixed", answers: Iterable[Answer] | None = None, **kwargs) -> Arena:
+    def make(layout: str | int | Layout = "32", rule: str | Rule = "fixed", answers: Iterable[Answer] | None = None, **kwargs) -> Arena:
         lay = _layout(layout)
         if answers is not None:
             kwargs["memory"] = scripted_memory(answers, lay.address_bits)

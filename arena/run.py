@@ -17,6 +17,12 @@ from .testing import peek, poke
 PATTERN = b"live heap object"
 
 
+def mark(i: int) -> bytes:
+    """What the ``i``-th request's allocation holds at both ends: ``PATTERN`` with its number,
+    so that two allocations sharing memory cannot both read back their own."""
+    return PATTERN[:12] + i.to_bytes(4, "little")
+
+
 @dataclasses.dataclass
 class Replay:
     """One rule's run: the arena (still open; the caller closes it) and what each request returned."""
@@ -30,16 +36,41 @@ class Replay:
         """Allocations handed out that the arena no longer counts as heap."""
         return [p for p in self.returned if p is not None and not self.arena.contains(p)]
 
+    def changed(self) -> list[int]:
+        """Allocations whose first or last bytes no longer hold the mark written there."""
+        bad = []
+        for i, (p, n) in enumerate(zip(self.returned, self.requests)):
+            if p is not None:
+                m = mark(i)
+                if _read(self.arena, p, len(m)) != m or _read(self.arena, p + n - len(m), len(m)) != m:
+                    bad.append(p)
+        return bad
+
     def intact(self) -> bool:
-        """Whether every allocation still holds the pattern written into it."""
-        return all(peek(p, len(PATTERN)) == PATTERN for p in self.returned if p is not None)
+        """Whether every allocation still holds the marks written into it."""
+        return not self.changed()
+
+
+def _read(arena: Arena | HeapArenas, p: int, n: int) -> bytes:
+    """``n`` bytes at ``p``: through a view of the arena, or (heap arenas, which have no views) ``peek``."""
+    if isinstance(arena, HeapArenas):
+        return peek(p, n)
+    with arena.view(p, n) as v:
+        return bytes(v)
+
+
+def _write(arena: Arena | HeapArenas, p: int, data: bytes) -> None:
+    if isinstance(arena, HeapArenas):
+        return poke(p, data)
+    with arena.view(p, len(data)) as v:
+        v[:] = data
 
 
 def drive(arena: Arena | HeapArenas, requests: list[int]) -> Replay:
-    """Run ``sys_alloc`` for each request, writing ``PATTERN`` into each allocation; closes the arena on error."""
+    """Run ``sys_alloc`` for each request, marking both ends of each allocation; closes the arena on error."""
     replay = Replay(arena, [], [])
     try:
-        for n in requests:
+        for i, n in enumerate(requests):
             try:
                 p = arena.sys_alloc(n)
             except GoThrow:
@@ -47,7 +78,9 @@ def drive(arena: Arena | HeapArenas, requests: list[int]) -> Replay:
             replay.requests.append(n)
             replay.returned.append(p)
             if p is not None:
-                poke(p, PATTERN)
+                m = mark(i)
+                _write(arena, p, m)
+                _write(arena, p + n - len(m), m)
     except BaseException:
         arena.close()
         raise

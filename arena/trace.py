@@ -7,7 +7,7 @@ Format version 2 (also in docs/trace-format.md)::
       "format": "arena-trace",          # required, exactly this
       "version": 2,                     # required; 1 is read too
       "layout": "32" | "64" | {...},    # LAYOUT_32, LAYOUT_64, or Layout's fields
-      "rule": "fixed" | "legacy" | "go1.9" | "go1.11",   # go1.11: HeapArenas (version 2 only)
+      "rule": "fixed" | "legacy" | "go1.9" | "strict" | "module:attr" | "go1.11",   # go1.11: HeapArenas (version 2 only)
       "start": ADDRESS | null,          # Arena(start=...): where the arena part begins
       "initial_size": SIZE | null,      # Arena(initial_size=...)
       "requests": [SIZE, ...],          # sys_alloc(n), in order
@@ -33,6 +33,7 @@ from typing import Any
 
 from . import sysmem
 from .layout import LAYOUT_32, LAYOUT_64, Layout
+from . import rules
 from .heaparenas import RELEASE, HeapArenas
 from .manager import RULES, Arena, ReservationFailed
 from .managers import NAMES, open_manager
@@ -143,11 +144,12 @@ def parse(data: object) -> Trace:
             raise TraceError(f"{key}: missing")
     if data["format"] != FORMAT:
         raise TraceError(f'format: expected "{FORMAT}", got {json.dumps(data["format"])}')
-    if data["version"] not in VERSION_RULES or isinstance(data["version"], bool):
-        raise TraceError(f"version: this reader knows versions 1 and {VERSION}, got {json.dumps(data['version'])}")
-    rules = VERSION_RULES[data["version"]]
-    if data["rule"] not in rules:
-        raise TraceError(f"rule: expected one of {', '.join(rules)} in version {data['version']}, got {json.dumps(data['rule'])}")
+    version = data["version"]
+    if version not in VERSION_RULES or isinstance(version, bool):
+        raise TraceError(f"version: this reader knows versions 1 and {VERSION}, got {json.dumps(version)}")
+    rule, names = data["rule"], VERSION_RULES[version]
+    if not isinstance(rule, str) or rule not in names and not all(rule.partition(":")[::2]):
+        raise TraceError(f"rule: expected one of {', '.join(names)} or module:attr of a rule, got {json.dumps(rule)} (version {version})")
     requests = [_number(f"requests[{i}]", n) for i, n in enumerate(_list("requests", data["requests"]))]
     for i, n in enumerate(requests):
         if n <= 0:
@@ -196,7 +198,9 @@ def _answers_of(arena: Arena | HeapArenas) -> list[int | str]:
 
 
 def record(arena: Arena | HeapArenas) -> dict[str, Any]:
-    """The trace of ``arena``'s history so far, as a JSON-ready dict."""
+    """The trace of ``arena``'s history so far, as a JSON-ready dict; ``ValueError`` if it is not all kept."""
+    if isinstance(arena, Arena) and not arena.history_complete:
+        raise ValueError(f"a trace needs every decision, and the arena keeps only its last {arena.history} (history={arena.history})")
     events = arena.events
     layout = arena.layout
     named = [k for k, v in LAYOUTS.items() if v == layout]
@@ -236,8 +240,9 @@ def _linear_start(arena: Arena) -> dict[str, Any]:
 
 def save(arena: Arena | HeapArenas, path: str | os.PathLike[str]) -> None:
     """Write ``arena``'s trace to ``path`` (the equivalent of ``Arena.save_trace``)."""
+    data = record(arena)  # before the file is created: it may refuse
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(record(arena), f, indent=1)
+        json.dump(data, f, indent=1)
         f.write("\n")
 
 
@@ -248,6 +253,12 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
     """Run ``trace`` with real memory, under its own or the given rule (``"go1.11"``: ``HeapArenas``) and layout; the caller closes the arena."""
     rule = rule or trace.rule
     layout = layout or trace.layout
+    if rule != RELEASE:
+        try:
+            # A user's rule is loaded here, where the replay needs it (its module must be importable).
+            rule = rules.resolve(rule)
+        except (TypeError, ValueError) as exc:
+            raise TraceError(str(exc)) from None  # it starts with "rule", the field
     span = "max_alloc" if rule == RELEASE else "max_mem"
     for i, n in enumerate(trace.requests):
         if n % layout.page_size or n > getattr(layout, span):

@@ -1,10 +1,14 @@
 """Every benchmark case, as one pyperf script; run.py runs it once per round.
 
-Names are ``group/layout/case/variant``: group is os, growth, alloc or scale;
-layout 32 or 64; variant C (the C limit), shim (the compiled shim's functions
-called from a bare Python loop: no layer, no checks, the floor any Python
-caller starts from), cffi, ctypes, mmap (the standard library) or
-arena-cffi/arena-ctypes. Each worker process runs one case: all
+Names are ``group/layout/case/variant``: group is os, growth, alloc, history,
+view, scale or hunt; layout 32 or 64; variant C (the C limit), shim (the
+compiled shim's functions called from a bare Python loop: no layer, no checks,
+the floor any Python caller starts from), cffi, ctypes, mmap (the standard
+library), arena-cffi/arena-ctypes, history-on/history-off (sys_alloc keeping
+every decision or none), floor (view: ``memoryview`` of a ctypes array, the
+least a Python view of an address costs) or arena/arena-history-off
+(``Arena.view``); for hunt, maps or no-maps (with or without verify's read of
+/proc/self/maps). Each worker process runs one case: all
 set-up (memory layers, hints, ballast) happens lazily in the worker, and
 everything a Python case does untimed (arena creation, close()) its C twin
 also does untimed.
@@ -13,6 +17,7 @@ also does untimed.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import mmap
@@ -27,7 +32,7 @@ import pyperf  # noqa: E402
 
 import climit  # noqa: E402
 import space  # noqa: E402
-from arena import LAYOUT_32, LAYOUT_64, Arena, sysmem  # noqa: E402
+from arena import LAYOUT_32, LAYOUT_64, Arena, hunt, sysmem  # noqa: E402
 from arena._native import lib as shim  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -193,11 +198,11 @@ def growth_c(loops, bits):
 
 # -- 3. Arena allocation: commits from an existing reservation -----------------
 
-def alloc_arena(loops, bits, backend, size):
+def alloc_arena(loops, bits, backend, size, history=None):
     layout, mem = LAYOUTS[bits], memory(bits, backend)
     total, done = 0.0, 0
     while done < loops:
-        a = Arena(layout, memory=mem)
+        a = Arena(layout, memory=mem, history=history)
         k = min((a.arena_end - a.arena_alloc) // size, loops - done)
         sys_alloc = a.sys_alloc
         t0 = perf_counter()
@@ -217,7 +222,55 @@ def alloc_c(loops, bits, size):
     return climit.commit(loops, hint, span, size, mem.confined)
 
 
-# -- 4. Scale: one operation's cost with 100 ... 60,000 live regions -----------
+# -- 4. Views: a writable memoryview of an allocation ---------------------------
+#
+# One arena per worker holds VIEW_ALLOCATIONS allocations, made untimed; each
+# timed operation makes a view of one of them and drops it. The floor does the
+# same with the least Python can do: memoryview of a ctypes array at the address.
+
+VIEW_SIZE = 8 * KiB
+VIEW_ALLOCATIONS = 1000
+_view_arenas: dict = {}
+
+
+def _allocated(history):
+    if history not in _view_arenas:
+        a = Arena(LAYOUTS[sysmem.NATIVE_BITS], memory=memory(sysmem.NATIVE_BITS, "cffi"), history=history)
+        _view_arenas[history] = (a, [a.sys_alloc(VIEW_SIZE) for _ in range(VIEW_ALLOCATIONS)])
+    return _view_arenas[history]
+
+
+def view_floor(loops):
+    _, ps = _allocated(None)
+    from_address = (ctypes.c_ubyte * VIEW_SIZE).from_address
+    total, done = 0.0, 0
+    while done < loops:
+        chunk = ps[: loops - done]
+        t0 = perf_counter()
+        for p in chunk:
+            memoryview(from_address(p))
+        total += perf_counter() - t0
+        done += len(chunk)
+    return total
+
+
+def view_arena(loops, history):
+    # history=None: view(p) finds the allocation and runs to its end; with no
+    # history the size is required and the committed run is what is checked.
+    a, ps = _allocated(history)
+    view, size = a.view, (None if history is None else VIEW_SIZE)
+    total, done = 0.0, 0
+    while done < loops:
+        chunk = ps[: loops - done]
+        t0 = perf_counter()
+        for p in chunk:
+            view(p, size)
+        total += perf_counter() - t0
+        done += len(chunk)
+    return total
+
+
+# -- 5. Scale: one operation's cost with 100 ... 60,000 live regions -----------
 
 _ballast = None
 
@@ -283,6 +336,26 @@ def scale_arena(loops, level):
     return total
 
 
+# -- 5. Hunt: scenarios per second -----------------------------------------------
+
+# Scenarios per hunt (the default of arena hunt); pyperf divides each value by it
+# (inner_loops), so a value is one scenario.
+HUNT_BATCH = 1000
+
+
+def hunt_scenarios(loops, bits, read_maps):
+    """``loops`` hunts of HUNT_BATCH scenarios each, as ``arena hunt`` runs them (hypothesis
+    included), under the fixed rule, which never stops a hunt early; seeds 0, 1, ... so
+    every value runs the same scenarios."""
+    layout = LAYOUTS[bits]
+    t0 = perf_counter()
+    for seed in range(loops):
+        result = hunt.hunt("fixed", layout, examples=HUNT_BATCH, seed=seed, read_maps=read_maps)
+        if result.counterexample is not None or result.examples != HUNT_BATCH:
+            raise RuntimeError(f"a hunt of the fixed rule ran {result.examples} scenarios and stopped: {result.stopped}")
+    return perf_counter() - t0
+
+
 # -- the C limit in the same worker ---------------------------------------------
 #
 # pyperf runs each benchmark in worker processes of its own, and on a noisy VM
@@ -309,7 +382,8 @@ def paired(loops, func, args, c_func, c_args):
 
 def cases(quick: bool):
     """``(name, time_func, args, c_limit)`` in run order, each C limit right before
-    its Python variants; ``c_limit`` is the C case's ``(time_func, args)``, ``None`` for a C case."""
+    its Python variants; ``c_limit`` is the C case's ``(time_func, args)``, ``None`` for a C case
+    and for hunt (a hunt has no C twin)."""
     layouts = (32,) if sysmem.NATIVE_BITS == 32 else (32, 64)
     for bits in layouts:
         for size in OS_SIZES:
@@ -331,6 +405,16 @@ def cases(quick: bool):
             yield f"{stem}/C", *c, None
             for backend in BACKENDS:
                 yield f"{stem}/arena-{backend}", alloc_arena, (bits, backend, size), c
+    # History and views: the native layout only (neither depends on the layout).
+    bits = sysmem.NATIVE_BITS
+    stem, c = f"history/{bits}/{size_name(VIEW_SIZE)}", (alloc_c, (bits, VIEW_SIZE))
+    yield f"{stem}/C", *c, None
+    yield f"{stem}/history-on", alloc_arena, (bits, "cffi", VIEW_SIZE), c
+    yield f"{stem}/history-off", alloc_arena, (bits, "cffi", VIEW_SIZE, 0), c
+    stem, floor = f"view/{bits}/{size_name(VIEW_SIZE)}", (view_floor, ())
+    yield f"{stem}/floor", *floor, None
+    yield f"{stem}/arena", view_arena, (None,), floor
+    yield f"{stem}/arena-history-off", view_arena, (0,), floor
     for level in SCALE_LEVELS[quick]:
         stem, c = f"scale/32/{level}", (scale_c, (level,))
         yield f"{stem}/C", *c, None
@@ -338,6 +422,9 @@ def cases(quick: bool):
             yield f"scale/64/{level}/cffi", scale_pair, (level, 64, "cffi"), c
         yield f"{stem}/cffi", scale_pair, (level, 32, "cffi"), c
         yield f"{stem}/arena-cffi", scale_arena, (level,), (scale_c, (level, arena_slack(level)))
+    for bits in layouts:
+        for read_maps, variant in ((True, "maps"), (False, "no-maps")):
+            yield f"hunt/{bits}/fixed/{variant}", hunt_scenarios, (bits, read_maps), None
 
 
 def main() -> None:
@@ -359,7 +446,7 @@ def main() -> None:
         _pairs.clear()
         # A worker that only calibrates the loops needs no C limit beside it.
         if c is None or args.calibrate_loops or args.recalibrate_loops:
-            runner.bench_time_func(name, func, *fargs)
+            runner.bench_time_func(name, func, *fargs, inner_loops=HUNT_BATCH if name.startswith("hunt/") else None)
             continue
         runner.bench_time_func(name, paired, func, fargs, *c)
         if _pairs and args.pairs and args.worker:

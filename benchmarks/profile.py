@@ -2,10 +2,11 @@
 
     python benchmarks/profile.py [--seconds S] [--out-dir benchmarks/results]
 
-Runs the timed part of the growth, OS-layer and allocation cases (cffi
+Runs the timed part of the growth, OS-layer, allocation and hunt cases (cffi
 backend, both layouts) under pyinstrument, only while the clock would be
-running in the benchmark (arena creation and close() are left out), and writes
-one text report per case: profile-<case>.txt.
+running in the benchmark (arena creation and close() are left out, except in
+a hunt, where they are part of every scenario), and writes one text report
+per case: profile-<case>.txt.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pyinstrument import Profiler  # noqa: E402
 
 import cases  # noqa: E402
 import space  # noqa: E402
-from arena import Arena, sysmem  # noqa: E402
+from arena import Arena, hunt, sysmem  # noqa: E402
 
 MiB = 1 << 20
 
@@ -78,7 +79,19 @@ def commits(profiler: Profiler, bits: int, seconds: float) -> int:
     return count
 
 
-CASES = {"growth": growth, "os": pairs, "alloc": commits}
+def hunts(profiler: Profiler, bits: int, seconds: float) -> int:
+    """Hunts of the fixed rule, as cases.hunt_scenarios times them: hypothesis, real mappings, verify."""
+    layout = cases.LAYOUTS[bits]
+    count, seed, end = 0, 0, time.monotonic() + seconds
+    profiler.start()
+    while time.monotonic() < end:
+        hunt.hunt("fixed", layout, examples=cases.HUNT_BATCH, seed=seed)
+        count, seed = count + cases.HUNT_BATCH, seed + 1
+    profiler.stop()
+    return count
+
+
+CASES = {"growth": growth, "os": pairs, "alloc": commits, "hunt": hunts}
 
 
 def main() -> None:

@@ -26,8 +26,16 @@ GOALS = {
     # measures. It separates what our code adds from what the kernel's mapping
     # tree costs.
     "scale/C": ("(also) the same, each level relative to the C limit at that level", 1.25, "<="),
+    "view": ("a view of an allocation: ns per view", 1000, "<="),
+    "history": ("sys_alloc with history off / with history on (speed, each against the C limit)", 1.0, ">="),
+    "hunt": ("arena hunt on the 32-bit layout: scenarios/s", 1000, ">="),
 }
-VARIANTS = ("C", "shim", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes")
+VARIANTS = ("C", "floor", "shim", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes", "history-on", "history-off",
+            "arena", "arena-history-off")
+GROUPS = ("os", "growth", "alloc", "history", "view")
+# What a group's ratios divide by: the C limit, except for views, where C has
+# no counterpart and the floor is memoryview of a ctypes array.
+REFERENCE = {"view": "floor"}
 
 
 def load(path: Path) -> dict:
@@ -79,9 +87,10 @@ def rows(times: dict, paired: dict) -> list[dict]:
     ``ratio_to_c_row`` by the C row's own workers.
     """
     out = []
-    cases = sorted({k[:3] for k in times if k[0] != "scale"}, key=lambda k: (["os", "growth", "alloc"].index(k[0]), k[1], _bytes(k[2])))
+    cases = sorted({k[:3] for k in times if k[0] in GROUPS}, key=lambda k: (GROUPS.index(k[0]), k[1], _bytes(k[2])))
     for group, layout, case in cases:
-        c = times.get((group, layout, case, "C"))
+        reference = REFERENCE.get(group, "C")
+        c = times.get((group, layout, case, reference))
         for variant in VARIANTS:
             t = times.get((group, layout, case, variant))
             if t is None:
@@ -89,10 +98,10 @@ def rows(times: dict, paired: dict) -> list[dict]:
             row = {"group": group, "layout": layout, "case": case, "variant": variant,
                    "ns_per_op": t[0] * 1e9, "mad_ns": t[1] * 1e9, "ops_per_s": 1 / t[0]}
             row["ratio_to_c_row"] = c[0] / t[0] if c else None
-            row["ratio_to_c"] = 1.0 if variant == "C" else paired.get(f"{group}/{layout}/{case}/{variant}", row["ratio_to_c_row"])
+            row["ratio_to_c"] = 1.0 if variant == reference else paired.get(f"{group}/{layout}/{case}/{variant}", row["ratio_to_c_row"])
             out.append(row)
     # cffi over ctypes: the ratio of their ratios to C, so the C limit's drift cancels too.
-    by_key = {(r["group"], r["layout"], r["case"], r["variant"]): r for r in out}
+    by_key = _by_key(out)
     for (group, layout, case, variant), row in by_key.items():
         twin = by_key.get((group, layout, case, {"cffi": "ctypes", "arena-cffi": "arena-ctypes"}.get(variant)))
         row["cffi_over_ctypes"] = row["ratio_to_c"] / twin["ratio_to_c"] if twin else None
@@ -113,7 +122,18 @@ def scale(times: dict, paired: dict) -> tuple[dict, dict]:
     return order(series), order(ratios)
 
 
-def goals(table: list[dict], curves: dict, ratios: dict) -> list[dict]:
+def _by_key(table: list[dict]) -> dict:
+    return {(r["group"], r["layout"], r["case"], r["variant"]): r for r in table}
+
+
+def hunt_rows(times: dict) -> list[dict]:
+    """Scenarios per second of ``arena hunt``, per layout, with and without verify's maps read."""
+    return [{"layout": layout, "rule": case, "variant": variant, "scenarios_per_s": 1 / t[0],
+             "us_per_scenario": t[0] * 1e6, "mad_us": t[1] * 1e6}
+            for (group, layout, case, variant), t in sorted(times.items()) if group == "hunt"]
+
+
+def goals(table: list[dict], curves: dict, ratios: dict, hunts: list[dict]) -> list[dict]:
     out = []
 
     def add(key, what, value):
@@ -132,6 +152,14 @@ def goals(table: list[dict], curves: dict, ratios: dict) -> list[dict]:
             add("growth", where, r["ratio_to_c"])
         if r["group"] == "os" and r["cffi_over_ctypes"] is not None:
             add("cffi/ctypes", f"{where}/{r['variant']}", r["cffi_over_ctypes"])
+        if r["group"] == "view" and r["variant"] != "floor":
+            add("view", f"{where}/{r['variant']}", r["ns_per_op"])
+    # Off over on, each measured against the C limit in its own worker: the drift cancels.
+    by_key = _by_key(table)
+    for (group, layout, case, variant), r in by_key.items():
+        on = by_key.get((group, layout, case, "history-on"))
+        if variant == "history-off" and on and r["ratio_to_c"] and on["ratio_to_c"]:
+            add("history", f"{group}/{layout}/{case}", r["ratio_to_c"] / on["ratio_to_c"])
     for name, curve in curves.items():
         if len(curve) > 1 and not name.endswith("/C"):
             lo, hi = min(curve), max(curve)
@@ -139,6 +167,9 @@ def goals(table: list[dict], curves: dict, ratios: dict) -> list[dict]:
             flat = growth_over_c(ratios.get(name, {}), lo, hi)
             if flat is not None:
                 add("scale/C", f"scale/{name} {hi} vs {lo}", flat)
+    for h in hunts:
+        if h["layout"] == 32 and h["variant"] == "maps":
+            add("hunt", f"hunt/32/{h['rule']}/maps", h["scenarios_per_s"])
     return out
 
 
@@ -157,11 +188,12 @@ def _ratio(x):
     return "" if x is None else f"{x:.2f}"
 
 
-def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict], where: dict) -> str:
+def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict], where: dict, hunts: list[dict]) -> str:
     lines = [f"Machine: {where['cpu']}, {where['cpus']} CPUs, {where['platform']}, Python {where['python']}, "
              f"{where['pointer_bits']}-bit process, vm.max_map_count={where['vm.max_map_count']}", "",
              "ratio to C: the C limit's time over the variant's, both measured in the variant's worker, value by "
-             "value (median); the C row's figures and \"vs C row\" come from the C case's own workers.", ""]
+             "value (median); the C row's figures and \"vs C row\" come from the C case's own workers. In the view "
+             "rows the reference is the floor (memoryview of a ctypes array at the address), not C.", ""]
     lines.append("| layout | case | variant | ops/s | ns/op (median ± MAD) | ratio to C | vs C row | cffi/ctypes |")
     lines.append("|---|---|---|---:|---:|---:|---:|---:|")
     for r in table:
@@ -177,6 +209,12 @@ def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict]
             cells = [f"{c[lv]:,.0f}" if lv in c else "" for lv in levels]
             flat = growth_over_c(ratios.get(name, {}), min(c), max(c))
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {c[max(c)] / c[min(c)]:.2f} | {_ratio(flat)} |")
+    if hunts:
+        lines += ["", "Hunt: scenarios per second of `arena hunt` (hypothesis included), rule fixed; maps: verify "
+                  "reads /proc/self/maps, no-maps: it checks the arena's history only", "",
+                  "| layout | rule | variant | scenarios/s | µs/scenario (median ± MAD) |", "|---|---|---|---:|---:|"]
+        lines += [f"| {h['layout']}-bit | {h['rule']} | {h['variant']} | {h['scenarios_per_s']:,.0f} | "
+                  f"{h['us_per_scenario']:,.0f} ± {h['mad_us']:,.0f} |" for h in hunts]
     lines += ["", "| goal | case | target | measured | met | margin |", "|---|---|---|---:|---|---:|"]
     for g in checks:
         lines.append(f"| {g['goal']} | {g['case']} | {g['target']} | {g['measured']} | {'yes' if g['met'] else '**NO**'} | {g['margin']} |")
@@ -189,11 +227,12 @@ def chart(table: list[dict], curves: dict, ratios: dict, path: Path, title: str)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bars = [r for r in table if r["ratio_to_c"] is not None and r["variant"] != "C"]
+    bars = [r for r in table if r["ratio_to_c"] is not None and r["variant"] not in ("C", *REFERENCE.values())]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, max(5, 0.28 * len(bars) + 1.5)),
                                    gridspec_kw={"width_ratios": [3, 2]})
     colors = {"shim": "tab:purple", "cffi": "tab:blue", "ctypes": "tab:orange", "mmap": "tab:gray",
-              "arena-cffi": "tab:green", "arena-ctypes": "tab:red"}
+              "arena-cffi": "tab:green", "arena-ctypes": "tab:red", "history-on": "tab:olive", "history-off": "tab:cyan",
+              "arena": "tab:brown", "arena-history-off": "tab:pink"}
     labels = [f"{r['group']} {r['layout']}-bit {r['case']} {r['variant']}" for r in bars]
     y = range(len(bars))
     ax1.barh(y, [r["ratio_to_c"] for r in bars], color=[colors[r["variant"]] for r in bars])
@@ -227,11 +266,12 @@ def report(suite_path: Path, out_dir: Path, stem: str = "bench") -> str:
     where = machine(data["meta"])
     paired = load_pairs(suite_path.with_name(f"{stem}-pairs.jsonl"))
     table, (curves, ratios) = rows(data["times"], paired), scale(data["times"], paired)
-    checks = goals(table, curves, ratios)
-    text = table_text(table, curves, ratios, checks, where)
+    hunts = hunt_rows(data["times"])
+    checks = goals(table, curves, ratios, hunts)
+    text = table_text(table, curves, ratios, checks, where, hunts)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"machine": where, "rows": table, "scale": curves, "scale_ratio_to_c": ratios, "goals": checks,
-               "pyperf_suite": suite_path.name}
+    summary = {"machine": where, "rows": table, "scale": curves, "scale_ratio_to_c": ratios, "hunt": hunts,
+               "goals": checks, "pyperf_suite": suite_path.name}
     (out_dir / f"{stem}-summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out_dir / f"{stem}-table.md").write_text(text)
     try:

@@ -84,6 +84,8 @@ def main() -> None:
         run_round(r, rounds, args.quick, args.only, mode["pyperf"], tmp, tmp_pairs, total, t0)
     final = args.json_dir / f"{stem}.json"
     os.replace(tmp, final)
+    # No paired case may have run (--only hunt): the pairs file is then empty.
+    tmp_pairs.touch()
     os.replace(tmp_pairs, args.json_dir / f"{stem}-pairs.jsonl")
     text = report.report(final, args.json_dir, stem)
     print(f"{time.monotonic() - t0:6.1f}s done: {final}, {stem}-summary.json, {stem}-table.md, {stem}.png",

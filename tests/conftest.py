@@ -1,7 +1,9 @@
 import ctypes
+import os
 
 import pytest
 
+import arena
 from arena import sysmem
 from arena.testing import reservations
 
@@ -15,6 +17,7 @@ ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_64_bit: needs a 64-bit address space; skipped in a 32-bit process")
     config.addinivalue_line("markers", "needs_clean_space: places mappings at fixed addresses; runs first")
+    config.addinivalue_line("markers", "needs_shim: needs the compiled shim; deselect with -m 'not needs_shim' where it was not built")
 
 
 def pytest_collection_modifyitems(items):
@@ -30,7 +33,9 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_report_header(config):
-    return f"arena backend: {type(sysmem.default()).__name__} ({sysmem.NATIVE_BITS}-bit process)"
+    # Where arena was imported from shows whether the suite tests a checkout or an installed package.
+    return (f"arena backend: {type(sysmem.default()).__name__} ({sysmem.NATIVE_BITS}-bit process); "
+            f"arena {arena.__version__} from {os.path.dirname(arena.__file__)}")
 
 
 @pytest.fixture(autouse=True)

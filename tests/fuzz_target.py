@@ -46,11 +46,14 @@ CONTRACT: dict[str, tuple[tuple[type[BaseException], ...], str]] = {
     "sysmem.mappings() / mapping_count()": ((), "list of Mapping / int"),
     "sysmem.free_gaps(maps, low, high) / program_extent(maps)": ((TypeError,), "list of gaps / (int, int)"),
     "Layout(**fields)": ((TypeError, ValueError), "a Layout"),
-    "Arena(layout, rule, memory, start, initial_size)": (
+    "Arena(layout, rule, memory, start, initial_size, history)": (
         (TypeError, ValueError, ReservationFailed, OSError), "an Arena"),
     "Arena.sys_alloc(n)": ((TypeError, ValueError, ArenaClosed, OSError), "an int address, or None: out of memory"),
     "Arena.contains(addr)": ((TypeError, ArenaClosed), "bool"),
-    "Arena.close()": ((OSError,), "None; idempotent"),
+    "Arena.view(addr, size) / alloc(n)": (
+        (TypeError, ValueError, ArenaClosed, OSError), "a writable memoryview of format 'B'; alloc: or None, out of memory"),
+    "Arena.address_of(view)": ((TypeError, ValueError), "the int address of the view's first byte"),
+    "Arena.close()": ((OSError, BufferError), "None; idempotent; BufferError while a view is alive"),
     "check.verify(a)": ((TypeError, ArenaClosed), "list of Violation"),
     "check.verify_or_raise(a)": ((TypeError, ArenaClosed, InvariantViolation), "None"),
     "ScriptedMemory(inner, answers)": ((TypeError, ValueError), "a ScriptedMemory"),
@@ -393,15 +396,19 @@ def layouts(examples):
         if layout is None or layout.address_bits > sysmem.NATIVE_BITS:
             return
         # Whatever the layout says, an arena over it answers as documented.
-        a, _ = answered("Arena(layout, rule, memory, start, initial_size)", Arena, layout, rule)
+        a, _ = answered("Arena(layout, rule, memory, start, initial_size, history)", Arena, layout, rule)
         if a is not None:
             exercise(a, requests, [])
 
     prop()
 
 
-def exercise(a, requests, probes):
-    """sys_alloc, contains, verify and close on ``a`` under the contract; closes ``a``."""
+def exercise(a, requests, probes, spans=()):
+    """sys_alloc, contains, views, verify and close on ``a`` under the contract; closes ``a``.
+
+    ``spans``: ``(offset, size)`` of views asked for around the allocations made.
+    """
+    made = []
     try:
         for n in requests:
             p, exc = answered("Arena.sys_alloc(n)", a.sys_alloc, n)
@@ -418,19 +425,59 @@ def exercise(a, requests, probes):
                 expect_ok(a.contains(p), f"sys_alloc({n!r}) -> {p:#x}, not heap")
                 poke(p, b"\xa5" * 8)
                 expect_ok(peek(p, 8) == b"\xa5" * 8, "allocated memory does not keep its bytes")
+                made.append((p, operator.index(n)))
         for addr in probes:
             r, _ = answered("Arena.contains(addr)", a.contains, addr)
             expect_ok(r is None or isinstance(r, bool), f"contains({addr!r}) -> {r!r}")
+        views = exercise_views(a, made, probes, spans)
         found, _ = answered("check.verify(a)", verify, a)
         expect_ok(a.rule == "legacy" or found == [], f"{a!r}: {found}")
         answered("check.verify_or_raise(a)", verify_or_raise, a)
+        if views:
+            # As mmap: no close while a view is alive, and nothing unmapped.
+            _, exc = answered("Arena.close()", a.close)
+            expect_ok(isinstance(exc, BufferError) and not a.closed, f"close() with {len(views)} live views: {exc!r}")
+            for v in views:
+                v[0] = v[-1] = 0x3C
+            for v in views:
+                v.release()
     finally:
         answered("Arena.close()", a.close)
     answered("Arena.close()", a.close)
     for call, args in (("Arena.sys_alloc(n)", (a.sys_alloc, PAGE)), ("Arena.contains(addr)", (a.contains, 0)),
-                       ("check.verify(a)", (verify, a))):
+                       ("check.verify(a)", (verify, a)), ("Arena.view(addr, size) / alloc(n)", (a.view, made[0][0] if made else 0)),
+                       ("Arena.view(addr, size) / alloc(n)", (a.alloc, PAGE))):
         _, exc = answered(call, *args)
         expect_ok(isinstance(exc, ArenaClosed), f"{call} after close: {exc!r}")
+
+
+def exercise_views(a, made, probes, spans):
+    """Views at the probes and around the allocations, written at both ends; returns those made."""
+    name = "Arena.view(addr, size) / alloc(n)"
+    asked = [(addr, None) for addr in probes]
+    asked += [(made[i % len(made)][0] + offset, size) for i, (offset, size) in enumerate(spans) if made and isinstance(offset, int)]
+    views = []
+    for addr, size in asked:
+        v, exc = answered(name, a.view, addr, size)
+        if v is None:
+            if isinstance(exc, (TypeError, ValueError)):
+                expect_ok(any(w in str(exc) for w in ("addr", "size", "allocation", "committed")), f"view({addr!r}, {size!r}): {exc!r}")
+            continue
+        addr = operator.index(addr)
+        expect_ok(isinstance(v, memoryview) and v.format == "B" and not v.readonly and len(v) > 0, f"view({addr:#x}, {size!r}) -> {v!r}")
+        expect_ok(any(p <= addr and addr + len(v) <= p + n for p, n in made) or a.history is not None,
+                  f"view({addr:#x}, {size!r}) -> {len(v):#x} bytes, outside every allocation {made}")
+        q, _ = answered("Arena.address_of(view)", a.address_of, v)
+        expect_ok(q == addr, f"address_of(view({addr:#x})) -> {q!r}")
+        v[0] = v[-1] = 0x5A
+        views.append(v)
+    v, _ = answered(name, a.alloc, PAGE)
+    if v is not None:
+        v[0] = v[-1] = 0x5A
+        views.append(v)
+    for bad in (0, b"x", memoryview(bytearray(1))):
+        answered("Arena.address_of(view)", a.address_of, bad)
+    return views
 
 
 @group
@@ -446,17 +493,21 @@ def arenas(examples):
     size_choice = st.integers(0, 8).flatmap(lambda k: st.none() if k > 2 else anything if k == 0 else st.sampled_from(
         [0, 8192, 16 * MiB, 128 * MiB, 2**32 - 8192, 2**39 - 8192]))
 
+    history_choice = mostly(st.sampled_from([None, None, 0, 1, 5]), 6)
+    spans = st.lists(st.tuples(mostly(st.one_of(st.integers(0, 64), st.integers(-2 * PAGE, 4 * PAGE)), 6),
+                               mostly(st.one_of(st.none(), st.integers(-1, 4 * PAGE)), 6)), max_size=4)
+
     @settings(max_examples=examples, **SETTINGS)
     @given(layout_choice, mostly(st.sampled_from(arena.RULES), 6), memory_choice, start_choice, size_choice,
-           st.lists(arena_sizes, max_size=12),
-           st.lists(addresses(), max_size=4))
-    def prop(layout, rule, memory, start, initial_size, requests, probes):
+           history_choice, st.lists(arena_sizes, max_size=12), st.lists(addresses(), max_size=4), spans)
+    def prop(layout, rule, memory, start, initial_size, history, requests, probes, spans):
         if isinstance(memory, tuple) and memory[:1] == ("scripted",):
             memory = ScriptedMemory(memory[1], memory[2])
         before = reservations()
-        a, _ = answered("Arena(layout, rule, memory, start, initial_size)", Arena, layout, rule, memory, start, initial_size)
+        a, _ = answered("Arena(layout, rule, memory, start, initial_size, history)", Arena, layout, rule, memory, start,
+                        initial_size, history)
         if a is not None:
-            exercise(a, requests, probes)
+            exercise(a, requests, probes, spans)
         leaked = reservations() - before
         expect_ok(not leaked, f"mappings left behind: {sorted(leaked)}")
 

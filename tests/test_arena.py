@@ -136,9 +136,9 @@ def test_64_bit_exhausted_reservation_gives_none_without_fallback():
         assert verify(a) == []
 
 
-@pytest.mark.parametrize("rule, expected", [("fixed", None), ("legacy", None), ("go1.9", "fallback")])
+@pytest.mark.parametrize("rule, expected", [("fixed", None), ("legacy", None), ("go1.9", "fallback"), ("strict", "fallback")])
 def test_no_room_for_growth(rule, expected):
-    # Go 1.8 (and the seed) return nil when sysReserve fails; Go 1.9 falls back.
+    # Go 1.8 (and the seed) return nil when sysReserve fails; Go 1.9 (and strict) fall back.
     with arena.Arena(arena.LAYOUT_32, rule, memory=scripted32(None, NO_ROOM), initial_size=0) as a:
         p = a.sys_alloc(PAGE)
         assert a.events[1].verdict == "no-room"
@@ -231,7 +231,7 @@ def test_threads_never_overlap():
     [
         ({"layout": "32"}, TypeError, "layout"),
         ({"rule": "go1.10"}, ValueError, "rule"),
-        ({"rule": None}, ValueError, "rule"),
+        ({"rule": None}, TypeError, "rule"),
         ({"start": 0x70001000}, ValueError, "start"),
         ({"start": -PAGE}, ValueError, "start"),
         ({"start": 1.5}, TypeError, "start"),

@@ -22,6 +22,8 @@ from arena.testing import ScriptedMemory, peek, poke
 from hardening_util import LAYOUTS, Foreign, commits_inside_reservations
 
 ROOT = Path(__file__).resolve().parent.parent
+# The package under test, wherever it was imported from (a checkout or an install).
+PACKAGE = Path(arena.__file__).resolve().parent
 OPS = 1000
 FOREIGN_SIZE = 64 * 1024
 
@@ -120,11 +122,11 @@ def _code(text, comment):
     return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
 
 
-@pytest.mark.parametrize("path, comment", [("native/shim.c", "c"), ("arena/sysmem/_ctypes.py", "py"),
-                                           ("arena/sysmem/_cffi.py", "py"), ("arena/sysmem/_base.py", "py"),
-                                           ("arena/manager.py", "py")])
+@pytest.mark.parametrize("path, comment", [(ROOT / "native/shim.c", "c"), (PACKAGE / "sysmem/_ctypes.py", "py"),
+                                           (PACKAGE / "sysmem/_cffi.py", "py"), (PACKAGE / "sysmem/_base.py", "py"),
+                                           (PACKAGE / "manager.py", "py")], ids=lambda p: str(p).rsplit("/", 1)[-1])
 def test_map_fixed_is_never_used(path, comment):
     # Only MAP_FIXED_NOREPLACE, which fails instead of replacing a mapping.
-    code = _code((ROOT / path).read_text(), comment)
+    code = _code(path.read_text(), comment)
     assert re.findall(r"MAP_FIXED(?!_NOREPLACE)", code) == []
     assert not re.search(r"\b0x10\b", code), "MAP_FIXED's value spelled out"

@@ -43,7 +43,8 @@ def test_the_contract_names_every_public_callable():
         sys.path.pop(0)
     text = " ".join(fuzz_target.CONTRACT)
     public = (
-        ["Arena(", "sys_alloc", "contains", "close", "Layout(", "verify(", "verify_or_raise", "default(",
+        ["Arena(", "sys_alloc", "contains", "close", "view(", "alloc(", "address_of", "history", "Layout(", "verify(",
+         "verify_or_raise", "default(",
          "CffiMemory", "CtypesMemory", "reserve(", "reserve_exact", "commit", "decommit", "release",
          "mappings()", "mapping_count", "free_gaps", "program_extent", "ScriptedMemory(", "fail_next",
          "Crowd.occupy", "Crowd.fill", "peek", "poke"]

@@ -40,7 +40,7 @@ def test_it_is_svg(picture):
 
 def test_one_lane_per_rule_with_every_allocation(picture):
     lanes = picture.findall("svg:g[@class='lane']", NS)
-    assert [lane.get("id") for lane in lanes] == ["lane-fixed", "lane-legacy", "lane-go1_9"]
+    assert [lane.get("id") for lane in lanes] == ["lane-fixed", "lane-legacy", "lane-go1_9", "lane-strict"]
     for lane in lanes:
         assert len(classes(lane, "allocation")) == len(demo.LIVE) + 1
 
@@ -54,7 +54,7 @@ def test_allocations_lost_by_legacy_are_marked(picture):
 
 def test_the_low_mapping_is_drawn_in_every_lane_released_where_rejected(picture):
     low = drawn(picture, "low-mapping")
-    assert [e.get("id") for e in low] == ["low-fixed-0", "low-legacy-0", "low-go1_9-0"]
+    assert [e.get("id") for e in low] == ["low-fixed-0", "low-legacy-0", "low-go1_9-0", "low-strict-0"]
     assert "released" in low[0].get("class") and "released" not in low[1].get("class")
 
 
@@ -83,7 +83,7 @@ def test_a_1_mib_allocation_stays_visible_beside_gigabytes(picture):
 def test_a_64_bit_picture_has_no_lost_allocations():
     root = ET.fromstring(svg.draw(outcomes(arena.LAYOUT_64), "64-bit"))
     assert drawn(root, "lost") == []
-    assert len(drawn(root, "low-mapping")) == 3
+    assert len(drawn(root, "low-mapping")) == len(arena.RULES)
 
 
 @pytest.mark.parametrize("command", ["demo", "replay"])

@@ -281,14 +281,37 @@ def test_bad_address_bits(bits, exc):
 
 def test_unknown_backend_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("ARENA_BACKEND", "rust")
-    with pytest.raises(ValueError, match="ARENA_BACKEND='rust'"):
+    with pytest.raises(sysmem.UnknownBackend, match="ARENA_BACKEND='rust' is not a backend; use one of cffi, ctypes"):
         sysmem.default()
+    assert issubclass(sysmem.UnknownBackend, ValueError)
 
 
-@pytest.mark.parametrize("name, cls", [("cffi", sysmem.CffiMemory), ("ctypes", sysmem.CtypesMemory)])
+@pytest.mark.parametrize("name, cls", [pytest.param("cffi", sysmem.CffiMemory, marks=pytest.mark.needs_shim),
+                                       ("ctypes", sysmem.CtypesMemory)])
 def test_backend_can_be_forced(monkeypatch, name, cls):
     monkeypatch.setenv("ARENA_BACKEND", name)
     assert type(sysmem.default()) is cls
+
+
+@pytest.fixture
+def no_shim(monkeypatch):
+    """As if the install had skipped the shim: importing ``arena._native`` fails."""
+    from arena.sysmem import _cffi
+
+    monkeypatch.setitem(sys.modules, "arena._native", None)
+    monkeypatch.setattr(_cffi, "_lib", None)
+
+
+def test_forcing_cffi_without_the_shim_names_the_fix(monkeypatch, no_shim):
+    monkeypatch.setenv("ARENA_BACKEND", "cffi")
+    with pytest.raises(sysmem.ShimUnavailable) as caught:
+        sysmem.default()
+    message = str(caught.value)
+    assert message.startswith("compiled shim unavailable (import of arena._native halted")
+    assert "install a C compiler and reinstall" in message and "ARENA_BACKEND=ctypes" in message
+    assert not isinstance(caught.value, ModuleNotFoundError) and isinstance(caught.value, ImportError)
+    with pytest.raises(sysmem.ShimUnavailable):
+        sysmem.CffiMemory()
 
 
 def test_without_compiled_module_default_is_ctypes_with_one_warning():

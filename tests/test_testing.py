@@ -3,7 +3,7 @@ import errno
 
 import pytest
 
-from arena import sysmem
+from arena import sysmem, testing
 from arena.testing import NO_ROOM, Crowd, Fail, ScriptedMemory
 
 MiB = 1 << 20
@@ -120,3 +120,72 @@ def test_crowd_makes_the_kernel_itself_answer_in_the_hole(inner):
             assert p == hole[1] - 16 * MiB
         finally:
             inner.release(p, 16 * MiB)
+
+
+# -- a real process's address space ------------------------------------------------
+
+DUMP = """\
+# a made-up process: comments and blank lines are skipped
+
+10000000-10400000 r-xp 00000000 08:01 1234    /usr/bin/made-up
+10400000-10500000 rw-p 00400000 08:01 1234    /usr/bin/made-up
+20000000-20100000 ---p 00000000 00:00 0
+7ffff7dd0000-7ffff7df0000 r-xp 00000000 08:01 99  /lib/far-away.so
+"""
+
+
+def test_parse_maps_reads_a_dump_and_names_a_malformed_line():
+    maps = sysmem.parse_maps(DUMP)
+    assert [(m.start, m.end, m.perms) for m in maps][:3] == [
+        (0x10000000, 0x10400000, "r-xp"), (0x10400000, 0x10500000, "rw-p"), (0x20000000, 0x20100000, "---p")]
+    assert maps[0].name == "/usr/bin/made-up" and maps[2].name == ""
+    for line in ("10000000 r-xp 0 0:0 0", "1000-zz00 r-xp 0 0:0 0", "2000-1000 r-xp 0 0:0 0", "1000-2000",
+                 "1000-2000 rwxz 0 0:0 0", "1001-2000 r--p 0 0:0 0"):
+        with pytest.raises(ValueError, match=f"line 3 is not a /proc/PID/maps line: '{line[:20]}"):
+            sysmem.parse_maps("# a comment\n\n" + line + "\n")
+
+
+def test_the_shipped_dumps_parse():
+    for name in testing.EXAMPLE_MAPS:
+        maps = sysmem.parse_maps(testing.example_maps(name))
+        assert len(maps) > 50 and any(m.name == "[stack]" for m in maps)
+        assert all(m.end <= 1 << 32 for m in maps) == name.endswith("i386")
+    with pytest.raises(ValueError, match="python3-i386"):
+        testing.example_maps("python2")
+
+
+@pytest.mark.skipif(sysmem.NATIVE_BITS == 32, reason="places a dump's fixed addresses in a 64-bit host's 32-bit model")
+def test_from_maps_occupies_what_is_free_here_and_reports_the_rest(inner):
+    held = inner.reserve_exact(0x10400000, MiB)  # mapped here already: not occupied, reported
+    try:
+        with Crowd.from_maps(DUMP, inner) as crowd:
+            assert sorted(crowd.blocks) == [(0x10000000, 0x400000), (0x20000000, MiB)]
+            placeholders = [m for m in sysmem.mappings(below=1 << 32) if m.perms == "---p"]
+            assert all(any(m.start <= a and a + n <= m.end for m in placeholders) for a, n in crowd.blocks)
+            reasons = {(s.start, s.end): s.why for s in crowd.skipped}
+            assert "mapped here" in reasons[(0x10400000, 0x10500000)]
+            assert "outside the 32-bit space" in reasons[(0x7FFFF7DD0000, 0x7FFFF7DF0000)]
+            # The kernel (here the 32-bit model) now places around the dump's mappings.
+            p = inner.reserve(0x10000000, 16 * MiB)
+            try:
+                assert not 0x10000000 - 16 * MiB < p < 0x10500000
+            finally:
+                inner.release(p, 16 * MiB)
+        assert not any(m.start < 0x10400000 and 0x10000000 < m.end for m in sysmem.mappings(below=1 << 32))
+    finally:
+        inner.release(held, MiB)
+
+
+def test_from_maps_never_takes_the_room_this_process_stack_grows_into(memory):
+    stack = next(m for m in sysmem.mappings() if m.name == "[stack]")
+    below = stack.start - 4 * MiB
+    dump = f"{below:x}-{stack.start:x} rw-p 00000000 00:00 0  [stack]\n"
+    with Crowd.from_maps(dump, memory) as crowd:
+        assert crowd.blocks == [] and "stack" in crowd.skipped[0].why
+
+
+def test_from_maps_of_a_malformed_dump_maps_nothing(inner):
+    before = testing.reservations()
+    with pytest.raises(ValueError, match="line 2"):
+        Crowd.from_maps("10000000-10400000 r-xp 0 0:0 0\nnot a maps line\n", inner)
+    assert testing.reservations() == before

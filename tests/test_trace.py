@@ -92,7 +92,7 @@ def test_a_custom_layout_is_an_object_of_layout_fields():
     ({"requests": [0]}, "requests[0]: expected a positive size"),
     ({"format": "other"}, 'format: expected "arena-trace"'),
     ({"version": 3}, "version: this reader knows versions 1 and 2, got 3"),
-    ({"rule": "go1.11"}, "rule: expected one of fixed, legacy, go1.9 in version 1"),
+    ({"rule": "go1.11"}, "rule: expected one of fixed, legacy, go1.9, strict or module:attr of a rule, got \"go1.11\" (version 1)"),
     ({"rule": "newest"}, "rule: expected one of fixed, legacy, go1.9"),
     ({"layout": "16"}, 'layout: expected "32", "64"'),
     ({"layout": {"address_bits": 32, "colour": 1}}, "layout.colour: not a Layout field"),

@@ -11,12 +11,30 @@ _WRAP = 1 << NATIVE_BITS
 _lib = None
 
 
+class ShimUnavailable(ImportError):
+    """The compiled shim (``arena._native``) does not import, most often because it was not built.
+
+    The shim is compiled when the package is installed, if a C compiler is
+    there; without one the install skips it. ``reason`` is the import error.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"compiled shim unavailable ({reason}): install a C compiler and reinstall "
+            "(pip install --force-reinstall --no-deps --no-cache-dir mmap-arena), or set ARENA_BACKEND=ctypes",
+            name="arena._native",
+        )
+
+
 def _load():
-    """Import the compiled module on first use, so that a missing one is an ImportError here."""
+    """Import the compiled module on first use, so that a missing one is a ShimUnavailable here."""
     global _lib
     if _lib is None:
-        from .._native import lib
-
+        try:
+            from .._native import lib
+        except ImportError as exc:
+            raise ShimUnavailable(str(exc)) from exc
         _lib = lib
     return _lib
 

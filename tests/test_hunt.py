@@ -1,0 +1,271 @@
+"""arena hunt: the search API, its budget and seed, targets, and the command end to end with a user's rule."""
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import arena
+from arena import cli, hunt, sysmem
+from arena.hunt import Answer, Scenario
+
+MiB = 1 << 20
+PAGE = arena.LAYOUT_32.page_size
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
+# The smallest 20259 shape: an arena at 0x40000000 with 16 MiB, 8 KiB handed out,
+# then a request that needs a new block, answered below arena_used.
+LOW = Scenario({"start": 0x40000000, "initial_size": 16 * MiB}, (PAGE, 16 * MiB), (Answer("start-used", 0.0),))
+
+
+def module_from_docs(name: str) -> str:
+    """The code of ``name`` (a ```python block starting ``# name``) in docs/rules.md."""
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)
+    (code,) = [b for b in blocks if b.startswith(f"# {name}\n")]
+    return code
+
+
+def run_arena(*argv, cwd, pythonpath=None, hide_hypothesis=False):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    prelude = "import sys; sys.modules['hypothesis'] = None; " if hide_hypothesis else ""
+    # As the installed script runs: the working directory is not on sys.path.
+    code = prelude + "import sys; from arena.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+# -- scenarios -------------------------------------------------------------------
+
+
+def test_every_byte_string_is_a_scenario_and_smaller_bytes_are_simpler():
+    target = hunt.arena_target()
+    assert hunt.decode(b"", arena.LAYOUT_32, target) == Scenario(hunt.arena_setups(arena.LAYOUT_32)[0], (), ())
+    sc = hunt.decode(bytes([1, 0, 63, 64, 127, 0x80, 0xFF]), arena.LAYOUT_32, target)
+    assert sc.setup == {"start": 0x40000000, "initial_size": 16 * MiB}
+    assert sc.requests == (PAGE, 64 * PAGE, 8 * MiB, 512 * MiB)
+    assert sc.answers == (Answer("kernel", 0.0), Answer("no-room", 0.0))
+
+
+def test_no_answer_lands_within_the_program_breaks_reach(memory):
+    # Another process has its break elsewhere (ASLR): a trace must not need this range.
+    end = hunt._binary_end()
+    if end >= memory.limit:
+        pytest.skip("the executable is not in this layer's space")
+    reach = max(sysmem.program_break(), end) + 64 * MiB
+    assert hunt.free_spot(memory, end, reach + 16 * MiB, PAGE, 0.0) >= reach
+
+
+def test_an_answer_whose_window_has_no_free_spot_is_played_as_the_kernels():
+    sc = Scenario({"start": 0x40000000, "initial_size": 16 * MiB}, (32 * MiB,), (Answer("used-end", 0.5), Answer("above-end", 0)))
+    log = []
+    r = hunt.play(sc, hunt.arena_target(), arena.LAYOUT_32, log=log)
+    with r.arena:
+        # [arena_used, arena_end) is the arena's own: the kernel answered, at the hint.
+        assert log == [Answer("kernel", 0.0)] and r.arena.events[1].verdict == "contiguous"
+
+
+# -- the search ------------------------------------------------------------------
+
+
+def test_a_hunt_is_repeatable_with_its_seed():
+    first = hunt.hunt("legacy", arena.LAYOUT_32, examples=2000, seed=7)
+    again = hunt.hunt("legacy", arena.LAYOUT_32, examples=2000, seed=7)
+    assert first.counterexample is not None and first.stopped == "found"
+    assert (again.counterexample, again.examples, again.shrink_steps) == (first.counterexample, first.examples, first.shrink_steps)
+
+
+def test_a_clean_hunt_runs_its_budget_and_reports_progress():
+    seen = []
+    result = hunt.hunt("fixed", arena.LAYOUT_32, examples=1_000_000, seconds=1.5, progress=seen.append, read_maps=False)
+    assert result.counterexample is None and result.stopped == "time"
+    assert 1.5 <= result.seconds < 10 and result.examples > 0 and result.rate > 0
+    assert seen and all(not p.shrinking and p.examples <= result.examples for p in seen)
+    assert result.as_json()["found"] is False
+
+
+def test_a_rule_that_raises_is_a_counterexample():
+    class Raises(arena.Rule):
+        separate_cursor, fallback_on_no_room, fallback_raises_end = True, True, False
+
+        def refusal(self, bounds, p, p_size, layout):
+            return 1 // 0 if p < bounds.arena_used else None
+
+    result = hunt.hunt(Raises(), arena.LAYOUT_32, examples=2000)
+    assert result.counterexample is not None, result.seed
+    assert [v.kind for v in result.violations] == ["raised"] and "ZeroDivisionError" in result.violations[0].detail
+
+
+def test_any_target_can_be_hunted():
+    # A target is a factory over a memory layer: here the linear arena under legacy,
+    # one setup, answered only between arena_start and arena_used.
+    target = hunt.Target(
+        name="legacy, low answers only",
+        make=lambda memory, layout, setup: arena.Arena(layout, "legacy", memory=memory, **setup),
+        setups=lambda layout: [{"start": 0x40000000, "initial_size": 16 * MiB}],
+        categories=("start-used",),
+        window=hunt.arena_window,
+    )
+    result = hunt.hunt(target=target, layout=arena.LAYOUT_32, examples=500)
+    assert result.target == "legacy, low answers only" and result.counterexample is not None
+    assert {a.category for a in result.counterexample.answers} <= {"kernel", "start-used"}
+
+
+class Aliasing(arena.Arena):
+    """A broken manager: from its second request on, it hands out its first allocation again."""
+
+    def sys_alloc(self, n):
+        p = super().sys_alloc(n)
+        return self.allocations[0][0] if len(self.allocations) > 1 else p
+
+
+def test_memory_handed_out_twice_is_found_by_its_bytes():
+    # verify cannot see it (the arena's own record is sound); the marks written into
+    # both ends of every allocation can.
+    target = hunt.Target("aliasing", lambda memory, layout, setup: Aliasing(layout, memory=memory, **setup),
+                         hunt.arena_setups, hunt.ARENA_CATEGORIES, hunt.arena_window)
+    found = hunt.failures(Scenario({"start": 0x40000000, "initial_size": 16 * MiB}, (PAGE, PAGE), ()), target, arena.LAYOUT_32)
+    assert [v.kind for v in found] == ["bytes-changed"]
+    result = hunt.hunt(target=target, layout=arena.LAYOUT_32, examples=200)
+    assert result.counterexample is not None and len(result.counterexample.requests) == 2
+
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    ({"examples": 0}, ValueError, "examples"),
+    ({"examples": 1.5}, ValueError, "examples"),
+    ({"seconds": -1}, ValueError, "seconds"),
+    ({"seed": "x"}, TypeError, "seed"),
+    ({"rule": "nope"}, ValueError, "rule"),
+    ({"rule": "fixed", "target": hunt.arena_target()}, ValueError, "not both"),
+])
+def test_bad_hunt_arguments(kwargs, exc, words):
+    with pytest.raises(exc, match=words):
+        hunt.hunt(**{"layout": arena.LAYOUT_32, **kwargs})
+
+
+# -- the command -------------------------------------------------------------------
+
+
+def test_hunt_finds_legacy_saves_a_replayable_trace_and_draws_it(capsys, tmp_path):
+    path, picture = str(tmp_path / "t.json"), str(tmp_path / "t.svg")
+    code = cli.main(["hunt", "--rule", "legacy", "--seed", "1", "--save-trace", path, "--svg", picture])
+    out, _ = capsys.readouterr()
+    assert code == 1
+    assert "counterexample found after" in out and "repeat with --seed 1" in out
+    assert "legacy" in out and "fixed" in out and "LOWERS used" in out
+    lost = next(line for line in out.splitlines() if line.startswith("allocations lost"))
+    assert lost.split()[2:4] != ["none"] and lost.split()[-1] == "none"  # legacy lost some, fixed none
+    assert "arena_used-decreased" in out and "not-heap" in out
+    assert ET.parse(picture).getroot().tag.endswith("svg")
+    assert cli.main(["replay", path]) == 1
+    out, _ = capsys.readouterr()
+    assert "same decisions as the recorded run" in out and "arena_used-decreased" in out
+    assert cli.main(["replay", path, "--rule", "fixed"]) == 0
+
+
+def test_hunt_json_and_a_clean_rule_exits_0(capsys):
+    code = cli.main(["hunt", "--rule", "strict", "--examples", "300", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == data["exit"] == 0
+    assert data["found"] is False and data["examples"] >= 300 and data["target"] == "strict" and data["rules"] == []
+    code = cli.main(["hunt", "--rule", "legacy", "--seed", "3", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == data["exit"] == 1 and data["found"] is True
+    assert [r["rule"] for r in data["rules"]] == ["legacy", "fixed"] and data["rules"][0]["lost"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--examples", "0"], "argument --examples"),
+    (["--time", "soon"], "argument --time"),
+    (["--seed", "x"], "argument --seed"),
+    (["--rule", "newest"], "argument --rule"),
+    (["--rule", "nosuchmodule:Rule"], "cannot import nosuchmodule"),
+    (["--layout", "16"], "argument --layout"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--rule", "all"], "argument --rule"),
+])
+def test_hunt_usage_mistakes_are_one_line_and_exit_2(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["hunt", *argv])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.skipif(sysmem.NATIVE_BITS == 64, reason="a 64-bit process can hunt on both layouts")
+def test_a_64_bit_hunt_in_a_32_bit_process_is_a_usage_error(capsys):
+    assert cli.main(["hunt", "--layout", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot map a 64-bit address space" in err
+
+
+def test_hunt_with_time_alone_runs_until_the_time_is_up(capsys):
+    assert cli.main(["hunt", "--time", "1", "--no-maps"]) == 0
+    out = capsys.readouterr().out
+    assert "no counterexample: the rule held for" in out and "(the --time 1 s ran out)" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--crowd", "/no/such/maps"], "no such file"),
+    (["--save-trace", "/no/such/dir/t.json"], "no such directory"),
+])
+def test_hunt_bad_paths_are_one_line_and_exit_2(capsys, argv, words):
+    assert cli.main(["hunt", *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_without_hypothesis_hunt_says_what_to_install(tmp_path):
+    done = run_arena("hunt", cwd=tmp_path, hide_hypothesis=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "hunting needs hypothesis: pip install '" in done.stderr
+    assert "[hunt]'" in done.stderr
+
+
+def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path):
+    # docs/rules.md's plausible but wrong rule, as a user would have it: a module of
+    # their own, on PYTHONPATH, hunted, saved, replayed; its repair comes back clean.
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "mine.py").write_text(module_from_docs("mine.py"))
+    done = run_arena("hunt", "--rule", "mine:NoOverlap", "--seed", "1", "--save-trace", "t.json", "--svg", "t.svg",
+                     cwd=tmp_path, pythonpath=rules_dir)
+    assert done.returncode == 1, done.stderr
+    assert "mine:NoOverlap" in done.stdout and "LOWERS used" in done.stdout and "not-heap" in done.stdout
+    assert json.loads((tmp_path / "t.json").read_text())["rule"] == "mine:NoOverlap"
+    assert (tmp_path / "t.svg").stat().st_size > 0
+    done = run_arena("replay", "t.json", cwd=tmp_path, pythonpath=rules_dir)
+    assert done.returncode == 1 and "same decisions as the recorded run" in done.stdout, done.stderr
+    # Without the module on the path the trace cannot be replayed: a usage error, one line.
+    done = run_arena("replay", "t.json", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("arena replay: t.json: rule mine:NoOverlap: cannot import mine")
+    done = run_arena("hunt", "--rule", "mine:OwnCursor", "--examples", "500", cwd=tmp_path, pythonpath=rules_dir)
+    assert done.returncode == 0 and "no counterexample" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_docs_subtler_example_is_caught(tmp_path, monkeypatch):
+    (tmp_path / "fixedend.py").write_text(module_from_docs("fixedend.py"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = hunt.hunt("fixedend:KeepEnd", arena.LAYOUT_32, examples=3000)
+    assert result.counterexample is not None, result.seed
+    assert "arena_used-decreased" in {v.kind for v in result.violations}
+
+
+@pytest.mark.needs_64_bit
+def test_the_docs_example_takes_two_steps_on_64_bit(tmp_path, monkeypatch):
+    (tmp_path / "mine.py").write_text(module_from_docs("mine.py"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = hunt.hunt("mine:NoOverlap", arena.LAYOUT_64, examples=3000)
+    assert result.counterexample is not None, result.seed
+    assert [a.category for a in result.counterexample.answers if a.category != "kernel"] == ["above-end", "start-used"]
+
+
+def test_the_low_answer_is_what_breaks_legacy_and_only_legacy():
+    for rule in arena.RULES:
+        found = hunt.failures(LOW, hunt.arena_target(rule), arena.LAYOUT_32)
+        assert bool(found) == (rule == "legacy"), (rule, found)
+    found = hunt.failures(LOW, hunt.arena_target("legacy"), arena.LAYOUT_32, read_maps=False)
+    assert {v.kind for v in found} == {"arena_used-decreased", "not-heap"}
