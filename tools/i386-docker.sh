@@ -95,7 +95,10 @@ build_docker_base() {
 }
 
 # Build the image from a context of the project's sources and the host's
-# network settings; IMAGE_HAS_HOST_CA says whether those had a CA bundle.
+# network settings. IMAGE_ID is what was built: runs name it, not the tag,
+# which a build from another checkout on this machine may take meanwhile.
+# IMAGE_HAS_HOST_CA says whether the settings had a CA bundle.
+IMAGE_ID=
 IMAGE_HAS_HOST_CA=
 build_image() {
     local ctx args=() extra=() v start=$SECONDS
@@ -111,8 +114,9 @@ build_image() {
     read -r -a extra <<<"${ARENA_DOCKER_BUILD_FLAGS:-}"
     log "building $IMAGE from $DOCKERFILE on $BASE"
     docker build --platform linux/386 --build-arg "BASE=$BASE" "${args[@]}" "${extra[@]}" \
-        -f "$DOCKERFILE" -t "$IMAGE" - <"$ctx/context.tar"
-    log "image $IMAGE built in $((SECONDS - start)) s"
+        --iidfile "$ctx/image-id" -f "$DOCKERFILE" -t "$IMAGE" - <"$ctx/context.tar"
+    IMAGE_ID=$(cat "$ctx/image-id")
+    log "image $IMAGE ($IMAGE_ID) built in $((SECONDS - start)) s"
 }
 
 # docker_main MODE CMD...: run CMD in a fresh container of the image.
@@ -135,9 +139,9 @@ docker_main() {
     mapfile -d '' env < <(passed_env "$IMAGE_HAS_HOST_CA")
     for v in "${env[@]}"; do names+=("${v%%=*}"); done
     # Variables by name only: a proxy URL may hold a password.
-    log "docker run ${run[*]} ${extra[*]:+${extra[*]} }$IMAGE $* (passing: ${names[*]:-nothing})"
+    log "docker run ${run[*]} ${extra[*]:+${extra[*]} }$IMAGE_ID $* (passing: ${names[*]:-nothing})"
     for v in "${env[@]}"; do run+=(-e "$v"); done
-    docker run "${run[@]}" "${extra[@]}" "$IMAGE" "$@" || rc=$?
+    docker run "${run[@]}" "${extra[@]}" "$IMAGE_ID" "$@" || rc=$?
     [[ "$mode" == bench ]] && keep_bench_results "$results"
     exit "$rc"
 }
