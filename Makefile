@@ -51,13 +51,13 @@ $(VENV)/.profile-installed: $(VENV)/.bench-installed
 profile: $(VENV)/.profile-installed ## Profile the benchmark's hot paths with pyinstrument (benchmarks/results/profile-*.txt)
 	$(PY) benchmarks/profile.py
 
-test32: ## Run the tests as a 32-bit i386 program (Docker if an engine answers, else a debootstrap root; needs root)
+test32: ## Run the tests as a 32-bit i386 program (Docker if an engine answers, else a debootstrap root; says which)
 	tools/i386.sh test
 
-bench32: ## Run the benchmarks as a 32-bit i386 program
+bench32: ## Run the benchmarks as a 32-bit i386 program (results in benchmarks/results/i386/)
 	tools/i386.sh bench
 
-docker32: ## Run the tests in the i386 Docker image (docker/Dockerfile.i386)
+docker32: ## Run the tests in the i386 Docker image (docker/Dockerfile.i386; base made here if it cannot be pulled)
 	tools/i386.sh docker test
 
 dist: ## Build the sdist and the wheel into dist/ (python -m build)

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
 import psutil
 
@@ -25,6 +25,9 @@ from .maps import annotate, process_rows, process_text, rows_text
 from .rules import resolve as resolve_rule
 from .run import Outcome, Replay, observe, size_text
 from .testing import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
+
+if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
+    from . import hunt as hunting
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
 # A hunt bounded by --time only: more scenarios than any time allows.
@@ -284,14 +287,14 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
-def _progress(p: "hunting.Progress") -> None:
+def _progress(p: hunting.Progress) -> None:
     what = "shrinking the counterexample" if p.shrinking else "searching"
     # On a terminal one line, rewritten; in a log one line a second.
     start, end = ("\r", "") if sys.stderr.isatty() else ("", "\n")
     print(f"{start}arena hunt: {what}: {p.examples:,} scenarios, {p.rate:,.0f}/s", end=end, file=sys.stderr, flush=True)
 
 
-def _hunt_text(args: argparse.Namespace, result: "hunting.HuntResult", outcomes: list[Outcome]) -> str:
+def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: list[Outcome]) -> str:
     budget = f"{result.examples:,} scenarios" + (f" (the --time {args.time:g} s ran out)" if result.stopped == "time" else "")
     head = (f"rule {result.target} on the {result.layout.name} layout, seed {result.seed} (repeat with --seed {result.seed}), "
             f"{result.seconds:.1f} s, {result.rate:,.0f} scenarios/s")

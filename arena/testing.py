@@ -7,14 +7,15 @@ answers low, or (``Crowd.from_maps``) with a real process's mappings.
 from __future__ import annotations
 
 import ctypes
-import errno
 import importlib.resources
 import operator
 import os
+import threading
 from collections import deque
 from typing import Callable, Iterable, NamedTuple, Union
 
 from . import sysmem
+from .sysmem._ctypes import _libc
 
 
 class _NoRoom:
@@ -274,18 +275,21 @@ class Crowd:
         self.release()
 
 
-class _IoVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+# libc's read and write on raw addresses, for peek and poke: the kernel copies
+# between a pipe and user memory with checks, so a range not mapped with the
+# access asked answers EFAULT where a plain memmove would crash the
+# interpreter; and unlike process_vm_readv/writev they need no ptrace
+# permission, which a container's seccomp profile withholds.
+_read, _write = _libc.read, _libc.write
+for _f in (_read, _write):
+    _f.restype = ctypes.c_ssize_t
+    _f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
 
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_vm_copy = {}
-for _name in ("process_vm_readv", "process_vm_writev"):
-    _f = getattr(_libc, _name, None)
-    if _f is not None:
-        _f.restype = ctypes.c_ssize_t
-        _f.argtypes = [ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.c_ulong]
-        _vm_copy[_name] = _f
+# Bytes moved per write into the pipe: a pipe's default capacity, so that a
+# write into the emptied pipe is whole unless it faults. A pipe with less room
+# (the kernel gives one page to a user over its pipe quota) only makes the
+# copies shorter: the count a write returns is what gets read back.
+_CHUNK = 1 << 16
 
 
 def _arguments(addr: object, size: object) -> tuple[int, int]:
@@ -300,70 +304,98 @@ def _arguments(addr: object, size: object) -> tuple[int, int]:
     return addr, size
 
 
-def _mapped(addr: int, size: int, access: str) -> bool:
-    """Whether ``[addr, addr+size)`` is all mapped with ``access`` (``r`` or ``w``), from the maps."""
-    cursor, end = addr, addr + size
-    for m in sysmem.mappings():
-        if cursor >= end or m.start > cursor:
-            break
-        if m.end > cursor:
-            if access not in m.perms:
-                break
-            cursor = m.end
-    return cursor >= end
+class _Pipe:
+    """The pipe peek and poke copy through: one per thread, closed with its last reference."""
+
+    __slots__ = ("r", "w", "pid")
+    _idle = threading.local()
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.pid = os.getpid()
+
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        # os.close bound early: at interpreter exit the module may be gone.
+        _close(self.r)
+        _close(self.w)
+
+    @classmethod
+    def take(cls) -> _Pipe:
+        """This thread's idle pipe, or a new one; ``keep`` it after a copy that emptied it.
+
+        A copy that fails drops its pipe with whatever bytes were left in it.
+        A taken pipe is not idle, so a call made meanwhile on this thread (a
+        signal handler) gets a pipe of its own; and a forked child, which
+        shares its parent's pipes, makes its own.
+        """
+        p = getattr(cls._idle, "pipe", None)
+        cls._idle.pipe = None
+        return p if p is not None and p.pid == os.getpid() else cls()
+
+    def keep(self) -> None:
+        self._idle.pipe = self
 
 
-def _copy(op: str, local: int, remote: int, size: int) -> None:
-    """Copy through process_vm_readv/writev, which answer EFAULT instead of faulting.
-
-    They honour page protections (no FOLL_FORCE), and a single iovec is never
-    transferred in part. Where they are missing or forbidden, the maps decide.
-    """
-    access = "r" if op == "process_vm_readv" else "w"
-    f = _vm_copy.get(op)
-    if f is not None:
-        lv, rv = _IoVec(local, size), _IoVec(remote, size)
-        if f(os.getpid(), ctypes.byref(lv), 1, ctypes.byref(rv), 1, 0) == size:
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.ENOSYS, errno.EPERM):
-            what = "readable" if access == "r" else "writable"
-            raise ValueError(f"[{remote:#x}, {remote + size:#x}) is not all mapped {what}")
-    if not _mapped(remote, size, access):
-        what = "readable" if access == "r" else "writable"
-        raise ValueError(f"[{remote:#x}, {remote + size:#x}) is not all mapped {what}")
-    if access == "r":
-        ctypes.memmove(local, remote, size)
-    else:
-        ctypes.memmove(remote, local, size)
+def _not_mapped(addr: int, size: int, access: str) -> ValueError:
+    return ValueError(f"[{addr:#x}, {addr + size:#x}) is not all mapped {access}")
 
 
 def poke(addr: int, data: bytes) -> None:
     """Write ``data`` at ``addr``: only ever into committed memory you own.
 
-    ``ValueError`` if the range is not mapped writable, rather than a crash.
+    ``ValueError`` if the range is not all mapped writable, rather than a
+    crash, and then no byte of the range has changed. The bytes go through a
+    pipe (``read()`` into the range). A ``read()`` that faults part-way keeps
+    what it wrote before the fault, so the whole range is first proved
+    writable by reading its own bytes out and writing them back unchanged;
+    only then is ``data`` written. The guarantee holds unless another thread
+    changes the range's mappings or bytes meanwhile (a byte another thread
+    writes there during the call may end as its old value before ``data``
+    lands). Pages before a failure may become resident, with the same bytes.
     """
-    data = memoryview(data).cast("B").tobytes()
-    addr, size = _arguments(addr, len(data))
-    if size:
-        buf = ctypes.create_string_buffer(data, size)
-        _copy("process_vm_writev", ctypes.addressof(buf), addr, size)
+    view = memoryview(data).cast("B")
+    addr, size = _arguments(addr, len(view))
+    if not size:
+        return
+    pipe = _Pipe.take()
+    r, w = pipe.r, pipe.w
+    done = 0
+    while done < size:
+        n = _write(w, addr + done, min(size - done, _CHUNK))
+        if n < 0 or _read(r, addr + done, n) != n:
+            raise _not_mapped(addr, size, "writable")
+        done += n
+    done = 0
+    while done < size:
+        n = os.write(w, view[done:done + _CHUNK])
+        if _read(r, addr + done, n) != n:
+            # Proved writable above: only a concurrent munmap or mprotect gets here.
+            raise _not_mapped(addr, size, "writable")
+        done += n
+    pipe.keep()
 
 
 def peek(addr: int, size: int) -> bytes:
     """Read ``size`` bytes at ``addr``: only ever from committed memory you own.
 
-    ``ValueError`` if the range is not mapped readable, rather than a crash.
+    ``ValueError`` if the range is not all mapped readable, rather than a
+    crash. The bytes go through a pipe (``write()`` from the range), 64 KiB at
+    a time, so a huge request fails at its first unreadable page having held
+    no more than what came before it.
     """
     addr, size = _arguments(addr, size)
     if not size:
         return b""
-    if size > 1 << 20 and not _mapped(addr, size, "r"):
-        # Before a buffer as large as the request is allocated.
-        raise ValueError(f"[{addr:#x}, {addr + size:#x}) is not all mapped readable")
-    buf = ctypes.create_string_buffer(size)
-    _copy("process_vm_readv", ctypes.addressof(buf), addr, size)
-    return buf.raw
+    pipe = _Pipe.take()
+    chunks, done = [], 0
+    while done < size:
+        n = _write(pipe.w, addr + done, min(size - done, _CHUNK))
+        if n < 0:
+            raise _not_mapped(addr, size, "readable")
+        chunks.append(os.read(pipe.r, n))
+        done += n
+    pipe.keep()
+    return b"".join(chunks)
 
 
 def reservations() -> frozenset[tuple[int, int, str]]:

@@ -75,7 +75,8 @@ class Exports:
 
     def _type(self, span: int) -> type:
         if span > sys.maxsize:
-            raise ValueError(f"a view holds at most {sys.maxsize:#x} bytes in this process, not {span:#x}")
+            raise ValueError(f"size {span:#x} is more than one view can hold in this process "
+                             f"(at most {sys.maxsize:#x} bytes): view the allocation in parts")
         types = self._types
         if len(types) >= _KEPT:
             # Forget the types no view uses; one in use must stay, or its views go uncounted.

@@ -419,3 +419,17 @@ def test_scripted_no_room_gives_no_view():
     memory = ScriptedMemory(sysmem.default(address_bits=32), [None, NO_ROOM])
     with arena.Arena(arena.LAYOUT_32, "fixed", memory=memory, initial_size=0) as a:
         assert a.alloc(PAGE) is None
+
+
+@pytest.mark.skipif(sysmem.NATIVE_BITS != 32, reason="only a 32-bit process has views smaller than an allocation can be")
+def test_an_allocation_larger_than_a_view_can_hold_is_viewed_in_parts():
+    layout = arena.LAYOUT_32
+    with arena.Arena(layout, initial_size=0) as a:
+        p = a.sys_alloc(2048 * MiB)
+        if p is None:
+            pytest.skip("no 2 GiB of room in this process")
+        with pytest.raises(ValueError, match="size 0x80000000 is more than one view can hold"):
+            a.view(p)
+        with a.view(p + 1024 * MiB, MiB) as v:
+            v[:4] = b"part"
+            assert v[:4] == b"part"

@@ -8,24 +8,32 @@
 #                                to benchmarks/results/i386/)
 #   tools/i386.sh run CMD...     any command, run in the fresh source copy
 #   tools/i386.sh shell          interactive shell in the i386 root
-#   tools/i386.sh docker [test|bench|run CMD...]
-#                                force the Docker path (fails without an engine)
+#   tools/i386.sh docker [test|bench|run CMD...|shell]
+#                                force the Docker back end (fails without an engine)
+#   tools/i386.sh docker-base    make the Docker base image here, without a
+#                                registry (debootstrap; needs root)
 #   tools/i386.sh build-root     only (re)build the cached root if needed
 #   tools/i386.sh clean          delete the cached root (next run rebuilds it)
 #
-# Two back ends:
-#   * a Docker engine answers (`docker info` works): build docker/Dockerfile.i386
-#     (i386/debian:bookworm-slim) and run the command in a container;
-#   * otherwise: a debootstrap'ed i386 bookworm root, built once and cached in
-#     $ARENA_I386_ROOT (default /var/cache/arena-i386/root), entered with
-#     `linux32 chroot`. Needs root.
+# Two back ends; every run says which one runs, and why:
+#   * docker: a Docker engine answers (`docker info` works). Builds
+#     docker/Dockerfile.i386 on its base image (pulled, or made here by
+#     docker-base when it cannot be pulled) and runs the command in a
+#     container; test and bench run with --network none.
+#   * chroot: otherwise. A debootstrap'ed i386 bookworm root, built once and
+#     cached in $ARENA_I386_ROOT (default /var/cache/arena-i386/root), entered
+#     with `linux32 chroot`. Needs root.
 #
 # Environment:
 #   ARENA_I386_ROOT    cached root directory   (default /var/cache/arena-i386/root)
 #   ARENA_I386_MIRROR  Debian mirror URL       (default: the host's apt mirror)
-#   ARENA_I386_IMAGE   Docker image tag        (default arena-i386:latest)
 #   ARENA_I386_BACKEND auto|docker|chroot      (default auto)
-#   ARENA_BACKEND, CI, PYTEST_ADDOPTS, ARENA_* are passed through to the command.
+#   ARENA_I386_IMAGE   Docker image tag        (default arena-i386:latest)
+#   ARENA_I386_BASE    Docker base image       (default: the Dockerfile's ARG BASE)
+#   ARENA_DOCKER_BUILD_FLAGS, ARENA_DOCKER_RUN_FLAGS
+#                      extra flags for `docker build` / `docker run`
+#   ARENA_BACKEND, CI, PYTEST_ADDOPTS, ARENA_*, proxy variables are passed
+#   through to the command.
 set -euo pipefail
 
 SELF="$(readlink -f "${BASH_SOURCE[0]}")"
@@ -48,10 +56,8 @@ readonly CA_IN_ROOT=/etc/ssl/arena-host-ca.crt
 # A completed build writes this stamp last; without it the root is half-built
 # (crash, Ctrl-C, network error) and gets rebuilt from scratch, never reused.
 readonly STAMP="$ROOT/.arena-i386-complete"
-readonly PROOF='import struct, platform, sys
-bits = struct.calcsize("P") * 8
-print("32-bit proof: pointer bits =", bits, platform.machine(), flush=True)
-sys.exit(0 if bits == 32 else 1)'
+# Prints the proof line and fails unless the Python it runs in is 32-bit.
+readonly PROOF=tools/proof32.py
 
 log() { printf 'i386.sh: %s\n' "$*" >&2; }
 die() { local code="$1"; shift; log "error: $*"; exit "$code"; }
@@ -63,7 +69,7 @@ usage() {
 
 require_root() {
     [[ $(id -u) -eq 0 ]] ||
-        die 2 "the chroot back end needs root (debootstrap, chroot and mount do). Re-run as root, e.g. 'sudo $0 ${*:-test}', or use a Docker engine (make docker32)."
+        die 2 "'$1' needs root (debootstrap, chroot and mount do). Re-run as root, e.g. 'sudo $0 $1', or use a Docker engine (make docker32)."
 }
 
 # ---------------------------------------------------------------- sources ----
@@ -99,6 +105,16 @@ list_sources() {
 # tar stream of the project's sources on stdout (also the Docker build context).
 source_tar() {
     list_sources | tar -C "$REPO" --null --no-recursion -T - -cf -
+}
+
+# Where a bench run left benchmarks/results ($1): its bench* files go to
+# benchmarks/results/i386/, since the copy the run used is thrown away.
+keep_bench_results() {
+    local from="$1" dest="$REPO/benchmarks/results/i386"
+    compgen -G "$from/bench*" >/dev/null || { log "no bench results to copy from $from"; return; }
+    mkdir -p "$dest"
+    cp "$from"/bench* "$dest/"
+    log "results copied to benchmarks/results/i386/"
 }
 
 # Fresh copy of the sources in the root for every run. -m (mtime = now): a
@@ -167,21 +183,26 @@ ensure_debootstrap() {
         { apt-get update && apt-get install -y --no-install-recommends debootstrap; }
 }
 
-build_root() {
-    local mirror start
-    mirror=$(host_mirror)
-    start=$SECONDS
+# debootstrap_i386 DIR [OPTION...]: an i386 $SUITE minbase root in DIR, from
+# the host's mirror.
+debootstrap_i386() {
+    local dir="$1"
+    shift
     ensure_debootstrap
-    log "building i386 $SUITE root in $ROOT from $mirror (first time only, a few minutes)"
-    sweep_stale_mounts
-    rm -rf --one-file-system "$ROOT"
-    mkdir -p "$ROOT"
+    log "debootstrap: i386 $SUITE minbase in $dir from $(host_mirror)"
     # Own mount namespace: debootstrap mounts /proc and /sys in the target and
     # may die before unmounting them; the namespace takes them along.
     unshare --mount --propagation private -- \
-        linux32 debootstrap --arch=i386 --variant=minbase \
-        --include="$(IFS=,; echo "${PACKAGES[*]}")" \
-        "$SUITE" "$ROOT" "$mirror"
+        linux32 debootstrap --arch=i386 --variant=minbase "$@" "$SUITE" "$dir" "$(host_mirror)"
+}
+
+build_root() {
+    local start=$SECONDS
+    log "building the i386 root in $ROOT (first time only, about a minute)"
+    sweep_stale_mounts
+    rm -rf --one-file-system "$ROOT"
+    mkdir -p "$ROOT"
+    debootstrap_i386 "$ROOT" --include="$(IFS=,; echo "${PACKAGES[*]}")"
     # Safety net: debootstrap's --include resolves dependencies only roughly;
     # apt-get finishes the job (a no-op when all is there).
     prepare_run_files
@@ -218,25 +239,27 @@ reachable_urls() {
     echo "${out[*]:-}"
 }
 
-# Files the root needs before each run: DNS, the host's CA bundle (this host
-# may reach PyPI through a TLS-intercepting proxy whose CA only the host
-# trusts) and a pip.conf that mirrors the host's reachable pip settings.
-prepare_run_files() {
-    local ca v conf="$ROOT/etc/pip.conf"
+# The host's network settings, written below DIR where a root (the chroot,
+# the Docker base, or the overlay a Docker build applies) sees them: the
+# host's CA bundle at $CA_IN_ROOT (this host may reach PyPI through a
+# TLS-intercepting proxy whose CA only the host trusts) and an /etc/pip.conf
+# that mirrors the host's reachable pip settings.
+write_host_settings() {
+    local dir="$1" ca v
     load_host_pip_config
-    cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
     ca="${PIP_CERT:-$(host_pip_value cert)}"
     [[ -n "$ca" && -f "$ca" ]] || ca=/etc/ssl/certs/ca-certificates.crt
-    rm -f "$ROOT$CA_IN_ROOT"
+    rm -f "$dir$CA_IN_ROOT"
     if [[ -f "$ca" ]]; then
-        mkdir -p "$(dirname "$ROOT$CA_IN_ROOT")"
-        cp -L "$ca" "$ROOT$CA_IN_ROOT"
+        mkdir -p "$(dirname "$dir$CA_IN_ROOT")"
+        cp -L "$ca" "$dir$CA_IN_ROOT"
     fi
+    mkdir -p "$dir/etc"
     {
         echo "# written by tools/i386.sh from the host's pip settings; do not edit"
         echo "[global]"
         echo "disable-pip-version-check = true"
-        [[ -f "$ROOT$CA_IN_ROOT" ]] && echo "cert = $CA_IN_ROOT"
+        [[ -f "$dir$CA_IN_ROOT" ]] && echo "cert = $CA_IN_ROOT"
         v=$(reachable_urls "$(host_pip_value index-url)")
         [[ -n "$v" ]] && echo "index-url = $v"
         v=$(reachable_urls "$(host_pip_value extra-index-url)")
@@ -249,22 +272,38 @@ prepare_run_files() {
         [[ -n "$v" ]] || v=$(host_pip_value timeout)
         [[ -n "$v" ]] && echo "timeout = $v"
         true
-    } >"$conf"
+    } >"$dir/etc/pip.conf"
+}
+
+# Files the root needs before each run: DNS and the host's network settings.
+prepare_run_files() {
+    cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    write_host_settings "$ROOT"
+}
+
+readonly PROXY_VARS=(http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY)
+
+# NAME=VALUE, NUL-separated: what the command inside gets from this
+# environment, on either back end. $1 = yes when the root or image holds the
+# host's CA bundle. The script's own settings (ARENA_I386_*, ARENA_DOCKER_*)
+# stay outside.
+passed_env() {
+    local v
+    [[ "$1" == yes ]] &&
+        printf '%s\0' "SSL_CERT_FILE=$CA_IN_ROOT" "REQUESTS_CA_BUNDLE=$CA_IN_ROOT"
+    for v in TERM CI PYTEST_ADDOPTS PYTEST_ARGS HYPOTHESIS_PROFILE "${PROXY_VARS[@]}" \
+        $(compgen -v ARENA_ || true); do
+        case "$v" in ARENA_I386* | ARENA_DOCKER*) continue ;; esac
+        [[ -n "${!v+x}" ]] && printf '%s\0' "$v=${!v}"
+    done
+    true
 }
 
 # The environment inside the root: clean, plus what the tests legitimately need.
 inner_env() {
-    local v
     printf '%s\0' PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LANG=C.UTF-8 ARENA_I386=1 "VENV=$VENV_IN_ROOT"
-    [[ -f "$ROOT$CA_IN_ROOT" ]] &&
-        printf '%s\0' "SSL_CERT_FILE=$CA_IN_ROOT" "REQUESTS_CA_BUNDLE=$CA_IN_ROOT"
-    for v in TERM CI PYTEST_ADDOPTS PYTEST_ARGS HYPOTHESIS_PROFILE http_proxy https_proxy \
-        no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY $(compgen -v ARENA_ || true); do
-        case "$v" in ARENA_I386*) continue ;; esac
-        [[ -n "${!v+x}" ]] && printf '%s\0' "$v=${!v}"
-    done
-    true
+    passed_env "$([[ -f "$ROOT$CA_IN_ROOT" ]] && echo yes)"
 }
 
 # ------------------------------------------------------------- execution ----
@@ -341,53 +380,33 @@ chroot_main() {
     prepare_run_files
     copy_sources
     # Proof first, and refuse to go on if this is not 32-bit.
-    in_root "$SRC_IN_ROOT" python3 -c "$PROOF" ||
+    in_root "$SRC_IN_ROOT" python3 "$PROOF" ||
         die 1 "the root does not run 32-bit code (pointer size != 4)"
     # The inner command's status becomes the script's.
     local rc=0
     in_root "$SRC_IN_ROOT" "$@" || rc=$?
-    # The source copy is replaced by the next run: keep what a bench wrote.
-    if [[ "$mode" == bench && -d "$ROOT$SRC_IN_ROOT/benchmarks/results" ]]; then
-        mkdir -p "$REPO/benchmarks/results/i386"
-        cp "$ROOT$SRC_IN_ROOT"/benchmarks/results/bench* "$REPO/benchmarks/results/i386/" 2>/dev/null || true
-        log "results copied to benchmarks/results/i386/"
-    fi
+    [[ "$mode" == bench ]] && keep_bench_results "$ROOT$SRC_IN_ROOT/benchmarks/results"
     exit "$rc"
 }
 
-# ---------------------------------------------------------------- docker ----
-
-docker_available() {
-    command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
-}
-
-docker_main() {
-    local tty=() envs=() v rc=0
-    shift # mode word; the command follows
-    log "Docker engine found: building $IMAGE from docker/Dockerfile.i386"
-    # Context = the same file list as the chroot copy (no .venv, no 64-bit
-    # .so) without needing a .dockerignore.
-    source_tar | docker build --platform linux/386 -f docker/Dockerfile.i386 -t "$IMAGE" -
-    [[ -t 0 && -t 1 ]] && tty=(-it)
-    for v in CI ARENA_BACKEND PYTEST_ADDOPTS PYTEST_ARGS HYPOTHESIS_PROFILE $(compgen -v ARENA_ || true); do
-        case "$v" in ARENA_I386*) continue ;; esac
-        [[ -n "${!v+x}" ]] && envs+=(-e "$v")
-    done
-    docker run --rm --platform linux/386 "${envs[@]}" "$IMAGE" python3 -c "$PROOF" ||
-        die 1 "the image does not run 32-bit code (pointer size != 4)"
-    docker run --rm --platform linux/386 "${tty[@]}" "${envs[@]}" "$IMAGE" "$@" || rc=$?
-    exit "$rc"
-}
+# The Docker back end and the base image made without a registry.
+# shellcheck source=tools/i386-docker.sh
+source "$REPO/tools/i386-docker.sh"
 
 main() {
-    local mode="${1:-}" backend="${ARENA_I386_BACKEND:-auto}"
+    local mode="${1:-}" backend="${ARENA_I386_BACKEND:-auto}" why="ARENA_I386_BACKEND=${ARENA_I386_BACKEND:-}"
     [[ $# -gt 0 ]] && shift
     case "$mode" in
         __ns) ns_main "$@" ;;
         docker)
-            backend=docker
+            backend=docker why="tools/i386.sh docker"
             mode="${1:-test}"
             [[ $# -gt 0 ]] && shift
+            ;;
+        docker-base)
+            docker_available || die 2 "no Docker engine answers ('docker info' fails)"
+            build_docker_base "$BASE"
+            exit 0
             ;;
         clean)
             require_root clean
@@ -414,10 +433,14 @@ main() {
     esac
 
     if [[ "$backend" == auto ]]; then
-        if docker_available; then backend=docker; else backend=chroot; fi
+        if docker_available; then
+            backend=docker why="a Docker engine answers; ARENA_I386_BACKEND=chroot for the debootstrap root"
+        else
+            backend=chroot why="no Docker engine answers"
+        fi
     fi
-    # The chroot keeps its venv outside the per-run source copy; a Docker
-    # container starts fresh each run and uses the Makefile's default .venv.
+    # The chroot keeps its venv outside the per-run source copy; the image
+    # sets VENV itself (docker/Dockerfile.i386).
     local cmd=()
     case "$mode" in
         test | bench) cmd=(make "$mode") ;;
@@ -428,10 +451,14 @@ main() {
         cmd+=("VENV=$VENV_IN_ROOT")
     case "$backend" in
         docker)
-            docker_available || die 2 "no Docker engine answers ('docker info' fails); use 'make test32' (chroot, needs root) instead"
+            log "back end: docker, image $IMAGE on base $BASE ($why)"
+            docker_available || die 2 "no Docker engine answers ('docker info' fails); use ARENA_I386_BACKEND=chroot make test32 (needs root) instead"
             docker_main "$mode" "${cmd[@]}"
             ;;
-        chroot) chroot_main "$mode" "${cmd[@]}" ;;
+        chroot)
+            log "back end: chroot, i386 root $ROOT ($why)"
+            chroot_main "$mode" "${cmd[@]}"
+            ;;
         *) die 2 "ARENA_I386_BACKEND must be auto, docker or chroot (got '$backend')" ;;
     esac
 }
