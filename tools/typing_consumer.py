@@ -8,7 +8,7 @@ from typing import assert_type
 
 import arena
 from arena import sysmem
-from arena.check import Violation, verify
+from arena.check import Findings, Violation, verify
 
 MiB = 1 << 20
 
@@ -26,8 +26,16 @@ with arena.Arena(arena.LAYOUT_32, rule="go1.9", memory=memory, initial_size=128 
     assert_type(a.regions, list[arena.Region])
     assert_type(a.stats, arena.Stats)
     violations = verify(a)
-    assert_type(violations, list[Violation])
+    assert_type(violations, Findings)
+    assert_type(violations.unchecked, list[str])
+    for v in violations:
+        assert_type(v, Violation)
     assert violations == [], violations
+    view = a.alloc(arena.LAYOUT_32.page_size)
+    assert_type(view, memoryview | None)
+    assert view is not None
+    assert_type(a.address_of(view), int)
+    view.release()
 
 region = memory.reserve(0, MiB)
 assert_type(region, int | None)
