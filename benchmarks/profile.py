@@ -2,8 +2,8 @@
 
     python benchmarks/profile.py [--seconds S] [--out-dir benchmarks/results]
 
-Runs the timed part of the growth, OS-layer, allocation and hunt cases (cffi
-backend, both layouts) under pyinstrument, only while the clock would be
+Runs the timed part of the growth (the linear arena's and Go 1.11's heap
+arenas'), OS-layer, allocation and hunt cases (cffi backend, both layouts) under pyinstrument, only while the clock would be
 running in the benchmark (arena creation and close() are left out, except in
 a hunt, where they are part of every scenario), and writes one text report
 per case: profile-<case>.txt.
@@ -23,7 +23,7 @@ from pyinstrument import Profiler  # noqa: E402
 
 import cases  # noqa: E402
 import space  # noqa: E402
-from arena import Arena, hunt, sysmem  # noqa: E402
+from arena import Arena, HeapArenas, hunt, sysmem  # noqa: E402
 
 MiB = 1 << 20
 
@@ -43,6 +43,23 @@ def growth(profiler: Profiler, bits: int, seconds: float) -> int:
         profiler.stop()
         a.close()
         steps += batch
+    return steps
+
+
+def heap_growth(profiler: Profiler, bits: int, seconds: float) -> int:
+    """A new heap arena per sys_alloc, at the hint, as cases.heap_growth times them."""
+    layout, mem = cases.LAYOUTS[bits], cases.memory(bits, "cffi")
+    size, setup = layout.heap_arena_size, cases.heap_setup(bits)
+    steps, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        h = HeapArenas(layout, memory=mem, **setup)
+        sys_alloc = h.sys_alloc
+        profiler.start()
+        for _ in range(cases.HEAP_BATCH):
+            sys_alloc(size)
+        profiler.stop()
+        h.close()
+        steps += cases.HEAP_BATCH
     return steps
 
 
@@ -91,7 +108,7 @@ def hunts(profiler: Profiler, bits: int, seconds: float) -> int:
     return count
 
 
-CASES = {"growth": growth, "os": pairs, "alloc": commits, "hunt": hunts}
+CASES = {"growth": growth, "go1.11": heap_growth, "os": pairs, "alloc": commits, "hunt": hunts}
 
 
 def main() -> None:
