@@ -139,14 +139,14 @@ def growth_plan(bits: int) -> tuple[int, int]:
     return _growth_plan[bits]
 
 
-def growth_arena(loops, bits, backend):
-    layout, mem = LAYOUTS[bits], memory(bits, backend)
-    batch, _ = growth_plan(bits)
+def growths(loops, batch, make, ready):
+    """``loops`` sys_alloc calls, each a contiguous growth, in batches of ``batch`` on a new manager
+    from ``make()``; ``ready(manager)`` prepares it and returns n. Making, preparing and closing are not timed."""
     total, done = 0.0, 0
     while done < loops:
         k = min(batch, loops - done)
-        a = Arena(layout, memory=mem)
-        n = _fill(a)
+        a = make()
+        n = ready(a)
         sys_alloc = a.sys_alloc
         t0 = perf_counter()
         for _ in range(k):
@@ -155,9 +155,15 @@ def growth_arena(loops, bits, backend):
         grown = a.stats.contiguous
         a.close()
         if grown != k:
-            raise RuntimeError(f"expected {k} contiguous growths, the arena made {grown}")
+            raise RuntimeError(f"expected {k} contiguous growths, {a!r} made {grown}")
         done += k
     return total
+
+
+def growth_arena(loops, bits, backend):
+    layout, mem = LAYOUTS[bits], memory(bits, backend)
+    batch, _ = growth_plan(bits)
+    return growths(loops, batch, lambda: Arena(layout, memory=mem), _fill)
 
 
 def growth_shim(loops, bits):
@@ -227,23 +233,9 @@ def heap_setup(bits: int) -> dict:
 
 
 def heap_growth(loops, bits, backend):
-    layout, mem = LAYOUTS[bits], memory(bits, backend)
-    size, setup = layout.heap_arena_size, heap_setup(bits)
-    total, done = 0.0, 0
-    while done < loops:
-        k = min(HEAP_BATCH, loops - done)
-        h = HeapArenas(layout, memory=mem, **setup)
-        sys_alloc = h.sys_alloc
-        t0 = perf_counter()
-        for _ in range(k):
-            sys_alloc(size)
-        total += perf_counter() - t0
-        honoured = h.stats.contiguous
-        h.close()
-        if honoured != k:
-            raise RuntimeError(f"expected {k} hints honoured, the heap arenas had {honoured}")
-        done += k
-    return total
+    # Each call a hint honoured: HeapArenas count those as contiguous.
+    layout, mem, setup = LAYOUTS[bits], memory(bits, backend), heap_setup(bits)
+    return growths(loops, HEAP_BATCH, lambda: HeapArenas(layout, memory=mem, **setup), lambda h: layout.heap_arena_size)
 
 
 def heap_growth_c(loops, bits):

@@ -28,14 +28,12 @@ from arena import Arena, HeapArenas, hunt, sysmem  # noqa: E402
 MiB = 1 << 20
 
 
-def growth(profiler: Profiler, bits: int, seconds: float) -> int:
-    """Contiguous growth steps, as cases.growth_arena times them."""
-    layout, mem = cases.LAYOUTS[bits], cases.memory(bits, "cffi")
-    batch, _ = cases.growth_plan(bits)
+def _growths(profiler: Profiler, seconds: float, batch: int, make, ready) -> int:
+    """Batches of contiguous growth steps on managers from ``make()``, as cases.growths times them."""
     steps, end = 0, time.monotonic() + seconds
     while time.monotonic() < end:
-        a = Arena(layout, memory=mem)
-        n = cases._fill(a)
+        a = make()
+        n = ready(a)
         sys_alloc = a.sys_alloc
         profiler.start()
         for _ in range(batch):
@@ -46,21 +44,18 @@ def growth(profiler: Profiler, bits: int, seconds: float) -> int:
     return steps
 
 
+def growth(profiler: Profiler, bits: int, seconds: float) -> int:
+    """Contiguous growth steps, as cases.growth_arena times them."""
+    layout, mem = cases.LAYOUTS[bits], cases.memory(bits, "cffi")
+    batch, _ = cases.growth_plan(bits)
+    return _growths(profiler, seconds, batch, lambda: Arena(layout, memory=mem), cases._fill)
+
+
 def heap_growth(profiler: Profiler, bits: int, seconds: float) -> int:
     """A new heap arena per sys_alloc, at the hint, as cases.heap_growth times them."""
-    layout, mem = cases.LAYOUTS[bits], cases.memory(bits, "cffi")
-    size, setup = layout.heap_arena_size, cases.heap_setup(bits)
-    steps, end = 0, time.monotonic() + seconds
-    while time.monotonic() < end:
-        h = HeapArenas(layout, memory=mem, **setup)
-        sys_alloc = h.sys_alloc
-        profiler.start()
-        for _ in range(cases.HEAP_BATCH):
-            sys_alloc(size)
-        profiler.stop()
-        h.close()
-        steps += cases.HEAP_BATCH
-    return steps
+    layout, mem, setup = cases.LAYOUTS[bits], cases.memory(bits, "cffi"), cases.heap_setup(bits)
+    return _growths(profiler, seconds, cases.HEAP_BATCH, lambda: HeapArenas(layout, memory=mem, **setup),
+                    lambda h: layout.heap_arena_size)
 
 
 def pairs(profiler: Profiler, bits: int, seconds: float) -> int:
