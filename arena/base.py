@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import threading
 from bisect import bisect_left, bisect_right
+from collections import deque
 from typing import NamedTuple, Self
 
 from . import sysmem, views
@@ -109,7 +110,7 @@ class Manager:
         self._top, self._limit, self._mem_reserve = 1 << layout.address_bits, memory.limit, memory.reserve
         self._regions: list[tuple[int, int, str]] = []
         self._unreleased: list[tuple[int, int]] = []  # mappings whose release the kernel refused
-        self._allocations: list[tuple[int, int]] = []
+        self._allocations: list[tuple[int, int]] | deque[tuple[int, int]] = []  # a deque: Arena's bounded history
         # Views: the types of the arrays that export them, and (history=None)
         # the allocations by address, indexed from _allocations when a view
         # needs them.
