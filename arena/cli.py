@@ -262,7 +262,11 @@ def _one_rule(text: str) -> str:
 
 
 def _rule_or_all(text: str) -> str:
-    return text if text in ("all", RELEASE) else _one_rule(text)
+    return text if text == "all" else _rule_or_release(text)
+
+
+def _rule_or_release(text: str) -> str:
+    return text if text == RELEASE else _one_rule(text)
 
 
 def _positive(convert: Callable[[str], float], what: str) -> Callable[[str], float]:
@@ -317,7 +321,7 @@ def cmd_hunt(args: argparse.Namespace) -> int:
     from . import hunt as hunting
 
     layout = trace.LAYOUTS[args.layout]
-    rule = resolve_rule(args.rule)
+    target = hunting.target_for(args.rule)
     if args.save_trace and not Path(args.save_trace).resolve().parent.is_dir():
         raise UsageError(f"--save-trace {args.save_trace}: no such directory")
     try:
@@ -329,20 +333,22 @@ def cmd_hunt(args: argparse.Namespace) -> int:
     with _crowded(args, layout):
         # --time alone is the whole budget; neither: 1000 scenarios.
         examples = args.examples or (UNBOUNDED if args.time else 1000)
-        result = hunting.hunt(rule, layout, examples=examples, seconds=args.time, seed=args.seed,
+        result = hunting.hunt(layout=layout, target=target, examples=examples, seconds=args.time, seed=args.seed,
                               read_maps=not args.no_maps, progress=_progress)
         if sys.stderr.isatty():
             print(file=sys.stderr)
         if result.counterexample is not None:
-            # Shown beside Go's fix, e5a5c03, given the same answers (each relative to its own arena's bounds).
-            for each in [rule] + ([] if result.target == "fixed" else [resolve_rule("fixed")]):
+            # A linear arena's is shown beside Go's fix, e5a5c03, given the same answers (each relative
+            # to its own arena's bounds); heap arenas' answers mean nothing to a linear arena.
+            beside = [] if result.target in ("fixed", RELEASE) else [hunting.arena_target("fixed")]
+            for each in [target, *beside]:
                 try:
-                    r = hunting.play(result.counterexample, hunting.arena_target(each), layout)
+                    r = hunting.play(result.counterexample, each, layout)
                 except (AnswerTaken, OSError):
                     continue  # the address space changed under the replay: shown without it
                 with r.arena:
                     outcomes.append(observe(r))
-                    if args.save_trace and each is rule:
+                    if args.save_trace and each is target:
                         trace.save(r.arena, args.save_trace)
         if outcomes and (outcomes[0].rule != result.target or not outcomes[0].violations):
             outcomes = []  # the hunted rule's replay must come first and show the failure
@@ -434,8 +440,9 @@ def _parser() -> argparse.ArgumentParser:
                             "invariants, allocations reading back their bytes), with real mappings; the first one found "
                             "is shrunk to a minimal one. Exit 1 if found, 0 if none was within the budget, 2 for usage. "
                             "Needs hypothesis (the 'hunt' extra). Writing your own rule: docs/rules.md.")
-    h.add_argument("--rule", type=_one_rule, default="fixed", metavar="RULE",
-                   help=f"{', '.join(RULES)}, or module:attr of your own rule (default fixed)")
+    h.add_argument("--rule", type=_rule_or_release, default="fixed", metavar="RULE",
+                   help=f"{', '.join(RULES)}, module:attr of your own rule, or {RELEASE} (Go 1.11's sparse heap arenas) "
+                        "(default fixed)")
     h.add_argument("--layout", choices=sorted(trace.LAYOUTS), default="32", help="address-space layout (default 32)")
     h.add_argument("--examples", type=_positive(int, "scenarios"), metavar="N",
                    help="at most N scenarios (default 1000, or as many as --time allows)")

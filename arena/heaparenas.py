@@ -15,13 +15,12 @@ detector's hints are not modelled (docs/heap-arenas.md).
 from __future__ import annotations
 
 import errno
-import operator
 from typing import NamedTuple
 
 from . import sysmem
 from .base import Manager
 from .layout import LAYOUT_64, KiB, Layout, MiB
-from .manager import Event, Region, Stats, _binary_end
+from .manager import Event, Stats, _binary_end
 
 RELEASE = "go1.11"
 # mallocinit's 32-bit pre-reservation sizes, largest first (malloc.go L495-499).
@@ -86,9 +85,8 @@ class HeapArenas(Manager):
         """``start``: the first hint (64-bit, instead of the layout's ``first_hints``) or where the 32-bit
         pre-reservation is hinted; ``initial_size``: the 32-bit pre-reservation's size (0: none).
         """
-        memory = self._take(layout, memory)
+        self._take(layout, memory)
         self._size = layout.heap_arena_size
-        self._top = 1 << layout.address_bits
         self._mask = self._top - 1
         self._bits, self._l2_bits = layout.arena_bits, layout.arena_bits - layout.arena_l1_bits
         # arenaHints as [addr, down] pairs; the head of Go's list is the last item.
@@ -109,15 +107,9 @@ class HeapArenas(Manager):
 
     # -- arguments -------------------------------------------------------------
 
-    def _check_start(self, start: object) -> int | None:
-        if start is None:
-            return None
-        start = self._page_multiple("start", start, positive=True, size=False)
+    def _check_start_room(self, start: int) -> None:
         if start % self._size:
             raise ValueError(f"start {start:#x} is not aligned to the heap arena size {self._size:#x}")
-        if start >= self.memory.limit:
-            raise ValueError(f"start {start:#x} is outside the address space (below {self.memory.limit:#x})")
-        return start
 
     def _check_initial_size(self, size: object) -> int | None:
         if size is None:
@@ -365,10 +357,7 @@ class HeapArenas(Manager):
 
     def contains(self, addr: int) -> bool:
         """Go's spanOf question: does ``addr`` lie in a registered heap arena? (An int outside the space does not.)"""
-        try:
-            addr = operator.index(addr)
-        except TypeError:
-            raise TypeError(f"addr must be an int, not {type(addr).__name__} ({addr!r})") from None
+        addr = self._int("addr", addr)
         with self._lock:
             self._check_open()
             return 0 <= addr < self._top and self._lookup(self._arena_index(addr)) is not None
@@ -392,11 +381,6 @@ class HeapArenas(Manager):
     def state(self) -> HeapState:
         with self._lock:
             return self._state()
-
-    @property
-    def regions(self) -> list[Region]:
-        """The mappings held: ``metadata`` and ``prereserved`` (32-bit), ``heap`` (each region sysAlloc mapped)."""
-        return [Region(*r) for r in self._regions]
 
     @property
     def events(self) -> list[Event]:

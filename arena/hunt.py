@@ -17,9 +17,10 @@ byte or lowering it is always a simpler scenario.
 
 What is hunted is a ``Target``: how to make the manager under test over a
 memory layer, and the windows its reservations can be answered in.
-``arena_target(rule)`` is the linear arena under a rule; another manager
-becomes a target with its own ``make``, ``setups``, ``categories`` and
-``window``.
+``arena_target(rule)`` is the linear arena under a rule, ``heap_target()``
+Go 1.11's heap arenas (``HeapArenas``), and ``target_for(name)`` either by
+its command-line name; another manager becomes a target with its own
+``make``, ``setups``, ``categories`` and ``window``.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from . import rules, sysmem
 from .check import Violation, verify
+from .heaparenas import RELEASE, HeapArenas
 from .layout import LAYOUT_32, Layout, MiB
 from .manager import Arena, ReservationFailed, _binary_end
 from .run import Replay, drive, size_text
@@ -72,6 +74,15 @@ WORDS = {
     "straddle-end": "across arena_end",
     "above-end": "above arena_end",
     "beyond-max-mem": "past arena_start + max_mem",
+    "at-hint": "exactly where the arena hint asks",
+    "below-hint": "below the range the hint asks for",
+    "above-hint": "above the range the hint asks for",
+    "unaligned": "less than one heap arena above the hint (or the heap), not aligned",
+    "below-heap": "right below the heap, ending where it starts",
+    "above-heap": "right above the heap, starting where it ends",
+    "over-last": "across the last allocation's heap arenas",
+    "top": "near the top of the address space",
+    "bottom": "near the bottom of the address space",
     NO_ROOM_ANSWER: "no room",
 }
 
@@ -114,6 +125,72 @@ def arena_target(rule: str | rules.Rule = "fixed") -> Target:
         categories=ARENA_CATEGORIES,
         window=arena_window,
     )
+
+
+# Where a reservation of Go 1.11's heap arenas can be answered: relative to the range its
+# hint asks for (when every hint has failed, to the heap itself), to the heap it holds,
+# and to the ends of the space, where its uintptr checks (wraps, outside) bite.
+HEAP_CATEGORIES = (
+    "at-hint", "below-hint", "above-hint", "unaligned", "below-heap", "above-heap", "over-last", "top", "bottom",
+)
+_EMPTY = (1, 0)  # a window with no spot: the kernel answers
+
+
+def heap_window(h: HeapArenas, category: str, size: int) -> tuple[int, int]:
+    """The range ``[lo, hi]`` a region's start must lie in to fall in ``category``.
+
+    Asked while ``h`` holds its lock (the kernel is being asked): reads only
+    what needs no lock. "over-last" has a free spot only if the last
+    allocation's memory is no longer held: never, unless the manager is broken.
+    """
+    state = h.events[-1].after
+    held = [r for r in h.regions if r.role != "metadata"]  # the 32-bit metadata lies anywhere
+    low = min((r.start for r in held), default=None)
+    high = max((r.end for r in held), default=None)
+    # What the reservation asks for: the hint's range; with no hint left, the heap's.
+    asked = None if state.hint is None else (state.hint - size if state.down else state.hint)
+    below, above = (asked, asked + size) if asked is not None else (low, high)
+    near = asked if asked is not None else high  # where an unaligned answer goes: just above
+    last = h.allocations[-1] if h.allocations else None
+    page, align, limit = h.memory.page_size, h.layout.heap_arena_size, h.memory.limit
+    windows = {
+        "at-hint": (asked, asked) if asked is not None else _EMPTY,
+        "below-hint": (0, below - size) if below is not None else _EMPTY,
+        "above-hint": (above, limit) if above is not None else _EMPTY,
+        "unaligned": (near + page, near + align - page) if near is not None else _EMPTY,
+        "below-heap": (low - size, low - size) if low is not None else _EMPTY,
+        "above-heap": (high, high) if high is not None else _EMPTY,
+        "over-last": (last[0] - size + page, last[0] + last[1] - page) if last else _EMPTY,
+        "top": (limit - 2 * size, limit - size),
+        "bottom": (0, size),
+    }
+    return windows[category]
+
+
+def heap_setups(layout: Layout) -> list[dict[str, int | None]]:
+    """``HeapArenas(start=..., initial_size=...)`` choices, simplest first."""
+    if layout.first_hints:
+        # One hint, far from the process's mappings, then Go's 128 (the first at 0x00c0<<32).
+        return [{"start": 0x100000000000}, {"start": None}]
+    # 32-bit: a pre-reservation hinted at start (none, or of initial_size; None: Go's 512, 256,
+    # 128 MiB ladder), Go's own first hint last: it lies above the program break (see arena_setups).
+    return [{"start": s, "initial_size": n} for s in (0x40000000, 0x80000000, 0xC0000000, None) for n in (0, 16 * MiB, 128 * MiB, None)]
+
+
+def heap_target() -> Target:
+    """Go 1.11's sparse heap arenas (``HeapArenas``), named ``go1.11`` as on the command line."""
+    return Target(
+        name=RELEASE,
+        make=lambda memory, layout, setup: HeapArenas(layout, memory=memory, **setup),
+        setups=heap_setups,
+        categories=HEAP_CATEGORIES,
+        window=heap_window,
+    )
+
+
+def target_for(name: str | rules.Rule) -> Target:
+    """The target a command-line name stands for: ``"go1.11"``, else the linear arena under that rule."""
+    return heap_target() if name == RELEASE else arena_target(name)
 
 
 # -- scenarios -------------------------------------------------------------------
@@ -401,7 +478,7 @@ def hunt(
     read_maps: bool = True,
     progress: Callable[[Progress], None] | None = None,
 ) -> HuntResult:
-    """Search for a scenario that breaks ``rule`` (default "fixed") or ``target`` on ``layout``, with real memory.
+    """Search for a scenario that breaks ``rule`` (default "fixed"; "go1.11": ``heap_target()``) or ``target`` on ``layout``, with real memory.
 
     Stops at the first counterexample (then shrunk to a minimal one), after
     ``examples`` scenarios, or after ``seconds``. ``seed`` makes it repeatable;
@@ -412,7 +489,7 @@ def hunt(
     hypothesis = _hypothesis()
     if target is not None and rule is not None:
         raise ValueError("give a rule or a target, not both")
-    target = target or arena_target("fixed" if rule is None else rule)
+    target = target or target_for("fixed" if rule is None else rule)
     if isinstance(examples, bool) or not isinstance(examples, int) or examples <= 0:
         raise ValueError(f"examples must be a positive int, got {examples!r}")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0):

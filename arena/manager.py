@@ -12,14 +12,12 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
-import operator
 import sys
-import threading
-from bisect import bisect_left, bisect_right
 from collections import deque
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from . import rules, sysmem, views
+from . import rules, sysmem
+from .base import ArenaClosed, Manager, Region, _Ranges  # noqa: F401  (ArenaClosed and Region are still imported from here)
 from .layout import LAYOUT_64, Layout, MiB
 from .rules import RULES, Bounds, Rule  # noqa: F401  (RULES and Bounds are still imported from here)
 
@@ -36,24 +34,8 @@ class _RuleParts(NamedTuple):
     fallback_raises_end: bool
 
 
-class ArenaClosed(RuntimeError):
-    """The arena was closed: its mappings are gone."""
-
-
 class ReservationFailed(MemoryError):
     """Not even the smallest first reservation could be made (Go throws here)."""
-
-
-class Region(NamedTuple):
-    """A mapping the arena made and holds: ``role`` is first, reservation or fallback."""
-
-    start: int
-    size: int
-    role: str
-
-    @property
-    def end(self) -> int:
-        return self.start + self.size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,47 +81,7 @@ def _round_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
-class _Ranges:
-    """Disjoint address ranges: ``starts`` sorted, ``end_at[start]``, and ``size``, their bytes."""
-
-    __slots__ = ("starts", "end_at", "size")
-
-    def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.end_at: dict[int, int] = {}
-        self.size = 0
-
-    def add(self, start: int, end: int, merge: bool = False) -> None:
-        """Add ``[start, end)``; with ``merge``, joined to a range it touches."""
-        starts, end_at = self.starts, self.end_at
-        self.size += end - start
-        if not starts or start > starts[-1]:
-            i = len(starts)
-        else:
-            i = bisect_left(starts, start)
-        if merge and i and end_at[starts[i - 1]] == start:
-            i -= 1
-            start = starts[i]
-        elif i == len(starts):
-            starts.append(start)
-        else:
-            starts.insert(i, start)
-        if merge and i + 1 < len(starts) and starts[i + 1] == end:
-            end = end_at.pop(starts.pop(i + 1))
-        end_at[start] = end
-
-    def copy(self) -> _Ranges:
-        other = _Ranges()
-        other.starts, other.end_at, other.size = list(self.starts), dict(self.end_at), self.size
-        return other
-
-    def below(self, addr: int) -> tuple[int, int] | None:
-        """The range starting nearest at or below ``addr``, if any."""
-        i = bisect_right(self.starts, addr) - 1
-        return (self.starts[i], self.end_at[self.starts[i]]) if i >= 0 else None
-
-
-class Arena:
+class Arena(Manager):
     """A linear heap arena over real reservations, growing as Go's sysAlloc did.
 
     ``history`` says how many decisions (``events``) and allocations
@@ -163,33 +105,21 @@ class Arena:
                 raise TypeError(f"history must be None (keep every decision) or an int N (keep the last N), not {history!r}")
             if not 0 <= history < sys.maxsize:
                 raise ValueError(f"history must be None or the number of decisions to keep (0: none), got {history}")
-        if not isinstance(layout, Layout):
-            raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
+        self._check_layout(layout)  # before the rule: a wrong layout is reported first
         rule = rules.resolve(rule)
-        if memory is None:
-            memory = sysmem.default(address_bits=layout.address_bits)
-        if getattr(memory, "address_bits", None) != layout.address_bits:
-            raise ValueError(f"a {layout.name} layout needs a {layout.address_bits}-bit memory layer, got {memory!r}")
-        if layout.page_size % memory.page_size:
-            raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
-        self.layout = layout
+        memory = self._take(layout, memory)
         # rule is the rule's name (what reports, JSON and traces show); placement the rule itself.
         self.placement, self.rule = rule, rules.name_of(rule)
         # Read once: a rule cannot change how an arena behaves after it is made.
         # One attribute, not four: past 30 instance attributes CPython 3.11
         # loses its fast attribute access, and the hot path pays for it.
         self._rule = _RuleParts(rule.refusal, rule.separate_cursor, rule.fallback_on_no_room, rule.fallback_raises_end)
-        self.memory = memory
-        self._lock = threading.Lock()
-        self._closed = False
-        # The hot path reads these as plain attributes, not through layout and memory.
+        # The hot path reads these as plain attributes, not through layout and memory
+        # (_take keeps _top, _limit and _mem_reserve so too).
         self._page, self._step, self._max_mem = layout.page_size, layout.growth_step, layout.max_mem
-        self._top, self._limit = 1 << layout.address_bits, memory.limit
-        self._mem_reserve, self._mem_commit = memory.reserve, memory.commit
+        self._mem_commit = memory.commit
         # Plain tuples, as cheap to record as possible: Region, Event and Stats
-        # are built from them only when someone reads them.
-        self._regions: list[tuple[int, int, str]] = []
-        self._unreleased: list[tuple[int, int]] = []  # mappings whose release the kernel refused
+        # are built from them only when someone reads them (_regions too).
         # One tuple per decision: what was asked and answered, then the bounds
         # after it. The bounds before it are the previous decision's after:
         # every change of the bounds is a decision. A bounded history keeps one
@@ -198,7 +128,6 @@ class Arena:
         self._history = history
         if history is None:
             self._events: list[tuple] | deque[tuple] = []
-            self._allocations: list[tuple[int, int]] | deque[tuple[int, int]] = []
         else:
             self._events, self._allocations = deque(maxlen=history + 1), deque(maxlen=history)
         # Counted as they happen in _record; what the hot path decides (commits,
@@ -214,11 +143,6 @@ class Arena:
         # A closed run can touch the open one (a fallback mapping placed right
         # at a full block's end): readers join them (committed_runs, _run_end).
         self._runs, self._run_start = _Ranges(), 0
-        # Views: the types of the arrays that export them, and (history=None)
-        # the allocations by address, indexed from _allocations when a view
-        # needs them.
-        self._exports = views.Exports(self, layout.page_size)
-        self._index = _Ranges()
         # CPython shares the keys of instance dicts, which keeps the hot path's
         # attribute reads fast, only up to 30 attributes: stay below that.
         self._start = self._used = self._alloc = self._end = 0
@@ -226,45 +150,16 @@ class Arena:
         try:
             self._reserve_first(start, initial_size)
         except BaseException:
-            # No arena to close: give back what a failed release left behind.
-            self._closed = True
-            for p, size in self._unreleased:
-                try:
-                    self.memory.release(p, size)
-                except OSError:
-                    pass
+            self._give_up()
             raise
 
     # -- arguments -------------------------------------------------------------
 
-    @staticmethod
-    def _int(name: str, value: object) -> int:
-        try:
-            return operator.index(value)
-        except TypeError:
-            raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
-
-    def _page_multiple(self, name: str, value: object, *, positive: bool, size: bool = True) -> int:
-        value = self._int(name, value)
-        if value < 0 or (positive and value == 0):
-            raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value}")
-        if value % self.layout.page_size:
-            raise ValueError(f"{name} must be a multiple of the arena page {self.layout.page_size:#x}, got {value:#x}")
-        if size and value > self.layout.max_mem:
-            raise ValueError(f"{name} {value:#x} is more than the arena can span (max_mem {self.layout.max_mem:#x})")
-        return value
-
-    def _check_start(self, start: object) -> int | None:
-        if start is None:
-            return None
-        start = self._page_multiple("start", start, positive=True, size=False)
+    def _check_start_room(self, start: int) -> None:
         if start - self.layout.metadata_size < self.memory.lowest:
             raise ValueError(
                 f"start {start:#x} leaves no room below it for {self.layout.metadata_size:#x} bytes of heap metadata"
             )
-        if start >= self.memory.limit:
-            raise ValueError(f"start {start:#x} is outside the address space (below {self.memory.limit:#x})")
-        return start
 
     def _check_initial_size(self, size: object) -> int | None:
         if size is None:
@@ -275,29 +170,6 @@ class Arena:
         return size
 
     # -- state -----------------------------------------------------------------
-
-    def _reserve(self, hint: int, size: int) -> int | None:
-        """``memory.reserve``, except that a range the address space cannot hold is no room.
-
-        The layer raises ``ValueError`` for such a size (it checks its own
-        arguments); to the arena a request too large for the space is simply
-        out of memory, as sysReserve returning nil was to Go.
-        """
-        if not 0 < size < self._limit or hint + size > self._top:
-            return None
-        return self._mem_reserve(hint, size)
-
-    def _release(self, p: int, size: int) -> None:
-        """Give back a mapping the arena does not keep; one the kernel refuses stays on the books.
-
-        Such a mapping is retried by ``close`` (or at once if the constructor
-        fails), so a failed munmap never leaks it.
-        """
-        try:
-            self.memory.release(p, size)
-        except OSError:
-            self._unreleased.append((p, size))
-            raise
 
     def _record(self, step, request, hint, size, returned, verdict, reason) -> None:
         # Every decision but the hot path's two (a commit, a contiguous growth)
@@ -318,10 +190,6 @@ class Arena:
         """File committed ``[start, end)`` among the closed runs, merged with a run it touches."""
         if start < end:
             self._runs.add(start, end, merge=True)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ArenaClosed("the arena is closed")
 
     # -- the first reservation -------------------------------------------------
 
@@ -560,17 +428,6 @@ class Arena:
     arena_alloc = property(lambda self: self._alloc, doc="Allocation cursor (arena_used unless the rule has a separate cursor).")
     arena_end = property(lambda self: self._end, doc="End of the current reservation.")
     arena_reserved = property(lambda self: True, doc="Always True: every block is really reserved.")
-    closed = property(lambda self: self._closed)
-
-    @property
-    def allocations(self) -> list[tuple[int, int]]:
-        """``(address, size)`` of what ``sys_alloc`` handed out, in order (the last ``history`` of them)."""
-        return list(self._allocations)
-
-    @property
-    def regions(self) -> list[Region]:
-        """The mappings the arena holds."""
-        return [Region(*r) for r in self._regions]
 
     @property
     def events(self) -> list[Event]:
@@ -626,91 +483,16 @@ class Arena:
                 contiguous=contiguous,
             )
 
-    def save_trace(self, path: str) -> None:
-        """Write this arena's history as a replayable trace (docs/trace-format.md); needs ``history_complete``."""
-        from . import trace
+    # -- views (bounded history) ----------------------------------------------
 
-        trace.save(self, path)
-
-    # -- views -----------------------------------------------------------------
-
-    def view(self, addr: int, size: int | None = None) -> memoryview:
-        """A writable byte view (format ``'B'``) of ``[addr, addr + size)``.
-
-        With ``history=None`` the range must lie inside one allocation, and
-        ``size=None`` runs to its end. A bounded or no history no longer knows
-        where each allocation ends: the range must lie inside one run of
-        committed memory (``committed_runs``) and ``size`` is required.
-        Raises ``TypeError`` for a non-int, ``ValueError`` for a range
-        outside, and ``ArenaClosed``. While the view (a slice of it, or
-        anything holding it) is alive, ``close`` refuses; the view keeps the
-        arena alive.
-        """
-        if type(addr) is not int:
-            addr = self._int("addr", addr)
-        if size is not None and type(size) is not int:
-            size = self._int("size", size)
-        self._lock.acquire()
-        try:
-            if self._closed:
-                raise ArenaClosed("the arena is closed")
-            if self._history is None:
-                index = self._index
-                if len(index.starts) != len(self._allocations):
-                    self._index_allocations()
-                # A view of an allocation starts where it does: one lookup.
-                end = index.end_at.get(addr) or self._end_around(addr, index)
-            elif size is None:
-                raise ValueError(f"view needs a size: with history={self._history} the arena no longer knows where allocations end")
-            else:
-                end = self._run_end(addr)
-            if size is None:
-                size = end - addr
-            elif size <= 0 or addr + size > end:
-                raise ValueError(self._too_long(addr, size, end))
-            return self._exports.export(addr, size)
-        finally:
-            self._lock.release()
-
-    def alloc(self, n: int) -> memoryview | None:
-        """``sys_alloc(n)`` as a view of the ``n`` bytes (``address_of`` gives its address), or ``None``."""
-        p = self.sys_alloc(n)
-        if p is None:
-            return None
-        with self._lock:
-            if self._closed:  # by another thread, since sys_alloc returned
-                raise ArenaClosed("the arena is closed")
-            return self._exports.export(p, operator.index(n))
-
-    def address_of(self, view: memoryview) -> int:
-        """The address of the first byte of ``view``: one from ``view`` or ``alloc``, or a slice of one.
-
-        ``TypeError`` for a non-memoryview, ``ValueError`` for a view of other
-        memory, a released view or one not C-contiguous and writable.
-        """
-        return views.address_of(self, view)
-
-    def _index_allocations(self) -> None:
-        """Index what sys_alloc handed out since the last view."""
-        index = self._index
-        for p, n in self._allocations[len(index.starts) :]:
-            index.add(p, p + n)
-
-    def _end_around(self, addr: int, ranges: _Ranges) -> int:
-        """The end of the range (allocation or run) holding ``addr``; ``ValueError`` naming the nearest if none."""
-        near = ranges.below(addr)
-        if near and addr < near[1]:
-            return near[1]
+    def _outside(self, addr: int, near: tuple[int, int] | None) -> tuple[str, str, tuple[int, int] | None]:
         if self._history is None:
-            text, what = f"{addr:#x} is in no allocation of this arena", "allocation"
-        else:
-            text, what = (f"{addr:#x} is in no committed memory of this arena (with history={self._history} a view is "
-                          "checked against the runs of committed memory, not against each allocation)"), "committed run"
-            if self._run_start < self._alloc <= addr:
-                near = max(near or (0, 0), (self._run_start, self._alloc))
-        if near:
-            text += f"; the nearest {what} below it is [{near[0]:#x}, {near[1]:#x})"
-        raise ValueError(text)
+            return super()._outside(addr, near)
+        text = (f"{addr:#x} is in no committed memory of this arena (with history={self._history} a view is "
+                "checked against the runs of committed memory, not against each allocation)")
+        if self._run_start < self._alloc <= addr:
+            near = max(near or (0, 0), (self._run_start, self._alloc))
+        return text, "committed run", near
 
     def _run_end(self, addr: int) -> int:
         """The end of the run of committed memory holding ``addr``; ``ValueError`` naming the nearest if none."""
@@ -721,53 +503,14 @@ class Arena:
         return self._runs.end_at.get(end, end)
 
     def _too_long(self, addr: int, size: int, end: int) -> str:
-        if size <= 0:
-            return f"size must be positive, got {size}"
-        if self._history is None:
-            start = self._index.below(addr)[0]
-            return f"[{addr:#x}, {addr + size:#x}) runs past the end of the allocation [{start:#x}, {end:#x}) it starts in"
+        if self._history is None or size <= 0:
+            return super()._too_long(addr, size, end)
         return f"[{addr:#x}, {addr + size:#x}) runs past the end of the committed memory it starts in, at {end:#x}"
 
     # -- lifetime --------------------------------------------------------------
 
-    def close(self) -> None:
-        """Release every mapping the arena made; idempotent.
-
-        ``BufferError`` while a view of its memory is alive (release them, or
-        let them go); nothing is unmapped then. A mapping the kernel refused
-        to release (``OSError``) stays on the books and is tried again by the
-        next ``close``.
-        """
-        with self._lock:
-            if self._closed and not self._unreleased:
-                return
-            # As mmap.close(): nothing is unmapped while a view could still reach it.
-            alive = self._exports.alive()
-            if alive:
-                raise BufferError(f"cannot close: {alive} views of arena memory are still alive")
-            self._closed = True
-            self._exports.clear()
-            self._index = _Ranges()
-            self._regions_closed += len(self._regions)
-            error = None
-            # What the kernel refused to release before is tried again, every time.
-            pending = [(p, size) for p, size, _ in reversed(self._regions)] + self._unreleased
-            self._regions.clear()
-            self._unreleased = []
-            for p, size in pending:
-                try:
-                    self.memory.release(p, size)
-                except OSError as exc:
-                    self._unreleased.append((p, size))
-                    error = error or exc
-            if error is not None:
-                raise error
-
-    def __enter__(self) -> Arena:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _closing(self) -> None:
+        self._regions_closed += len(self._regions)  # for stats.contiguous
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"used={self._used:#x} end={self._end:#x}"

@@ -12,7 +12,6 @@ from .check import Violation, verify
 from .heaparenas import GoThrow, HeapArenas, HeapState
 from .layout import GiB, KiB, MiB
 from .manager import Arena, Bounds, Event, Region
-from .testing import peek, poke
 
 PATTERN = b"live heap object"
 
@@ -52,16 +51,12 @@ class Replay:
 
 
 def _read(arena: Arena | HeapArenas, p: int, n: int) -> bytes:
-    """``n`` bytes at ``p``: through a view of the arena, or (heap arenas, which have no views) ``peek``."""
-    if isinstance(arena, HeapArenas):
-        return peek(p, n)
+    """``n`` bytes at ``p``, through a view of the arena."""
     with arena.view(p, n) as v:
         return bytes(v)
 
 
 def _write(arena: Arena | HeapArenas, p: int, data: bytes) -> None:
-    if isinstance(arena, HeapArenas):
-        return poke(p, data)
     with arena.view(p, len(data)) as v:
         v[:] = data
 

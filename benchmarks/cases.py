@@ -4,7 +4,8 @@ Names are ``group/layout/case/variant``: group is os, growth, alloc, history,
 view, scale or hunt; layout 32 or 64; variant C (the C limit), shim (the
 compiled shim's functions called from a bare Python loop: no layer, no checks,
 the floor any Python caller starts from), cffi, ctypes, mmap (the standard
-library), arena-cffi/arena-ctypes, history-on/history-off (sys_alloc keeping
+library), arena-cffi/arena-ctypes, go1.11-cffi/go1.11-ctypes (growth: Go 1.11's
+heap arenas, ``HeapArenas``, a new heap arena per call), history-on/history-off (sys_alloc keeping
 every decision or none), floor (view: ``memoryview`` of a ctypes array, the
 least a Python view of an address costs) or arena/arena-history-off
 (``Arena.view``); for hunt, maps or no-maps (with or without verify's read of
@@ -32,7 +33,7 @@ import pyperf  # noqa: E402
 
 import climit  # noqa: E402
 import space  # noqa: E402
-from arena import LAYOUT_32, LAYOUT_64, Arena, hunt, sysmem  # noqa: E402
+from arena import LAYOUT_32, LAYOUT_64, Arena, HeapArenas, hunt, sysmem  # noqa: E402
 from arena._native import lib as shim  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -138,14 +139,14 @@ def growth_plan(bits: int) -> tuple[int, int]:
     return _growth_plan[bits]
 
 
-def growth_arena(loops, bits, backend):
-    layout, mem = LAYOUTS[bits], memory(bits, backend)
-    batch, _ = growth_plan(bits)
+def growths(loops, batch, make, ready):
+    """``loops`` sys_alloc calls, each a contiguous growth, in batches of ``batch`` on a new manager
+    from ``make()``; ``ready(manager)`` prepares it and returns n. Making, preparing and closing are not timed."""
     total, done = 0.0, 0
     while done < loops:
         k = min(batch, loops - done)
-        a = Arena(layout, memory=mem)
-        n = _fill(a)
+        a = make()
+        n = ready(a)
         sys_alloc = a.sys_alloc
         t0 = perf_counter()
         for _ in range(k):
@@ -154,9 +155,15 @@ def growth_arena(loops, bits, backend):
         grown = a.stats.contiguous
         a.close()
         if grown != k:
-            raise RuntimeError(f"expected {k} contiguous growths, the arena made {grown}")
+            raise RuntimeError(f"expected {k} contiguous growths, {a!r} made {grown}")
         done += k
     return total
+
+
+def growth_arena(loops, bits, backend):
+    layout, mem = LAYOUTS[bits], memory(bits, backend)
+    batch, _ = growth_plan(bits)
+    return growths(loops, batch, lambda: Arena(layout, memory=mem), _fill)
 
 
 def growth_shim(loops, bits):
@@ -194,6 +201,47 @@ def growth_c(loops, bits):
     batch, base = growth_plan(bits)
     step = layout.growth_step
     return climit.growth(loops, base, step, step - layout.page_size, mem.confined, batch)
+
+
+# -- 2b. Heap arena growth: each sys_alloc takes a new heap arena at the hint ----
+#
+# Go 1.11's sysAlloc on its usual path: the hint is honoured (a reservation of
+# one heap arena at it), the arena is mapped read-write and registered, the hint
+# moves up. The C limit is climit_growth with commit = step: a reservation at
+# the end of the previous one, then mprotect of all of it; the same syscalls.
+
+HEAP_BATCH = 16  # heap arenas one manager takes per timed batch
+_heap_bases: dict = {}
+
+
+def heap_base(bits: int) -> int:
+    """A free address aligned to the heap arena size with room for a batch above it (C's first reservation is there)."""
+    if bits not in _heap_bases:
+        layout, mem = LAYOUTS[bits], memory(bits, "cffi")
+        size = layout.heap_arena_size
+        base = -(-space.free_hint(mem, (HEAP_BATCH + 2) * size) // size) * size
+        space.check_hint_taken(mem, base, (HEAP_BATCH + 1) * size)
+        _heap_bases[bits] = base
+    return _heap_bases[bits]
+
+
+def heap_setup(bits: int) -> dict:
+    """``HeapArenas``' arguments: one hint, where C's loop grows from; on 32-bit no pre-reservation,
+    so that every call takes the hint path."""
+    layout = LAYOUTS[bits]
+    return {"start": heap_base(bits) + layout.heap_arena_size} | ({} if layout.first_hints else {"initial_size": 0})
+
+
+def heap_growth(loops, bits, backend):
+    # Each call a hint honoured: HeapArenas count those as contiguous.
+    layout, mem, setup = LAYOUTS[bits], memory(bits, backend), heap_setup(bits)
+    return growths(loops, HEAP_BATCH, lambda: HeapArenas(layout, memory=mem, **setup), lambda h: layout.heap_arena_size)
+
+
+def heap_growth_c(loops, bits):
+    layout, mem = LAYOUTS[bits], memory(bits, "cffi")
+    size = layout.heap_arena_size
+    return climit.growth(loops, heap_base(bits), size, size, mem.confined, HEAP_BATCH)
 
 
 # -- 3. Arena allocation: commits from an existing reservation -----------------
@@ -399,6 +447,10 @@ def cases(quick: bool):
         yield f"{stem}/shim", growth_shim, (bits,), c
         for backend in BACKENDS:
             yield f"{stem}/arena-{backend}", growth_arena, (bits, backend), c
+        stem, c = f"growth/{bits}/{size_name(LAYOUTS[bits].heap_arena_size)}", (heap_growth_c, (bits,))
+        yield f"{stem}/C", *c, None
+        for backend in BACKENDS:
+            yield f"{stem}/go1.11-{backend}", heap_growth, (bits, backend), c
     for bits in layouts:
         for size in ALLOC_SIZES[quick]:
             stem, c = f"alloc/{bits}/{size_name(size)}", (alloc_c, (bits, size))

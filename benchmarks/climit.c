@@ -61,7 +61,9 @@ int64_t climit_pair(uintptr_t hint, size_t size, int exact, uint64_t loops) {
  * each at hint = the end of the previous one and each followed by the commit
  * sys_alloc makes (`commit` bytes from the cursor, which sits `step - commit`
  * bytes before the new block, as after the arena's previous sys_alloc). The
- * batch's first reservation (the arena's) and its release are not timed. */
+ * batch's first reservation (the arena's) and its release are not timed.
+ * With commit == step it is Go 1.11's heap arena growth: each reservation at
+ * the hint, then all of it made read-write (sysMap). */
 int64_t climit_growth(uintptr_t base, size_t step, size_t commit, int exact, uint64_t batch, uint64_t loops) {
     int64_t total = 0;
     uint64_t done = 0;

@@ -2,8 +2,8 @@
 
     python benchmarks/profile.py [--seconds S] [--out-dir benchmarks/results]
 
-Runs the timed part of the growth, OS-layer, allocation and hunt cases (cffi
-backend, both layouts) under pyinstrument, only while the clock would be
+Runs the timed part of the growth (the linear arena's and Go 1.11's heap
+arenas'), OS-layer, allocation and hunt cases (cffi backend, both layouts) under pyinstrument, only while the clock would be
 running in the benchmark (arena creation and close() are left out, except in
 a hunt, where they are part of every scenario), and writes one text report
 per case: profile-<case>.txt.
@@ -23,19 +23,17 @@ from pyinstrument import Profiler  # noqa: E402
 
 import cases  # noqa: E402
 import space  # noqa: E402
-from arena import Arena, hunt, sysmem  # noqa: E402
+from arena import Arena, HeapArenas, hunt, sysmem  # noqa: E402
 
 MiB = 1 << 20
 
 
-def growth(profiler: Profiler, bits: int, seconds: float) -> int:
-    """Contiguous growth steps, as cases.growth_arena times them."""
-    layout, mem = cases.LAYOUTS[bits], cases.memory(bits, "cffi")
-    batch, _ = cases.growth_plan(bits)
+def _growths(profiler: Profiler, seconds: float, batch: int, make, ready) -> int:
+    """Batches of contiguous growth steps on managers from ``make()``, as cases.growths times them."""
     steps, end = 0, time.monotonic() + seconds
     while time.monotonic() < end:
-        a = Arena(layout, memory=mem)
-        n = cases._fill(a)
+        a = make()
+        n = ready(a)
         sys_alloc = a.sys_alloc
         profiler.start()
         for _ in range(batch):
@@ -44,6 +42,20 @@ def growth(profiler: Profiler, bits: int, seconds: float) -> int:
         a.close()
         steps += batch
     return steps
+
+
+def growth(profiler: Profiler, bits: int, seconds: float) -> int:
+    """Contiguous growth steps, as cases.growth_arena times them."""
+    layout, mem = cases.LAYOUTS[bits], cases.memory(bits, "cffi")
+    batch, _ = cases.growth_plan(bits)
+    return _growths(profiler, seconds, batch, lambda: Arena(layout, memory=mem), cases._fill)
+
+
+def heap_growth(profiler: Profiler, bits: int, seconds: float) -> int:
+    """A new heap arena per sys_alloc, at the hint, as cases.heap_growth times them."""
+    layout, mem, setup = cases.LAYOUTS[bits], cases.memory(bits, "cffi"), cases.heap_setup(bits)
+    return _growths(profiler, seconds, cases.HEAP_BATCH, lambda: HeapArenas(layout, memory=mem, **setup),
+                    lambda h: layout.heap_arena_size)
 
 
 def pairs(profiler: Profiler, bits: int, seconds: float) -> int:
@@ -91,7 +103,7 @@ def hunts(profiler: Profiler, bits: int, seconds: float) -> int:
     return count
 
 
-CASES = {"growth": growth, "os": pairs, "alloc": commits, "hunt": hunts}
+CASES = {"growth": growth, "go1.11": heap_growth, "os": pairs, "alloc": commits, "hunt": hunts}
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ GOALS = {
     "history": ("sys_alloc with history off / with history on (speed, each against the C limit)", 1.0, ">="),
     "hunt": ("arena hunt on the 32-bit layout: scenarios/s", 1000, ">="),
 }
-VARIANTS = ("C", "floor", "shim", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes", "history-on", "history-off",
-            "arena", "arena-history-off")
+VARIANTS = ("C", "floor", "shim", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes", "go1.11-cffi", "go1.11-ctypes",
+            "history-on", "history-off", "arena", "arena-history-off")
 GROUPS = ("os", "growth", "alloc", "history", "view")
 # What a group's ratios divide by: the C limit, except for views, where C has
 # no counterpart and the floor is memoryview of a ctypes array.
@@ -103,7 +103,7 @@ def rows(times: dict, paired: dict) -> list[dict]:
     # cffi over ctypes: the ratio of their ratios to C, so the C limit's drift cancels too.
     by_key = _by_key(out)
     for (group, layout, case, variant), row in by_key.items():
-        twin = by_key.get((group, layout, case, {"cffi": "ctypes", "arena-cffi": "arena-ctypes"}.get(variant)))
+        twin = by_key.get((group, layout, case, {"cffi": "ctypes", "arena-cffi": "arena-ctypes", "go1.11-cffi": "go1.11-ctypes"}.get(variant)))
         row["cffi_over_ctypes"] = row["ratio_to_c"] / twin["ratio_to_c"] if twin else None
     return out
 
@@ -231,7 +231,8 @@ def chart(table: list[dict], curves: dict, ratios: dict, path: Path, title: str)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, max(5, 0.28 * len(bars) + 1.5)),
                                    gridspec_kw={"width_ratios": [3, 2]})
     colors = {"shim": "tab:purple", "cffi": "tab:blue", "ctypes": "tab:orange", "mmap": "tab:gray",
-              "arena-cffi": "tab:green", "arena-ctypes": "tab:red", "history-on": "tab:olive", "history-off": "tab:cyan",
+              "arena-cffi": "tab:green", "arena-ctypes": "tab:red", "go1.11-cffi": "darkgreen", "go1.11-ctypes": "darkred",
+              "history-on": "tab:olive", "history-off": "tab:cyan",
               "arena": "tab:brown", "arena-history-off": "tab:pink"}
     labels = [f"{r['group']} {r['layout']}-bit {r['case']} {r['variant']}" for r in bars]
     y = range(len(bars))

@@ -278,3 +278,12 @@ def test_contains_needs_an_integer(addr):
     with arena.Arena(NATIVE) as a:
         with pytest.raises(TypeError, match="addr"):
             a.contains(addr)
+
+
+@pytest.mark.parametrize("history", [None, 0, 5])
+def test_an_arena_has_at_most_30_instance_attributes(history):
+    # CPython 3.11 shares the keys of instance dicts, which keeps sys_alloc's attribute reads
+    # fast, only up to 30 attributes: what Arena and its base (arena/base.py) set must stay within.
+    with arena.Arena(arena.LAYOUT_32, initial_size=16 * MiB, history=history) as a:
+        a.view(a.sys_alloc(8192), 8)  # views and records made: nothing is added later
+        assert len(vars(a)) <= 30, sorted(vars(a))

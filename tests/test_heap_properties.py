@@ -1,107 +1,91 @@
-"""Go 1.11's heap arenas under the adversarial kernel answers of test_properties.py, all really mapped.
+"""Go 1.11's heap arenas under adversarial kernel answers, all really mapped: ``arena.hunt``'s search.
 
 Each reservation is answered from a category relative to the heap at that
-moment (at the hint, below everything held, between, above, unaligned, near
-the top of the space, no room), placed in a free spot of this process's real
-address space. Whatever the kernel says, the heap must stay sound: every
-allocation whole registered heap arenas, mapped read-write, nothing lost.
+moment (at the hint, below or above the range it asks for, unaligned, right
+below or above the heap, over the last allocation, near the top or the
+bottom of the space, no room), placed in a free spot of this process's real
+address space (``arena.hunt.heap_target``). Whatever the kernel says, the
+heap must stay sound: every allocation whole registered heap arenas, mapped
+read-write, reading back what was written, and no throw. Broken variants of
+the manager show the search is not vacuous.
 """
+import dataclasses
+import inspect
+import textwrap
+
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings
 
 import arena
-from arena import demo, sysmem, trace
+from arena import demo, heaparenas, hunt, trace
 from arena.check import verify
-from arena.testing import NO_ROOM, ScriptedMemory, peek, poke
-from test_properties import free_spot
 
 MiB = 1 << 20
-CATEGORIES = ("kernel", "at-hint", "below", "between", "above", "unaligned", "top", "no-room")
-
-
-def window(h, category, size):
-    """The range ``[lo, hi]`` a region's start must lie in to fall in ``category``."""
-    held = sorted(h.regions)
-    low = held[0].start if held else h.memory.lowest
-    high = max((r.end for r in held), default=low)
-    # The state as the last event left it: the manager's lock is held while the kernel is asked.
-    hint = h.events[-1].after.hint or low
-    return {
-        "at-hint": (hint, hint),
-        "below": (0, low - size),
-        "between": (low, high - size),
-        "above": (high, h.memory.limit - size),
-        "unaligned": (hint + h.memory.page_size, hint + h.layout.heap_arena_size - h.memory.page_size),
-        "top": (h.memory.limit - 2 * size, h.memory.limit - size),
-    }[category]
-
-
-def adversary(holder, category, fraction):
-    def answer(hint, size):
-        if category == "kernel" or "heap" not in holder:
-            return None  # the 32-bit metadata and pre-reservation ask the kernel
-        if category == "no-room":
-            return NO_ROOM
-        h = holder["heap"]
-        lo, hi = window(h, category, size)
-        return free_spot(h.memory.inner, max(lo, h.memory.lowest), hi, size, fraction)
-
-    return answer
-
-
-sizes = st.one_of(st.integers(1, 64).map(lambda k: k * 8192), st.integers(1, 48).map(lambda k: k * 8 * MiB))
-answers = st.tuples(st.sampled_from(CATEGORIES), st.integers(0, 1000).map(lambda k: k / 1000))
-
-
-def scenarios(layout):
-    return st.fixed_dictionaries({
-        # 32-bit: Go's own first hint and pre-reservation ladder, or a given one; 64-bit: Go's hints or one.
-        "start": st.sampled_from([None, 0x40000000, 0x80000000, 0xC0000000] if layout.address_bits == 32 else [None, 0x100000000000]),
-        "initial_size": st.sampled_from([None, 0, 16 * MiB, 128 * MiB] if layout.address_bits == 32 else [None]),
-        "sizes": st.lists(sizes, min_size=1, max_size=12),
-        "answers": st.lists(answers, max_size=16),
-    })
-
-
-def run(layout, sc):
-    holder = {}
-    memory = ScriptedMemory(sysmem.default(address_bits=layout.address_bits), [adversary(holder, c, f) for c, f in sc["answers"]])
-    h = holder["heap"] = arena.HeapArenas(layout, memory=memory, start=sc["start"], initial_size=sc["initial_size"])
-    with h:
-        written = []
-        for i, n in enumerate(sc["sizes"]):
-            try:
-                p = h.sys_alloc(n)
-            except arena.GoThrow:
-                p = None  # a refusal Go would die of; verify reports it below
-            if p is not None:
-                poke(p, i.to_bytes(4, "little"))
-                poke(p + n - 4, i.to_bytes(4, "little"))
-                written.append((p, n, i))
-        # Sound whatever the kernel said. A throw is a refusal (the model stays sound), not a loss.
-        assert [v for v in verify(h) if v.kind != "throw"] == []
-        for p, n, i in written:
-            assert h.contains(p) and h.contains(p + n - 1)
-            assert peek(p, 4) == peek(p + n - 4, 4) == i.to_bytes(4, "little")
-
-
-def search(layout, examples):
-    @settings(max_examples=examples, deadline=None, database=None, report_multiple_bugs=False,
-              suppress_health_check=[HealthCheck.too_slow])
-    @given(scenarios(layout))
-    def prop(sc):
-        run(layout, sc)
-
-    return prop
-
-
 LAYOUTS = [arena.LAYOUT_32, pytest.param(arena.LAYOUT_64, marks=pytest.mark.needs_64_bit)]
+# Scenarios per layout; arena hunt --rule go1.11 runs as many as asked (the report has thousands more).
+EXAMPLES = {32: 500, 64: 300}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["32", "64"])
 def test_heap_arenas_stay_sound_under_adversarial_answers(layout):
-    search(layout, 500)()
+    result = hunt.hunt("go1.11", layout, examples=EXAMPLES[layout.address_bits])
+    assert result.target == "go1.11"
+    assert result.counterexample is None, f"seed {result.seed}: {result.counterexample}\n{result.violations}"
+    # Scenarios the address space stopped are run again.
+    assert result.examples >= EXAMPLES[layout.address_bits]
+
+
+def broken(name, method, old, new):
+    """``HeapArenas`` with one line of ``method`` changed: a deliberately broken variant, and its target."""
+    source = textwrap.dedent(inspect.getsource(getattr(arena.HeapArenas, method)))
+    assert source.count(old) == 1, f"HeapArenas.{method} no longer reads {old!r}"
+    made = {}
+    exec(compile(source.replace(old, new), f"<{name}>", "exec"), vars(heaparenas), made)
+    cls = type(name, (arena.HeapArenas,), {method: made[method]})
+    return dataclasses.replace(hunt.heap_target(), name=name,
+                               make=lambda memory, layout, setup: cls(layout, memory=memory, **setup))
+
+
+# A hint answered elsewhere is registered and kept where it landed, instead of released (malloc.go L556-566).
+KEEPS_MISSED = ("KeepsMissedHints", "_sys_alloc", "self._release(v, n)  # against no stat: Go's sysFree(v, n, nil)",
+                'self._regions.append((v, n, "heap")); self._register(v, n)')
+# sysReserveAligned keeps every answer whole, as if it were aligned (L674-677): the trim is skipped.
+SKIPS_TRIM = ("SkipsTheTrim", "_reserve_aligned", "if p % align == 0:", "if True:")
+
+
+def missed_hint(h):
+    return any(e.step == "hint" and e.verdict == "missed" for e in h.events)
+
+
+def unaligned_answer_kept(h):
+    return any(e.step == "aligned" and e.returned is not None and e.returned % h.layout.heap_arena_size for e in h.events)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["32", "64"])
+@pytest.mark.parametrize("mutation, kinds, shape", [
+    (KEEPS_MISSED, {"not-mapped", "foreign"}, missed_hint),
+    (SKIPS_TRIM, {"throw"}, unaligned_answer_kept),
+], ids=["keeps-missed-hints", "skips-the-trim"])
+def test_the_search_catches_a_broken_variant(layout, mutation, kinds, shape):
+    target = broken(*mutation)
+    result = hunt.hunt(target=target, layout=layout, examples=2000)
+    assert result.counterexample is not None, f"seed {result.seed}"
+    assert kinds <= {v.kind for v in result.violations}, result.violations
+    # Found by what the variant gets wrong: a hint answered elsewhere, an unaligned answer kept.
+    r = hunt.play(result.counterexample, target, layout)
+    with r.arena as h:
+        assert shape(h), result.counterexample
+    assert hunt.failures(result.counterexample, target, layout) != []  # it fails again
+    # The same answers leave the real manager sound.
+    assert hunt.failures(result.counterexample, hunt.heap_target(), layout) == []
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(hunt.scenarios(arena.LAYOUT_32, hunt.heap_target()))
+def test_every_drawn_heap_scenario_is_a_valid_one(sc):
+    assert sc.setup in hunt.heap_setups(arena.LAYOUT_32)
+    assert all(n > 0 and n % arena.LAYOUT_32.page_size == 0 and n <= arena.LAYOUT_32.max_alloc for n in sc.requests)
+    assert all(a.category in ("kernel", *hunt.HEAP_CATEGORIES, "no-room") and 0 <= a.fraction <= 1 for a in sc.answers)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["32", "64"])

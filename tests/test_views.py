@@ -433,3 +433,75 @@ def test_an_allocation_larger_than_a_view_can_hold_is_viewed_in_parts():
         with a.view(p + 1024 * MiB, MiB) as v:
             v[:4] = b"part"
             assert v[:4] == b"part"
+
+
+# -- Go 1.11's heap arenas: the same views ------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["32", "64"])
+def test_heap_arenas_give_views_of_what_they_hand_out(layout):
+    from test_heaparenas import free_aligned, heap
+
+    size = layout.heap_arena_size
+    (x,) = free_aligned(layout, 4 * size)
+    with heap(layout, x) as h:
+        v = h.alloc(3 * PAGE)  # one heap arena; the view is of the 3 pages asked for
+        p = h.address_of(v)
+        q = h.sys_alloc(PAGE)  # the next arena, at the hint: adjacent
+        assert (p, q, len(v)) == (x, x + size, 3 * PAGE)
+        v[:5] = b"hello"
+        v[-1] = 0xA5
+        with h.view(p + size - 4, 4) as w:  # the allocation is the whole arena
+            w[:] = b"tail"
+        assert ctypes.string_at(p, 5) == b"hello" and ctypes.string_at(p + 3 * PAGE - 1, 1) == b"\xa5"
+        assert ctypes.string_at(p + size - 4, 4) == b"tail"
+        assert len(h.view(p)) == size and len(h.view(q + 8)) == size - 8 and h.address_of(h.view(q + 8)) == q + 8
+        with pytest.raises(ValueError, match=rf"runs past the end of the allocation \[{p:#x}, {q:#x}\)"):
+            h.view(p + size - 4, 8)  # into the next allocation
+        with pytest.raises(ValueError, match=rf"in no allocation of this arena; the nearest allocation below it is \[{q:#x}, "):
+            h.view(q + size)
+        with pytest.raises(ValueError, match="in no allocation of this arena$"):
+            h.view(p - PAGE)
+        with pytest.raises(BufferError, match=r"^cannot close: 1 views of arena memory are still alive$"):
+            h.close()
+        assert not h.closed and ctypes.string_at(p, 5) == b"hello"  # nothing unmapped
+        v.release()
+    assert h.closed
+    for call in (lambda: h.view(p), lambda: h.view(p, 8), lambda: h.alloc(PAGE)):
+        with pytest.raises(arena.ArenaClosed):
+            call()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["32", "64"])
+def test_heap_arenas_views_of_the_20259_scenario(layout):
+    # The linear arena's views hold whatever contains says; heap arenas lose nothing either way.
+    r = demo.replay_20259("go1.11", layout)
+    with r.arena as h:
+        for i, (p, n) in enumerate(zip(r.returned, r.requests)):
+            m = mark(i)
+            with h.view(p, n) as v:
+                assert v[: len(m)] == m and v[-len(m):] == m
+            assert h.contains(p)
+        assert r.intact()
+
+
+def test_heap_arenas_views_of_the_32_bit_pre_reservation_and_an_aligned_region():
+    from test_heaparenas import free_aligned
+
+    layout = arena.LAYOUT_32
+    size = layout.heap_arena_size
+    x, low = free_aligned(layout, 8 * size, count=2)
+    # The pre-reservation (answered aligned: kept whole, two arenas) serves the first request;
+    # no room at the hint after it sends the second to an aligned region anywhere, here one
+    # answered below, unaligned: it is trimmed.
+    memory = ScriptedMemory(sysmem.default(address_bits=32), [None, None, NO_ROOM, low + PAGE])
+    with arena.HeapArenas(layout, memory=memory, start=x, initial_size=size) as h, arena.Arena(NATIVE) as other:
+        v, w = h.alloc(2 * size), h.alloc(PAGE)
+        assert [e.verdict for e in h.events if e.step != "first"] == ["committed", "no-room", "trimmed", "committed"]
+        assert (h.address_of(v), h.address_of(w)) == (x, low + size)
+        v[:2], w[:2] = b"pr", b"al"
+        assert bytes(h.view(x, 2)) == b"pr" and bytes(h.view(low + size, 2)) == b"al"
+        with pytest.raises(ValueError, match="not of this arena"):
+            other.address_of(w)
+        v.release()
+        w.release()
