@@ -14,7 +14,7 @@ import arena
 from arena import check, sysmem, testing
 
 TARGET = Path(__file__).with_name("fuzz_target.py")
-GROUPS = ["sysmem_constructors", "sysmem_calls", "layouts", "arenas", "testing_helpers"]
+GROUPS = ["sysmem_constructors", "sysmem_calls", "layouts", "arenas", "heap_arenas", "testing_helpers"]
 EXAMPLES = 150
 
 
@@ -43,7 +43,8 @@ def test_the_contract_names_every_public_callable():
         sys.path.pop(0)
     text = " ".join(fuzz_target.CONTRACT)
     public = (
-        ["Arena(", "sys_alloc", "contains", "close", "view(", "alloc(", "address_of", "history", "Layout(", "verify(",
+        ["Arena(", "sys_alloc", "contains", "close", "view(", "alloc(", "address_of", "history", "HeapArenas(",
+         "HeapArenas.sys_alloc", "Layout(", "verify(",
          "verify_or_raise", "default(",
          "CffiMemory", "CtypesMemory", "reserve(", "reserve_exact", "commit", "decommit", "release",
          "mappings()", "mapping_count", "free_gaps", "program_extent", "ScriptedMemory(", "fail_next",
