@@ -10,7 +10,7 @@ import operator
 import threading
 
 from . import sysmem
-from .layout import Layout
+from .layout import Layout, check_layout
 from .manager import ArenaClosed
 
 
@@ -22,12 +22,8 @@ class Manager:
 
     def _take(self, layout: Layout, memory: sysmem.Memory | None) -> sysmem.Memory:
         """Check the layout and the memory layer a constructor was given; returns the layer to use."""
-        if not isinstance(layout, Layout):
-            raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
-        if memory is None:
-            memory = sysmem.default(address_bits=layout.address_bits)
-        if getattr(memory, "address_bits", None) != layout.address_bits:
-            raise ValueError(f"a {layout.name} layout needs a {layout.address_bits}-bit memory layer, got {memory!r}")
+        layout = check_layout(layout)
+        memory = sysmem.layer(memory, layout.address_bits)
         if layout.page_size % memory.page_size:
             raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
         self.layout = layout
@@ -87,7 +83,7 @@ class Manager:
         if self._closed:
             raise ArenaClosed("the arena is closed")
 
-    closed = property(lambda self: self._closed)
+    closed = property(lambda self: self._closed, doc="Whether ``close`` ran: the mappings are released and every call but ``close`` raises ``ArenaClosed``.")
 
     @property
     def allocations(self) -> list[tuple[int, int]]:
@@ -95,7 +91,7 @@ class Manager:
         return list(self._allocations)
 
     def save_trace(self, path: str) -> None:
-        """Write this manager's history as a replayable trace (docs/trace-format.md)."""
+        """Write this manager's history to ``path`` as a replayable trace (docs/trace-format.md); ``OSError`` if it cannot."""
         from . import trace
 
         trace.save(self, path)
@@ -125,6 +121,7 @@ class Manager:
                 raise error
 
     def __enter__(self):
+        """The manager itself; leaving the ``with`` block closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,8 +20,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from . import rules, sysmem, views
-from .layout import LAYOUT_64, Layout, MiB
+from .layout import LAYOUT_64, Layout, MiB, check_layout
 from .rules import RULES, Bounds, Rule  # noqa: F401  (RULES and Bounds are still imported from here)
+from .words import plural
 
 if TYPE_CHECKING:
     from .heaparenas import HeapState
@@ -37,7 +38,7 @@ class _RuleParts(NamedTuple):
 
 
 class ArenaClosed(RuntimeError):
-    """The arena was closed: its mappings are gone."""
+    """The arena was closed: its mappings are gone, and every call but ``close`` raises this."""
 
 
 class ReservationFailed(MemoryError):
@@ -45,7 +46,12 @@ class ReservationFailed(MemoryError):
 
 
 class Region(NamedTuple):
-    """A mapping the arena made and holds: ``role`` is first, reservation or fallback."""
+    """A mapping the arena made and holds: ``[start, start + size)``, and its ``role``.
+
+    ``role``: ``first`` (the first reservation, heap metadata included),
+    ``reservation`` (a growth), ``fallback`` (a 32-bit small mapping);
+    ``HeapArenas``: ``metadata``, ``prereserved`` or ``heap``.
+    """
 
     start: int
     size: int
@@ -53,6 +59,7 @@ class Region(NamedTuple):
 
     @property
     def end(self) -> int:
+        """One past the region's last byte: ``start + size``."""
         return self.start + self.size
 
 
@@ -77,7 +84,12 @@ class Event:
 
 @dataclasses.dataclass
 class Stats:
-    """Counters of an arena since it was made, whatever its history keeps (``Arena.stats``)."""
+    """Counters of an arena since it was made (``Arena.stats``, ``HeapArenas.stats``).
+
+    Cumulative: reading them resets nothing, and they count every decision
+    whatever the arena's ``history`` keeps. ``reserved`` and ``committed``
+    are what is held now; the others count events since the start.
+    """
 
     reserved: int = 0  # bytes of address space held now
     committed: int = 0  # bytes made read-write (Go's heap_sys)
@@ -140,13 +152,37 @@ class _Ranges:
 
 
 class Arena:
-    """A linear heap arena over real reservations, growing as Go's sysAlloc did.
+    """A linear heap arena over real reservations, growing as Go's sysAlloc did (Go 1.8 - 1.10).
 
-    ``history`` says how many decisions (``events``) and allocations
-    (``allocations``) the arena keeps: ``None``, every one; ``N``, the last N;
-    ``0``, none. ``stats``, the decisions that lowered arena_used
-    (``lowered``) and the committed memory (``committed_runs``) are kept
-    whatever it says, so ``check.verify`` works with any history.
+    ``Arena(layout=LAYOUT_64, rule="fixed", memory=None, start=None, initial_size=None, history=None)``
+
+    - ``layout``: a ``Layout``: ``LAYOUT_64``, ``LAYOUT_32`` (Go's constants
+      on 64- and 32-bit), or a variant made with ``dataclasses.replace``.
+    - ``rule``: which reservation answered away from ``arena_end`` the arena
+      keeps (``arena.rules``, docs/rules.md): ``"fixed"``, Go commit e5a5c03:
+      only one above ``arena_end``; ``"legacy"``, Go before it: any at or
+      above ``arena_start``, which can lower ``arena_used`` below live memory
+      (Go issue 20259); ``"go1.9"``, Go 1.9: a separate allocation cursor;
+      ``"strict"``: only the exact hint. Or ``"module:attr"`` naming a rule of
+      your own, or a ``Rule`` object. (Go 1.11's sparse heap is ``HeapArenas``.)
+    - ``memory``: the OS memory layer (``arena.sysmem``); ``None`` takes
+      ``sysmem.default()``. An ``arena.testing.ScriptedMemory`` places the
+      kernel's answers where a test says.
+    - ``start``: where the arena part of the first reservation begins (a
+      multiple of the arena page); ``None``: the layout's hints (64-bit) or
+      just above the program (32-bit), as Go did.
+    - ``initial_size``: the first reservation's arena size (a multiple of the
+      arena page); ``None``: the layout's sizes, largest first.
+    - ``history``: how many decisions (``events``) and allocations
+      (``allocations``) the arena keeps: ``None``, every one; ``N``, the last
+      N; ``0``, none. ``stats``, the decisions that lowered arena_used
+      (``lowered``) and the committed memory (``committed_runs``) are kept
+      whatever it says, so ``check.verify`` works with any history.
+
+    Raises ``TypeError`` for an argument of the wrong type and
+    ``ValueError`` for one out of range (each naming the argument), and
+    ``ReservationFailed`` when no first reservation can be made. Close it
+    (``close``, or use it as a context manager) to release its mappings.
     """
 
     def __init__(
@@ -163,13 +199,9 @@ class Arena:
                 raise TypeError(f"history must be None (keep every decision) or an int N (keep the last N), not {history!r}")
             if not 0 <= history < sys.maxsize:
                 raise ValueError(f"history must be None or the number of decisions to keep (0: none), got {history}")
-        if not isinstance(layout, Layout):
-            raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
+        layout = check_layout(layout)
         rule = rules.resolve(rule)
-        if memory is None:
-            memory = sysmem.default(address_bits=layout.address_bits)
-        if getattr(memory, "address_bits", None) != layout.address_bits:
-            raise ValueError(f"a {layout.name} layout needs a {layout.address_bits}-bit memory layer, got {memory!r}")
+        memory = sysmem.layer(memory, layout.address_bits)
         if layout.page_size % memory.page_size:
             raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
         self.layout = layout
@@ -375,7 +407,13 @@ class Arena:
     # attributes, and a decision is one tuple appended to the history.
 
     def sys_alloc(self, n: int) -> int | None:
-        """``n`` bytes of committed, read-write memory, or ``None`` when out of memory."""
+        """The address of ``n`` bytes of committed, read-write memory, or ``None`` when out of memory.
+
+        ``n`` is a positive multiple of the arena page up to ``layout.max_mem``
+        (``TypeError``/``ValueError`` otherwise). Raises ``ArenaClosed`` after
+        ``close``, and ``OSError`` if the kernel fails in a way that is not
+        "out of memory".
+        """
         # acquire/release, not "with": half the cost of a lock on the hot path.
         self._lock.acquire()
         try:
@@ -549,7 +587,10 @@ class Arena:
     # -- queries ---------------------------------------------------------------
 
     def contains(self, addr: int) -> bool:
-        """Go's heap check: ``arena_start <= addr < arena_used``, nothing else."""
+        """Go's heap check: ``arena_start <= addr < arena_used``, nothing else.
+
+        ``TypeError`` for a non-int ``addr``, ``ArenaClosed`` after ``close``.
+        """
         addr = self._int("addr", addr)
         with self._lock:
             self._check_open()
@@ -560,7 +601,7 @@ class Arena:
     arena_alloc = property(lambda self: self._alloc, doc="Allocation cursor (arena_used unless the rule has a separate cursor).")
     arena_end = property(lambda self: self._end, doc="End of the current reservation.")
     arena_reserved = property(lambda self: True, doc="Always True: every block is really reserved.")
-    closed = property(lambda self: self._closed)
+    closed = property(lambda self: self._closed, doc="Whether ``close`` ran: the mappings are released and every call but ``close`` raises ``ArenaClosed``.")
 
     @property
     def allocations(self) -> list[tuple[int, int]]:
@@ -611,7 +652,10 @@ class Arena:
 
     @property
     def stats(self) -> Stats:
-        """The counters since the arena was made, whatever ``history`` keeps."""
+        """A snapshot of the arena's counters (``Stats``): cumulative since it was made, whatever ``history`` keeps.
+
+        Reading it resets nothing; each read is a new ``Stats``.
+        """
         with self._lock:
             t = self._tally
             # Every region is the first one, a contiguous growth, an accepted
@@ -627,7 +671,10 @@ class Arena:
             )
 
     def save_trace(self, path: str) -> None:
-        """Write this arena's history as a replayable trace (docs/trace-format.md); needs ``history_complete``."""
+        """Write this arena's history to ``path`` as a replayable trace (docs/trace-format.md).
+
+        ``ValueError`` unless ``history_complete``; ``OSError`` if the file cannot be written.
+        """
         from . import trace
 
         trace.save(self, path)
@@ -673,7 +720,10 @@ class Arena:
             self._lock.release()
 
     def alloc(self, n: int) -> memoryview | None:
-        """``sys_alloc(n)`` as a view of the ``n`` bytes (``address_of`` gives its address), or ``None``."""
+        """``sys_alloc(n)`` as a writable view of the ``n`` bytes (``address_of`` gives its address), or ``None``.
+
+        Raises as ``sys_alloc`` does. While the view is alive ``close`` refuses (see ``view``).
+        """
         p = self.sys_alloc(n)
         if p is None:
             return None
@@ -744,7 +794,7 @@ class Arena:
             # As mmap.close(): nothing is unmapped while a view could still reach it.
             alive = self._exports.alive()
             if alive:
-                raise BufferError(f"cannot close: {alive} views of arena memory are still alive")
+                raise BufferError(f"cannot close: {plural(alive, 'view')} of arena memory {'is' if alive == 1 else 'are'} still alive")
             self._closed = True
             self._exports.clear()
             self._index = _Ranges()
@@ -764,6 +814,7 @@ class Arena:
                 raise error
 
     def __enter__(self) -> Arena:
+        """The arena itself; leaving the ``with`` block closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:
