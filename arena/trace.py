@@ -168,7 +168,7 @@ def parse(data: object) -> Trace:
     version = data["version"]
     if isinstance(version, str) and version.strip().isdigit() and int(version) in VERSION_RULES:
         raise TraceError(f"version: must be the integer {int(version)}, got the string {json.dumps(version)}")
-    if version not in VERSION_RULES or isinstance(version, bool):
+    if isinstance(version, bool) or not isinstance(version, int) or version not in VERSION_RULES:
         raise TraceError(f"version: this reader knows versions 1 and {VERSION}, got {json.dumps(version)}")
     rule, names = data["rule"], VERSION_RULES[version]
     if not isinstance(rule, str) or rule not in names and not all(rule.partition(":")[::2]):
