@@ -365,3 +365,26 @@ def test_mappings_parse_this_process(memory):
         assert len(maps) == count
     finally:
         memory.release(p, MiB)
+
+
+# -- what the layers hold (the pytest plugin's leak check) ---------------------------
+
+
+def test_tracking_notes_what_every_layer_reserves_and_releases_and_costs_nothing_after(any_memory, memory32):
+    ops = ("reserve", "reserve_exact", "release")
+    calls = {(id(layer), op): getattr(layer, op) for layer in (any_memory, memory32) for op in ops}
+    page = any_memory.page_size
+    with sysmem.track_reservations() as held:
+        p = any_memory.reserve(free_spot(any_memory, MiB), MiB)
+        q = memory32.reserve_exact(free_spot(memory32, MiB), MiB)
+        fresh = sysmem.default(address_bits=32)  # a layer made meanwhile is noted too
+        r = fresh.reserve(0, MiB)
+        any_memory.release(p + page, page)  # a hole in the middle
+        assert held.spans == sorted([(p, p + page), (p + 2 * page, p + MiB), (q, q + MiB), (r, r + MiB)])
+        assert held.overlaps(q + MiB - 1, q + MiB) and not held.overlaps(p + page, p + 2 * page)
+        for layer, start in ((any_memory, p), (memory32, q), (fresh, r)):
+            layer.release(start, MiB)
+        assert held.spans == []
+    # Off again: each layer calls what it called before, not a wrapper.
+    assert all(getattr(layer, op) == calls[id(layer), op] for layer in (any_memory, memory32) for op in ops)
+    assert not any(hasattr(getattr(layer, op), "_unnoted") for layer in (any_memory, memory32, fresh) for op in ops)

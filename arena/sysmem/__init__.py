@@ -11,6 +11,7 @@ import warnings
 from ._base import COMPAT_TASK_SIZE, NATIVE_BITS, TASK_SIZE, Memory
 from ._cffi import CffiMemory, ShimUnavailable
 from ._ctypes import CtypesMemory
+from ._held import Held, track_reservations
 from ._maps import Mapping, free_gaps, mapping_count, mappings, parse_maps, program_break, program_extent
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "TASK_SIZE",
     "CffiMemory",
     "CtypesMemory",
+    "Held",
     "Mapping",
     "Memory",
     "ShimUnavailable",
@@ -31,6 +33,7 @@ __all__ = [
     "parse_maps",
     "program_break",
     "program_extent",
+    "track_reservations",
 ]
 
 _BACKENDS = {"cffi": CffiMemory, "ctypes": CtypesMemory}

@@ -11,7 +11,7 @@ import operator
 import os
 import struct
 
-from . import _gaps
+from . import _gaps, _held
 from ._maps import lowest_mappable, mappings
 
 NATIVE_BITS = struct.calcsize("P") * 8
@@ -101,6 +101,8 @@ class Memory:
             self.commit = self._confined("commit")
             self.decommit = self._confined("decommit")
             self.release = self._confined_release
+        # Known to track_reservations (a leak check), which costs a call nothing unless it is on.
+        _held.register(self)
 
     def __repr__(self) -> str:
         where = f", confined below {self.limit:#x}" if self.confined else ""
