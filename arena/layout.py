@@ -160,7 +160,7 @@ LAYOUT_64 = Layout(
     max_mem=(1 << 39) - 1,
     first_hints=tuple(i << 40 | 0x00C0 << 32 for i in range(0x80)),
     # Differs from Go, which reserved all 512 GiB (and 16.5 GiB of metadata) up
-    # front: that would leave the growth path, the one the seed guards, idle.
+    # front: that would leave the growth path, the one Go commit e5a5c03 guards, idle.
     # The first arena is one growth step; metadata is not modelled on 64-bit.
     first_sizes=(256 * MiB,),
 )

@@ -123,7 +123,7 @@ def approx(n: int) -> str:
     for unit, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if n >= unit:
             return f"{n / unit:.1f}".removesuffix(".0") + f" {name}"
-    return f"{n} bytes"
+    return plural(n, "byte")
 
 
 def _inside(spans: list[tuple[int, int]], addr: int) -> bool:

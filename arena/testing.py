@@ -16,6 +16,7 @@ from typing import Callable, Iterable, NamedTuple, Union
 
 from . import sysmem
 from .sysmem._ctypes import _libc
+from .words import plural
 
 
 class _NoRoom:
@@ -162,7 +163,7 @@ class ScriptedMemory:
         self._passed("release", addr, size)
 
     def __repr__(self) -> str:
-        return f"ScriptedMemory({self.inner!r}, {self.pending} answers pending)"
+        return f"ScriptedMemory({self.inner!r}, {plural(self.pending, 'answer')} pending)"
 
 
 EXAMPLE_MAPS = ("python3-i386", "python3-x86_64")

@@ -40,6 +40,7 @@ from .manager import RULES, Arena, ReservationFailed
 from .managers import NAMES, open_manager
 from .run import Replay, drive, per_request
 from .testing import NO_ROOM, ScriptedMemory
+from .words import plural
 
 FORMAT = "arena-trace"
 VERSION = 2
@@ -355,5 +356,5 @@ def divergence(trace: Trace, arena: Arena | HeapArenas) -> str | None:
         if want != got:
             return f"event {i}: recorded {want['step']} {want['verdict']}, replayed {got['step']} {got['verdict']}"
     if len(recorded) != len(replayed):
-        return f"recorded {len(recorded)} events, replayed {len(replayed)}"
+        return f"recorded {plural(len(recorded), 'event')}, replayed {len(replayed)}"
     return None

@@ -138,7 +138,7 @@ def test_64_bit_exhausted_reservation_gives_none_without_fallback():
 
 @pytest.mark.parametrize("rule, expected", [("fixed", None), ("legacy", None), ("go1.9", "fallback"), ("strict", "fallback")])
 def test_no_room_for_growth(rule, expected):
-    # Go 1.8 (and the seed) return nil when sysReserve fails; Go 1.9 (and strict) fall back.
+    # Go 1.8 (and Go commit e5a5c03) return nil when sysReserve fails; Go 1.9 (and strict) fall back.
     with arena.Arena(arena.LAYOUT_32, rule, memory=scripted32(None, NO_ROOM), initial_size=0) as a:
         p = a.sys_alloc(PAGE)
         assert a.events[1].verdict == "no-room"
