@@ -116,9 +116,9 @@ class Memory:
         """Reserve ``size`` bytes of address space (PROT_NONE, MAP_NORESERVE) near ``hint``; their address, or ``None``.
 
         The kernel takes ``hint`` (page-aligned; 0: anywhere) only as a hint
-        and may answer anywhere: never MAP_FIXED. ``None`` when there is no
-        room. ``size`` is a positive multiple of ``page_size`` below
-        ``limit``. ``TypeError`` for a non-int and ``ValueError`` for a bad
+        and may answer anywhere; nothing mapped is ever replaced. ``None``
+        when there is no room. ``size`` is a positive multiple of
+        ``page_size`` below ``limit``. ``TypeError`` for a non-int and ``ValueError`` for a bad
         value (naming it); ``OSError`` if mmap fails otherwise.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement reserve")
