@@ -118,8 +118,9 @@ class Memory:
         The kernel takes ``hint`` (page-aligned; 0: anywhere) only as a hint
         and may answer anywhere; nothing mapped is ever replaced. ``None``
         when there is no room. ``size`` is a positive multiple of
-        ``page_size`` below ``limit``. ``TypeError`` for a non-int and ``ValueError`` for a bad
-        value (naming it); ``OSError`` if mmap fails otherwise.
+        ``page_size`` below ``limit``. ``TypeError`` for a non-int and
+        ``ValueError`` for a bad value (naming it); ``OSError`` if mmap fails
+        otherwise.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement reserve")
 
