@@ -17,7 +17,7 @@ class Violation(NamedTuple):
         return f"{self.kind}: {self.detail}"
 
 
-class Findings(list):
+class Findings(list[Violation]):
     """What ``verify`` found: a list of ``Violation`` (empty: sound), and in
     ``unchecked`` what it could not check, because the arena's bounded
     history no longer holds what that check reads. Not a violation."""

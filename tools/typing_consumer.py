@@ -8,7 +8,7 @@ from typing import assert_type
 
 import arena
 from arena import sysmem
-from arena.check import Violation, verify
+from arena.check import Findings, Violation, verify
 
 MiB = 1 << 20
 
@@ -26,8 +26,10 @@ with arena.Arena(arena.LAYOUT_32, rule="go1.9", memory=memory, initial_size=128 
     assert_type(a.regions, list[arena.Region])
     assert_type(a.stats, arena.Stats)
     violations = verify(a)
-    assert_type(violations, list[Violation])
-    assert violations == [], violations
+    assert_type(violations, Findings)  # a list of Violation, with what it could not check
+    assert_type(violations.unchecked, list[str])
+    first: list[Violation] = violations
+    assert first == [] and violations.unchecked == [], violations
 
 region = memory.reserve(0, MiB)
 assert_type(region, int | None)
