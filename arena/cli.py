@@ -267,15 +267,16 @@ def cmd_replay(args: argparse.Namespace) -> tuple[int, str]:
         rows = [{**o.as_json(), "diverged": d} for o, d in zip(outcomes, diverged)]
         out = json.dumps({"command": "replay", "trace": args.trace, "layout": layout.name, "rules": rows, "exit": code}) + "\n"
     else:
-        lines = [f"replaying {args.trace}: {steps}, {layout.name} layout (recorded: rule {t.rule}, {t.layout.name} layout)"]
+        width = _width()
+        lines = [_paragraphs(f"replaying {args.trace}: {steps}, {layout.name} layout (recorded: rule {t.rule}, "
+                             f"{t.layout.name} layout)", width)]
         for o, d in zip(outcomes, diverged):
-            lines += ["", f"== {o.rule}", report.decisions(o)]
+            lines += ["", f"== {o.rule}", report.decisions(o, width)]
             lines.append("verify: sound" if not o.violations else f"verify: {plural(len(o.violations), 'violation')}")
-            lines += [f"  {v}" for v in o.violations]
+            lines += [_paragraphs(f"{v}", width, "  ") for v in o.violations]
             if d != "not compared":
                 lines.append(f"differs from the recorded run: {d}" if d else "same decisions as the recorded run")
         if len(outcomes) > 1:
-            width = _width()
             lines += ["", report.side_by_side(outcomes, width), "", _paragraphs(report.LEGEND, width)]
         out = "\n".join(lines) + "\n"
     return code, out + _picture(args, outcomes, title, steps)
@@ -420,7 +421,7 @@ def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: l
         width = _width()
         lines += ["", report.side_by_side(outcomes, width), "", _paragraphs(report.LEGEND, width), ""]
         lines += _findings(outcomes, width)
-        lines += ["", f"every decision under {outcomes[0].rule}:", report.decisions(outcomes[0])]
+        lines += ["", f"every decision under {outcomes[0].rule}:", report.decisions(outcomes[0], width)]
     else:
         lines += ["", "found (it did not fail again when replayed for display):"]
         lines += [f"  {v}" for v in result.violations]

@@ -1,6 +1,8 @@
 """Tables for people: aligned columns and hex addresses, as narrow as the terminal allows."""
 from __future__ import annotations
 
+import textwrap
+
 from .heaparenas import HeapState
 from .manager import Bounds, Event
 from .run import Outcome, per_request, size_text
@@ -9,6 +11,8 @@ from .words import plural
 # What two rows of the demo's table mean, for a reader who has not met Go issue 20259.
 LEGEND = ("allocations lost: handed out, but no longer counted as heap (contains(p) is false); "
           "bytes intact: every allocation still reads back the bytes written into it.")
+# Characters a decision's reason needs beside the other columns; with less it gets a line of its own.
+_REASON_ROOM = 40
 # Heap arenas' steps a table leaves to the commit after them, which names the same address.
 _TOLD_BY_COMMIT = {("hint", "honoured"), ("aligned", "reserved"), ("aligned", "trimmed")}
 
@@ -93,8 +97,13 @@ def side_by_side(outcomes: list[Outcome], width: int | None = None) -> str:
     return "\n\n".join(_table(group, wrap=True) for group in groups)
 
 
-def decisions(o: Outcome) -> str:
-    """Every event of one run: what was asked, answered and decided, and how arena_used moved."""
+def decisions(o: Outcome, width: int | None = None) -> str:
+    """Every event of one run: what was asked, answered and decided, and how arena_used moved.
+
+    Wider than ``width``, the reasons (the last column) wrap onto more lines;
+    with less than ``_REASON_ROOM`` characters left for them, each goes on a
+    line of its own under its decision.
+    """
     heap = isinstance(o.bounds, HeapState)
     rows = [["#", "step", "request", "hint", "size", "returned", "verdict", "arenas, next hint" if heap else "arena_used", "reason"]]
     for i, e in enumerate(o.events):
@@ -108,4 +117,14 @@ def decisions(o: Outcome) -> str:
             str(i), e.step, size_text(e.request) if e.request else "-", _hex(e.hint), size_text(e.size),
             _hex(e.returned), e.verdict, used, e.reason,
         ])
-    return columns(rows)
+    text = columns(rows)
+    if width is None or width_of(text) <= width:
+        return text
+    room = width - width_of(columns([row[:-1] for row in rows])) - 2
+    if room >= _REASON_ROOM:
+        return columns([row[:-1] + [textwrap.fill(row[-1], room, break_on_hyphens=False)] for row in rows])
+    lines = columns([row[:-1] for row in rows]).splitlines()
+    out = [lines[0], "   " + rows[0][-1]]
+    for line, row in zip(lines[1:], rows[1:]):
+        out += [line, textwrap.fill(row[-1], width, initial_indent="   ", subsequent_indent="   ", break_on_hyphens=False)]
+    return "\n".join(out)

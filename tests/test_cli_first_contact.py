@@ -297,3 +297,13 @@ def monkeypatch_module():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cli, "_bench_script", lambda: None)
         yield mp
+
+
+def test_replay_fits_a_100_column_terminal_with_every_reason(legacy_trace):
+    wide = arena_cmd("replay", str(legacy_trace), "--rule", "all", env={"COLUMNS": "1000"})
+    done = arena_cmd("replay", str(legacy_trace), "--rule", "all", env={"COLUMNS": "100"})
+    assert done.returncode == wide.returncode == 1
+    assert max(map(len, done.stdout.splitlines())) <= 100 < max(map(len, wide.stdout.splitlines()))
+    # Nothing is lost to the narrower terminal: the same words, laid out differently
+    # (row names repeat where the rules are stacked).
+    assert set(done.stdout.split()) == set(wide.stdout.split())
