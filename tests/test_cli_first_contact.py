@@ -304,6 +304,10 @@ def test_replay_fits_a_100_column_terminal_with_every_reason(legacy_trace):
     done = arena_cmd("replay", str(legacy_trace), "--rule", "all", env={"COLUMNS": "100"})
     assert done.returncode == wide.returncode == 1
     assert max(map(len, done.stdout.splitlines())) <= 100 < max(map(len, wide.stdout.splitlines()))
-    # Nothing is lost to the narrower terminal: the same words, laid out differently
-    # (row names repeat where the rules are stacked).
-    assert set(done.stdout.split()) == set(wide.stdout.split())
+    # Nothing is lost to the narrower terminal: the same words, laid out differently (row
+    # names repeat where the rules are stacked; where the kernel chose, in a real 32-bit
+    # process, the addresses differ from run to run).
+    def words(text):
+        return {w for w in text.split() if "0x" not in w}
+
+    assert words(done.stdout) == words(wide.stdout)
