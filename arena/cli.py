@@ -51,11 +51,11 @@ own record of it (/proc/self/maps)."""
 
 EPILOG = f"""\
 examples:
-  arena demo                                 Go issue 20259 under every rule, side by side
+  arena demo                       Go issue 20259, every rule side by side
   arena demo --rule legacy --save-trace t.json --svg t.svg
-  arena replay t.json --rule all             replay a saved trace under every rule
-  arena hunt --rule legacy                   search for a counterexample to a rule
-  arena maps --pid 1234                      another process's mappings
+  arena replay t.json --rule all   a saved trace under every rule
+  arena hunt --rule legacy         search for a counterexample to a rule
+  arena maps --pid 1234            another process's mappings
 
 exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found, {EXIT_USAGE} usage (a bad argument,
 a malformed or unreplayable trace, an output path that cannot be written)

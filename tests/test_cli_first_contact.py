@@ -77,8 +77,9 @@ def test_demo_of_one_rule_speaks_only_of_that_rule():
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_help_has_no_markup_and_shows_defaults(command):
-    done = arena_cmd(*([command] if command else []), "--help")
+    done = arena_cmd(*([command] if command else []), "--help", env={"COLUMNS": "80"})
     assert done.returncode == 0 and done.stderr == ""
+    assert max(map(len, done.stdout.splitlines())) <= 80
     assert "``" not in done.stdout and ":class:" not in done.stdout
     if command is None:
         assert "exit codes: 0 success, 1 a rule violation found, 2 usage" in done.stdout
