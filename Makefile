@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The whole suite runs once per backend, msgpack-style; ARENA_BACKEND=... picks one.
+# The whole suite runs once per backend (compiled, then ctypes); ARENA_BACKEND=... picks one.
 BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 # The install compiles the shim or fails, so that the cffi run of the suite
 # tests the compiled backend; ARENA_REQUIRE_SHIM=0 lets it skip the shim

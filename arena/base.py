@@ -14,16 +14,22 @@ from collections import deque
 from typing import NamedTuple, Self
 
 from . import sysmem, views
-from .layout import Layout
+from .layout import Layout, check_layout
+from .words import plural
 
 
 class ArenaClosed(RuntimeError):
-    """The arena was closed: its mappings are gone."""
+    """The arena was closed: its mappings are gone, and every call but ``close`` raises this."""
 
 
 class Region(NamedTuple):
-    """A mapping the arena made and holds: ``role`` is first, reservation or fallback (``Arena``);
-    metadata, prereserved (32-bit) or heap, each region sysAlloc mapped (``HeapArenas``)."""
+    """A mapping the arena made and holds: ``[start, start + size)``, and its ``role``.
+
+    ``role``: ``first`` (the first reservation, heap metadata included),
+    ``reservation`` (a growth), ``fallback`` (a 32-bit small mapping);
+    ``HeapArenas``: ``metadata``, ``prereserved`` (32-bit) or ``heap``, each
+    region its sysAlloc mapped.
+    """
 
     start: int
     size: int
@@ -31,6 +37,7 @@ class Region(NamedTuple):
 
     @property
     def end(self) -> int:
+        """One past the region's last byte: ``start + size``."""
         return self.start + self.size
 
 
@@ -88,18 +95,10 @@ class Manager:
     # A manager with a bounded history defines _run_end, which views then check against.
     _history: int | None = None
 
-    @staticmethod
-    def _check_layout(layout: object) -> None:
-        if not isinstance(layout, Layout):
-            raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
-
     def _take(self, layout: Layout, memory: sysmem.Memory | None) -> sysmem.Memory:
         """Check the layout and the memory layer a constructor was given; returns the layer to use."""
-        self._check_layout(layout)
-        if memory is None:
-            memory = sysmem.default(address_bits=layout.address_bits)
-        if getattr(memory, "address_bits", None) != layout.address_bits:
-            raise ValueError(f"a {layout.name} layout needs a {layout.address_bits}-bit memory layer, got {memory!r}")
+        layout = check_layout(layout)
+        memory = sysmem.layer(memory, layout.address_bits)
         if layout.page_size % memory.page_size:
             raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
         self.layout = layout
@@ -189,7 +188,7 @@ class Manager:
 
     # -- queries ---------------------------------------------------------------
 
-    closed = property(lambda self: self._closed)
+    closed = property(lambda self: self._closed, doc="Whether ``close`` ran: the mappings are released and every call but ``close`` raises ``ArenaClosed``.")
 
     @property
     def allocations(self) -> list[tuple[int, int]]:
@@ -202,7 +201,11 @@ class Manager:
         return [Region(*r) for r in self._regions]
 
     def save_trace(self, path: str) -> None:
-        """Write this arena's history as a replayable trace (docs/trace-format.md); needs ``history_complete``."""
+        """Write this manager's history to ``path`` as a replayable trace (docs/trace-format.md).
+
+        ``OSError`` if the file cannot be written; ``ValueError`` if the history
+        is not whole (``Arena(history=N)``) or longer than a trace may be.
+        """
         from . import trace
 
         trace.save(self, path)
@@ -248,7 +251,10 @@ class Manager:
             self._lock.release()
 
     def alloc(self, n: int) -> memoryview | None:
-        """``sys_alloc(n)`` as a view of the ``n`` bytes (``address_of`` gives its address), or ``None``."""
+        """``sys_alloc(n)`` as a writable view of the ``n`` bytes (``address_of`` gives its address), or ``None``.
+
+        Raises as ``sys_alloc`` does. While the view is alive ``close`` refuses (see ``view``).
+        """
         p = self.sys_alloc(n)
         if p is None:
             return None
@@ -307,7 +313,7 @@ class Manager:
             # As mmap.close(): nothing is unmapped while a view could still reach it.
             alive = self._exports.alive()
             if alive:
-                raise BufferError(f"cannot close: {alive} views of arena memory are still alive")
+                raise BufferError(f"cannot close: {plural(alive, 'view')} of arena memory {'is' if alive == 1 else 'are'} still alive")
             self._closed = True
             self._exports.clear()
             self._by_address = _Ranges()
@@ -330,6 +336,7 @@ class Manager:
         """``close`` is about to give back every region: what a subclass keeps of them, it takes now."""
 
     def __enter__(self) -> Self:
+        """The manager itself; leaving the ``with`` block closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,6 +6,7 @@ from typing import NamedTuple
 from . import sysmem
 from .heaparenas import HeapArenas
 from .manager import Arena, ArenaClosed
+from .words import plural
 
 
 class Violation(NamedTuple):
@@ -76,7 +77,7 @@ def verify(a: Arena | HeapArenas, *, read_maps: bool = True) -> Findings:
     # arena's mappings or not read-write is found all the same.
     what, ranges = ("allocation", sorted(a.allocations)) if complete else ("committed run", a.committed_runs)
     if not complete:
-        kept = "no decisions" if a.history == 0 else f"only its last {a.history} decisions"
+        kept = "no decisions" if a.history == 0 else f"only its last {plural(a.history, 'decision')}"
         found.unchecked.append(
             f"the arena keeps {kept} (history={a.history}): its committed memory was checked run by run, "
             "not allocation by allocation, so whether two allocations overlap was not checked"

@@ -1,7 +1,9 @@
-"""The ``arena`` command line: the 20259 demo, trace replays, rule hunts, annotated maps, benchmarks.
+"""The arena command line: the Go issue 20259 demo, trace replays, rule hunts, annotated maps, benchmarks.
 
-Exit codes: 0 success, 1 a rule violation found, 2 usage (including a malformed
-or unreplayable trace).
+A mistake of the user's (an argument, a file, a path, the environment) is
+one line on stderr and exit 2, never a traceback. What a command prints is
+written at its end, so that a reader that stops early (``| head``) cannot
+change its exit code.
 """
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
@@ -19,23 +23,101 @@ import psutil
 from . import __version__, demo, report, svg, sysmem, trace
 from .layout import Layout
 from .heaparenas import RELEASE
-from .manager import RULES
+from .manager import RULES, ReservationFailed
 from .managers import NAMES
 from .maps import annotate, process_rows, process_text, rows_text
 from .rules import resolve as resolve_rule
 from .run import Outcome, Replay, observe, size_text
 from .testing import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
+from .words import plural
 
 if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
     from . import hunt as hunting
 
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # A hunt bounded by --time only: more scenarios than any time allows.
 UNBOUNDED = 10**9
+# A /proc/PID/maps dump of vm.max_map_count's 65,530 lines is ~10 MB: larger is not one.
+MAX_MAPS_BYTES = 64 << 20
+# Where the terminal's width is unknown (output to a pipe or a file).
+DEFAULT_WIDTH = 100
+
+DESCRIPTION = """\
+arena reserves real address space the way Go's runtime did (mmap with address
+hints) and replays Go issue 20259: a reservation the kernel placed below the
+heap lowered arena_used, and live memory stopped being heap. Every command
+maps real memory in this process and checks the result against the kernel's
+own record of it (/proc/self/maps)."""
+
+EPILOG = f"""\
+examples:
+  arena demo                       Go issue 20259, every rule side by side
+  arena demo --rule legacy --save-trace t.json --svg t.svg
+  arena replay t.json --rule all   a saved trace under every rule
+  arena hunt --rule legacy         search for a counterexample to a rule
+  arena maps --pid 1234            another process's mappings
+
+exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found, {EXIT_USAGE} usage (a bad argument,
+a malformed or unreplayable trace, an output path that cannot be written)
+
+environment: ARENA_BACKEND=cffi or ctypes chooses the memory backend
+(default: the compiled shim if it was built, else ctypes); COLUMNS is the
+width the tables fit (default: the terminal's, else {DEFAULT_WIDTH}).
+
+{{prog}} {__version__}; each command's options: arena COMMAND --help"""
 
 
 class UsageError(Exception):
     """Bad input found after parsing: reported in one line, exit 2."""
+
+
+def _note(text: str, end: str = "\n") -> None:
+    """A line on stderr; a reader that went away (``2>&1 | head``) must not stop the command or change its verdict."""
+    try:
+        print(text, end=end, file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def _width() -> int:
+    """The terminal's width (or COLUMNS), else ``DEFAULT_WIDTH``."""
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+
+
+def _paragraphs(text: str, width: int, indent: str = "") -> str:
+    """Each line of ``text`` wrapped to ``width``, continued lines indented two more."""
+    return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + "  ",
+                                    break_on_hyphens=False) or line for line in text.splitlines())
+
+
+def _check_writable(path: str | None, option: str) -> None:
+    """Refuse now, not after the whole run, an output path that cannot be written."""
+    if not path:
+        return
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise UsageError(f"{option} {path}: is a directory: give a file name")
+        if target.exists() and not target.is_file():
+            ok = os.access(target, os.W_OK)  # /dev/stdout, say: opening it to check could block
+        else:
+            existed = target.exists()
+            with open(target, "a", encoding="utf-8"):
+                ok = True
+            if not existed:
+                target.unlink()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror}: give a path in a writable directory") from None
+    if not ok:
+        raise UsageError(f"{option} {path}: permission denied: give a path in a writable directory")
+
+
+def _write_file(path: str, option: str, write: Callable[[], None]) -> None:
+    """Run ``write``; a path that became unwritable since it was checked is a usage error too."""
+    try:
+        write()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror}: give a path in a writable directory") from None
 
 
 def _rules(choice: str | None, default: str) -> tuple[str, ...]:
@@ -51,13 +133,19 @@ def _live(rules: tuple[str, ...], start: Callable[[str], Replay]) -> Iterator[Re
             yield r
 
 
+def _shown(path: str) -> str:
+    """A path as a message shows it: quoted if it is empty or has spaces at its ends."""
+    return path if path and path.strip() == path else repr(path)
+
+
 def _load(path: str) -> trace.Trace:
     try:
         return trace.load(path)
     except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
+        raise UsageError(f"{_shown(path)}: {exc.strerror}") from None
     except trace.TraceError as exc:
-        raise UsageError(f"{path}: {exc}") from None
+        # "(file)" is the path of an error of the whole file: the file's own name says it here.
+        raise UsageError(f"{_shown(path)}: {str(exc).removeprefix('(file): ')}") from None
 
 
 class Scenario(NamedTuple):
@@ -85,7 +173,7 @@ def _replaying(path: str, t: trace.Trace, layout: Layout) -> Callable[[str], Rep
 def _scenario(args: argparse.Namespace) -> Scenario:
     layout = trace.LAYOUTS[args.layout] if args.layout else None
     path = getattr(args, "trace", None)
-    if path:
+    if path is not None:
         t = _load(path)
         layout = layout or t.layout
         return Scenario(layout, _rules(args.rule, t.rule), _replaying(path, t, layout),
@@ -95,7 +183,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     def start(rule: str) -> Replay:
         try:
             return demo.replay_20259(rule, layout)
-        except AnswerTaken as exc:
+        except (AnswerTaken, ReservationFailed) as exc:
             raise UsageError(f"the 20259 scenario cannot run in this address space: {exc}") from None
 
     return Scenario(layout, _rules(args.rule, "all"), start, f"Go issue 20259, {layout.name} layout", None)
@@ -108,45 +196,63 @@ def _exit(outcomes: list[Outcome], expected_unsound: set[str]) -> int:
 
 def _expected(args: argparse.Namespace, layout: Layout) -> set[str]:
     """The demo replays a known bug: legacy's violations on 32-bit are what it shows, not a failure."""
-    return {"legacy"} if not getattr(args, "trace", None) and layout.address_bits == 32 else set()
+    return {"legacy"} if getattr(args, "trace", None) is None and layout.address_bits == 32 else set()
 
 
-def _picture(args: argparse.Namespace, outcomes: list[Outcome], title: str, note: str) -> None:
-    if args.svg:
-        Path(args.svg).write_text(svg.draw(outcomes, title, note), encoding="utf-8")
-        if not args.json:
-            print(f"\npicture of the address space: {args.svg}")
+def _picture(args: argparse.Namespace, outcomes: list[Outcome], title: str, note: str) -> str:
+    """Draw ``--svg``; what to tell the reader about it."""
+    if not args.svg:
+        return ""
+    picture = svg.draw(outcomes, title, note)
+    _write_file(args.svg, "--svg", lambda: Path(args.svg).write_text(picture, encoding="utf-8"))
+    return "" if args.json else f"\npicture of the address space: {args.svg}\n"
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _save(arena, path: str) -> None:
+    _write_file(path, "--save-trace", lambda: trace.save(arena, path))
+
+
+def _outputs(args: argparse.Namespace) -> None:
+    """Check the output paths before anything runs."""
+    _check_writable(getattr(args, "svg", None), "--svg")
+    _check_writable(getattr(args, "save_trace", None), "--save-trace")
+
+
+def _findings(outcomes: list[Outcome], width: int) -> list[str]:
+    return [_paragraphs(f"{o.rule}: {v}", width, "  ") for o in outcomes for v in o.violations]
+
+
+def cmd_demo(args: argparse.Namespace) -> tuple[int, str]:
     layout, rules, start, title, _ = _scenario(args)
     if args.save_trace and len(rules) != 1:
-        raise UsageError("--save-trace needs a single --rule")
+        raise UsageError("--save-trace needs a single --rule: add --rule legacy, say")
+    _outputs(args)
     outcomes = []
     with _crowded(args, layout):
         for r in _live(rules, start):
             outcomes.append(observe(r))
             if args.save_trace:
-                trace.save(r.arena, args.save_trace)
-    head, tail = demo.explain(layout)
+                _save(r.arena, args.save_trace)
+    head, tail = demo.explain(layout, rules)
     code = _exit(outcomes, _expected(args, layout))
     if args.json:
-        print(json.dumps({"command": "demo", "layout": layout.name, "rules": [o.as_json() for o in outcomes], "exit": code}))
+        out = json.dumps({"command": "demo", "layout": layout.name, "rules": [o.as_json() for o in outcomes], "exit": code}) + "\n"
     else:
-        print(f"Go issue 20259 replayed with real memory: {layout.name} layout, {sysmem.default(layout.address_bits)!r}")
-        print(head + "\n")
-        print(report.side_by_side(outcomes))
-        for o in outcomes:
-            for v in o.violations:
-                print(f"  {o.rule}: {v}")
-        print("\n" + tail)
+        width = _width()
+        lines = [_paragraphs(f"Go issue 20259 replayed with real memory: {layout.name} layout, "
+                             f"{sysmem.default(layout.address_bits)!r}", width),
+                 _paragraphs(head, width), "", report.side_by_side(outcomes, width), "", _paragraphs(report.LEGEND, width)]
+        findings = _findings(outcomes, width)
+        lines += [""] + findings if findings else []
+        lines += ["", _paragraphs(tail, width)] if tail else []
         if args.save_trace:
-            print(f"\ntrace saved: {args.save_trace} (replay it with: arena replay {args.save_trace})")
-    _picture(args, outcomes, title, head)
-    return code
+            lines += ["", f"trace saved: {args.save_trace} (replay it with: arena replay {args.save_trace})"]
+        out = "\n".join(lines) + "\n"
+    return code, out + _picture(args, outcomes, title, head)
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def cmd_replay(args: argparse.Namespace) -> tuple[int, str]:
+    _outputs(args)
     layout, rules, start, title, t = _scenario(args)
     outcomes, diverged = [], []
     with _crowded(args, layout):
@@ -156,28 +262,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
             same = r.arena.rule == t.rule and layout == t.layout and t.recorded is not None
             diverged.append(trace.divergence(t, r.arena) if same else "not compared")
     code = _exit(outcomes, set())
+    steps = f"{plural(len(t.requests), 'request')}, {plural(len(t.answers), 'answer')}"
     if args.json:
         rows = [{**o.as_json(), "diverged": d} for o, d in zip(outcomes, diverged)]
-        print(json.dumps({"command": "replay", "trace": args.trace, "layout": layout.name, "rules": rows, "exit": code}))
+        out = json.dumps({"command": "replay", "trace": args.trace, "layout": layout.name, "rules": rows, "exit": code}) + "\n"
     else:
-        print(f"replaying {args.trace}: {len(t.requests)} requests, {len(t.answers)} answers, {layout.name} layout "
-              f"(recorded: rule {t.rule}, {t.layout.name} layout)")
+        width = _width()
+        lines = [_paragraphs(f"replaying {args.trace}: {steps}, {layout.name} layout (recorded: rule {t.rule}, "
+                             f"{t.layout.name} layout)", width)]
         for o, d in zip(outcomes, diverged):
-            print(f"\n== {o.rule}\n{report.decisions(o)}")
-            print("verify: sound" if not o.violations else f"verify: {len(o.violations)} violations")
-            for v in o.violations:
-                print(f"  {v}")
+            lines += ["", f"== {o.rule}", report.decisions(o, width)]
+            lines.append("verify: sound" if not o.violations else f"verify: {plural(len(o.violations), 'violation')}")
+            lines += [_paragraphs(f"{v}", width, "  ") for v in o.violations]
             if d != "not compared":
-                print(f"differs from the recorded run: {d}" if d else "same decisions as the recorded run")
+                lines.append(f"differs from the recorded run: {d}" if d else "same decisions as the recorded run")
         if len(outcomes) > 1:
-            print("\n" + report.side_by_side(outcomes))
-    _picture(args, outcomes, title, f"{len(t.requests)} requests, {len(t.answers)} scripted answers")
-    return code
+            lines += ["", report.side_by_side(outcomes, width), "", _paragraphs(report.LEGEND, width)]
+        out = "\n".join(lines) + "\n"
+    return code, out + _picture(args, outcomes, title, steps)
 
 
-def _process_maps(args: argparse.Namespace) -> int:
+def _process_maps(args: argparse.Namespace) -> tuple[int, str]:
     """``maps --pid``: another process's mappings with resident bytes; no arena runs."""
-    if args.trace or args.rule or args.layout:
+    if (args.trace, args.rule, args.layout) != (None, None, None):
         raise UsageError("--pid lists another process's mappings; it takes no --trace, --rule or --layout")
     try:
         rows = process_rows(args.pid)
@@ -186,15 +293,12 @@ def _process_maps(args: argparse.Namespace) -> int:
     except psutil.AccessDenied:
         raise UsageError(f"pid {args.pid}: permission denied reading /proc/{args.pid}/smaps (run as its owner or root)") from None
     if args.json:
-        print(json.dumps({"command": "maps", "pid": args.pid, "mappings": rows, "exit": EXIT_OK}))
-    else:
-        resident = sum(row["rss"] for row in rows)
-        print(f"/proc/{args.pid}/smaps: {len(rows)} mappings, {resident >> 10} KiB resident")
-        print(process_text(rows))
-    return EXIT_OK
+        return EXIT_OK, json.dumps({"command": "maps", "pid": args.pid, "mappings": rows, "exit": EXIT_OK}) + "\n"
+    resident = sum(row["rss"] for row in rows)
+    return EXIT_OK, f"/proc/{args.pid}/smaps: {plural(len(rows), 'mapping')}, {resident >> 10} KiB resident\n{process_text(rows)}\n"
 
 
-def cmd_maps(args: argparse.Namespace) -> int:
+def cmd_maps(args: argparse.Namespace) -> tuple[int, str]:
     if args.pid is not None:
         return _process_maps(args)
     layout, rules, start, title, _ = _scenario(args)
@@ -204,13 +308,12 @@ def cmd_maps(args: argparse.Namespace) -> int:
         found.append((r.arena.rule, annotate(r.arena, sysmem.mappings())))
     code = _exit(outcomes, _expected(args, layout))
     if args.json:
-        print(json.dumps({"command": "maps", "pid": os.getpid(), "layout": layout.name,
-                          "rules": [{"rule": rule, "mappings": rows} for rule, rows in found], "exit": code}))
-    else:
-        print(f"/proc/{os.getpid()}/maps rows of the live arena ({title}), annotated with the arena's roles")
-        for rule, rows in found:
-            print(f"\n== {rule}\n{rows_text(rows)}")
-    return code
+        return code, json.dumps({"command": "maps", "pid": os.getpid(), "layout": layout.name,
+                                 "rules": [{"rule": rule, "mappings": rows} for rule, rows in found], "exit": code}) + "\n"
+    lines = [f"/proc/{os.getpid()}/maps rows of the live arena ({title}), annotated with the arena's roles"]
+    for rule, rows in found:
+        lines += ["", f"== {rule}", rows_text(rows)]
+    return code, "\n".join(lines) + "\n"
 
 
 # -- a real process's address space (--crowd) -------------------------------------
@@ -219,13 +322,18 @@ def cmd_maps(args: argparse.Namespace) -> int:
 def _maps_text(path: str) -> str:
     """A maps dump's text: a file, or the name of one shipped with the package (``testing.EXAMPLE_MAPS``)."""
     try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MAPS_BYTES + 1)
     except FileNotFoundError:
         if path in EXAMPLE_MAPS:
             return example_maps(path)
-        raise UsageError(f"{path}: no such file (or a shipped dump: {', '.join(EXAMPLE_MAPS)})") from None
+        raise UsageError(f"--crowd {path}: no such file (or a shipped dump: {', '.join(EXAMPLE_MAPS)})") from None
     except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
+        raise UsageError(f"--crowd {path}: {exc.strerror}") from None
+    if len(raw) > MAX_MAPS_BYTES:
+        raise UsageError(f"--crowd {path}: larger than {MAX_MAPS_BYTES >> 20} MiB: not a /proc/PID/maps dump "
+                         "(save one with: cat /proc/PID/maps > FILE)")
+    return raw.decode("utf-8", errors="replace")
 
 
 @contextlib.contextmanager
@@ -244,8 +352,8 @@ def _crowded(args: argparse.Namespace, layout: Layout) -> Iterator[None]:
         for skipped in crowd.skipped:
             why[skipped.why] = why.get(skipped.why, 0) + 1
         left = "; ".join(f"{n} {text}" for text, n in why.items())
-        print(f"arena {args.command}: crowd {path}: {len(crowd.blocks)} ranges occupied ({size_text(crowd.occupied)})"
-              + (f"; not occupied: {left}" if left else ""), file=sys.stderr)
+        _note(f"arena {args.command}: crowd {path}: {plural(len(crowd.blocks), 'range')} occupied "
+              f"({size_text(crowd.occupied)})" + (f"; not occupied: {left}" if left else ""))
         yield
 
 
@@ -262,10 +370,17 @@ def _one_rule(text: str) -> str:
 
 
 def _rule_or_all(text: str) -> str:
-    return text if text == "all" else _rule_or_release(text)
+    """A rule for demo, replay and maps, which also run all of them side by side."""
+    if text == "all":
+        return text
+    if ":" not in text and text not in NAMES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(NAMES)}, all, or module:attr of your own rule "
+                                         f"(docs/rules.md), got {text!r}")
+    return _rule_or_release(text)
 
 
 def _rule_or_release(text: str) -> str:
+    """A rule, or go1.11: Go 1.11's sparse heap arenas."""
     return text if text == RELEASE else _one_rule(text)
 
 
@@ -295,35 +410,35 @@ def _progress(p: hunting.Progress) -> None:
     what = "shrinking the counterexample" if p.shrinking else "searching"
     # On a terminal one line, rewritten; in a log one line a second.
     start, end = ("\r", "") if sys.stderr.isatty() else ("", "\n")
-    print(f"{start}arena hunt: {what}: {p.examples:,} scenarios, {p.rate:,.0f}/s", end=end, file=sys.stderr, flush=True)
+    _note(f"{start}arena hunt: {what}: {plural(p.examples, 'scenario')}, {p.rate:,.0f}/s", end=end)
 
 
 def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: list[Outcome]) -> str:
-    budget = f"{result.examples:,} scenarios" + (f" (the --time {args.time:g} s ran out)" if result.stopped == "time" else "")
+    budget = plural(result.examples, "scenario") + (f" (the --time {args.time:g} s ran out)" if result.stopped == "time" else "")
     head = (f"rule {result.target} on the {result.layout.name} layout, seed {result.seed} (repeat with --seed {result.seed}), "
             f"{result.seconds:.1f} s, {result.rate:,.0f} scenarios/s")
     if result.counterexample is None:
         return f"no counterexample: the rule held for {budget}\n{head}"
-    lines = [f"counterexample found after {result.examples:,} scenarios, shrunk in {result.shrink_steps:,} more", head, "",
+    lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more", head, "",
              "minimal scenario (each answer is where the kernel's answer was placed, really mapped there):"]
     lines += ["  " + line for line in str(result.counterexample).splitlines()]
     if outcomes:
-        lines += ["", report.side_by_side(outcomes)]
-        lines += [f"  {o.rule}: {v}" for o in outcomes for v in o.violations]
-        lines += ["", f"every decision under {outcomes[0].rule}:", report.decisions(outcomes[0])]
+        width = _width()
+        lines += ["", report.side_by_side(outcomes, width), "", _paragraphs(report.LEGEND, width), ""]
+        lines += _findings(outcomes, width)
+        lines += ["", f"every decision under {outcomes[0].rule}:", report.decisions(outcomes[0], width)]
     else:
         lines += ["", "found (it did not fail again when replayed for display):"]
         lines += [f"  {v}" for v in result.violations]
     return "\n".join(lines)
 
 
-def cmd_hunt(args: argparse.Namespace) -> int:
+def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
     from . import hunt as hunting
 
     layout = trace.LAYOUTS[args.layout]
     target = hunting.target_for(args.rule)
-    if args.save_trace and not Path(args.save_trace).resolve().parent.is_dir():
-        raise UsageError(f"--save-trace {args.save_trace}: no such directory")
+    _outputs(args)
     try:
         hunting.require_hypothesis()
         sysmem.default(address_bits=layout.address_bits)
@@ -336,7 +451,7 @@ def cmd_hunt(args: argparse.Namespace) -> int:
         result = hunting.hunt(layout=layout, target=target, examples=examples, seconds=args.time, seed=args.seed,
                               read_maps=not args.no_maps, progress=_progress)
         if sys.stderr.isatty():
-            print(file=sys.stderr)
+            _note("")
         if result.counterexample is not None:
             # A linear arena's is shown beside Go's fix, e5a5c03, given the same answers (each relative
             # to its own arena's bounds); heap arenas' answers mean nothing to a linear arena.
@@ -349,27 +464,28 @@ def cmd_hunt(args: argparse.Namespace) -> int:
                 with r.arena:
                     outcomes.append(observe(r))
                     if args.save_trace and each is target:
-                        trace.save(r.arena, args.save_trace)
+                        _save(r.arena, args.save_trace)
         if outcomes and (outcomes[0].rule != result.target or not outcomes[0].violations):
             outcomes = []  # the hunted rule's replay must come first and show the failure
     code = EXIT_VIOLATION if result.counterexample is not None else EXIT_OK
     if args.json:
-        print(json.dumps({"command": "hunt", **result.as_json(), "rules": [o.as_json() for o in outcomes], "exit": code}))
+        out = json.dumps({"command": "hunt", **result.as_json(), "rules": [o.as_json() for o in outcomes], "exit": code}) + "\n"
     else:
-        print(_hunt_text(args, result, outcomes))
+        out = _hunt_text(args, result, outcomes) + "\n"
         if args.save_trace and outcomes:
-            print(f"\ntrace saved: {args.save_trace} (replay it with: arena replay {args.save_trace})")
+            out += f"\ntrace saved: {args.save_trace} (replay it with: arena replay {args.save_trace})\n"
     if outcomes:
-        _picture(args, outcomes, f"counterexample to rule {result.target}, {layout.name} layout",
-                 f"minimal scenario found by arena hunt (seed {result.seed})")
-    return code
+        out += _picture(args, outcomes, f"counterexample to rule {result.target}, {layout.name} layout",
+                        f"minimal scenario found by arena hunt (seed {result.seed})")
+    return code, out
 
 
 def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     """A mistake on this command's line is one line on stderr and exit 2, unknown options included."""
 
     def error(message: str) -> None:
-        parser.exit(EXIT_USAGE, f"{parser.prog}: {message} (see {parser.prog} --help)\n")
+        _note(f"{parser.prog}: {message} (see {parser.prog} --help)")
+        parser.exit(EXIT_USAGE)
 
     known = parser.parse_known_args
 
@@ -390,12 +506,17 @@ def _bench_script() -> Path | None:
     return None
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace) -> tuple[int, str]:
     script = _bench_script()
     if script is None:
-        raise UsageError("no benchmarks/run.py here: run from a checkout of the project")
+        raise UsageError("the benchmarks are not installed with the package: they run from a source checkout "
+                         "of mmap-arena (there: make bench, or arena bench)")
+    try:
+        import pyperf  # noqa: F401
+    except ImportError:
+        raise UsageError("the benchmarks need pyperf: pip install 'mmap-arena[bench]', or make bench in the checkout") from None
     flags = (["--quick"] if args.quick else []) + (["--json"] if args.json else [])
-    return subprocess.run([sys.executable, str(script), *flags]).returncode
+    return subprocess.run([sys.executable, str(script), *flags]).returncode, ""
 
 
 def _pid(text: str) -> int:
@@ -404,35 +525,49 @@ def _pid(text: str) -> int:
     return int(text)
 
 
+def _rule_options(default: str) -> argparse.ArgumentParser:
+    """--rule and --layout, each saying its default for this command."""
+    rules = argparse.ArgumentParser(add_help=False)
+    rules.add_argument("--rule", type=_rule_or_all, metavar="RULE",
+                       help=f"a placement rule: {', '.join(RULES)}, or module:attr of your own rule (docs/rules.md); "
+                            f"{RELEASE} (Go 1.11's sparse heap arenas); or all, side by side (default: {default})")
+    layouts = " or ".join(sorted(trace.LAYOUTS))
+    rules.add_argument("--layout", choices=sorted(trace.LAYOUTS),
+                       help=f"the address-space layout, {layouts} bits (default: "
+                            + ("32, where Go issue 20259 happened)" if default == "all" else "the trace's own)"))
+    return rules
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arena", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="arena", description=DESCRIPTION, epilog=EPILOG.format(prog="arena"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="one JSON object on stdout, for machines")
-    rules = argparse.ArgumentParser(add_help=False)
-    rules.add_argument("--rule", type=_rule_or_all, metavar="RULE",
-                       help=f"placement rule ({', '.join(RULES)}, or module:attr of your own), {RELEASE} "
-                            "(Go 1.11's sparse heap arenas), or all side by side")
-    rules.add_argument("--layout", choices=sorted(trace.LAYOUTS), help="address-space layout (bits)")
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of text")
     picture = argparse.ArgumentParser(add_help=False)
-    picture.add_argument("--svg", metavar="PATH", help="draw the address space to PATH")
+    picture.add_argument("--svg", metavar="PATH", help="also draw the address space as an SVG picture to PATH")
     crowding = argparse.ArgumentParser(add_help=False)
     crowding.add_argument("--crowd", metavar="MAPS", help="run among placeholders for the mappings of a /proc/PID/maps "
-                          f"dump (a file, or a shipped one: {', '.join(EXAMPLE_MAPS)})")
+                          f"dump: a file, or a shipped one ({', '.join(EXAMPLE_MAPS)}) (default: none)")
 
-    d = commands.add_parser("demo", parents=[common, rules, picture, crowding], help="replay Go issue 20259 with real memory",
-                            description="Replay Go issue 20259 with real memory; legacy's violations on 32-bit are the bug shown (exit 0).")
-    d.add_argument("--save-trace", metavar="PATH", help="save the run as a replayable trace (needs one --rule)")
+    d = commands.add_parser("demo", parents=[common, _rule_options("all"), picture, crowding],
+                            help="replay Go issue 20259 with real memory, under every rule",
+                            description="Replay Go issue 20259 with real memory, under each rule side by side. On 32-bit, "
+                                        "legacy's violations are the bug being shown: the demo still exits 0.")
+    d.add_argument("--save-trace", metavar="PATH", help="save the run as a replayable trace (needs a single --rule)")
     d.set_defaults(run=cmd_demo)
-    r = commands.add_parser("replay", parents=[common, rules, picture, crowding], help="replay a recorded trace (docs/trace-format.md)",
-                            description="Replay a trace's kernel answers; exit 1 if verify finds a violation.")
-    r.add_argument("trace", metavar="TRACE.json")
+    r = commands.add_parser("replay", parents=[common, _rule_options("the trace's own rule"), picture, crowding],
+                            help="replay a saved trace (docs/trace-format.md)",
+                            description="Replay a trace's kernel answers with real memory and check the result; "
+                                        f"exit 1 if a rule is violated. A trace holds at most {trace.MAX_STEPS:,} requests.")
+    r.add_argument("trace", metavar="TRACE.json", help="a trace saved by arena demo, arena hunt or Arena.save_trace")
     r.set_defaults(run=cmd_replay)
-    m = commands.add_parser("maps", parents=[common, rules], help="this process's mappings, annotated, for a live arena",
-                            description="Run the 20259 demo (or --trace) and print the mappings its live arena holds; "
-                                        "or, with --pid, another process's mappings.")
-    m.add_argument("--trace", metavar="FILE", help="replay this trace instead of the 20259 scenario")
+    m = commands.add_parser("maps", parents=[common, _rule_options("all")],
+                            help="the mappings of a live arena, annotated; or another process's",
+                            description="Run the 20259 demo (or --trace) and print the mappings its live arena holds, "
+                                        "annotated with their roles; or, with --pid, another process's mappings.")
+    m.add_argument("--trace", metavar="FILE", help="replay this trace instead of the 20259 scenario (default: none)")
     m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory")
     m.set_defaults(run=cmd_maps)
     h = commands.add_parser("hunt", parents=[common, picture, crowding], help="search for a counterexample to a rule, with real memory",
@@ -442,38 +577,55 @@ def _parser() -> argparse.ArgumentParser:
                             "Needs hypothesis (the 'hunt' extra). Writing your own rule: docs/rules.md.")
     h.add_argument("--rule", type=_rule_or_release, default="fixed", metavar="RULE",
                    help=f"{', '.join(RULES)}, module:attr of your own rule, or {RELEASE} (Go 1.11's sparse heap arenas) "
-                        "(default fixed)")
-    h.add_argument("--layout", choices=sorted(trace.LAYOUTS), default="32", help="address-space layout (default 32)")
+                        "(default: fixed)")
+    h.add_argument("--layout", choices=sorted(trace.LAYOUTS), default="32", help="the address-space layout (default: 32)")
     h.add_argument("--examples", type=_positive(int, "scenarios"), metavar="N",
-                   help="at most N scenarios (default 1000, or as many as --time allows)")
-    h.add_argument("--time", type=_positive(float, "seconds"), metavar="SECONDS", help="stop searching after SECONDS")
-    h.add_argument("--seed", type=_seed, help="repeat a hunt: the seed it printed")
+                   help="at most N scenarios (default: 1000, or as many as --time allows)")
+    h.add_argument("--time", type=_positive(float, "seconds"), metavar="SECONDS",
+                   help="stop searching after SECONDS (default: no limit)")
+    h.add_argument("--seed", type=_seed, help="repeat a hunt: the seed it printed (default: a random one)")
     h.add_argument("--save-trace", metavar="PATH", help="save the counterexample as a trace (arena replay PATH exits 1)")
     h.add_argument("--no-maps", action="store_true", help="check against the arena's history only, without reading "
                    "/proc/self/maps (faster)")
     h.set_defaults(run=cmd_hunt)
-    _one_line_errors(h)
-    b = commands.add_parser("bench", parents=[common], help="run benchmarks/run.py")
-    b.add_argument("--quick", action="store_true", help="a short run")
+    b = commands.add_parser("bench", parents=[common], help="run the benchmarks (from a source checkout)",
+                            description="Run benchmarks/run.py: the OS layer, arena growth and allocation against a C "
+                                        "reference, in this process. The benchmarks are not installed with the package: "
+                                        "run this from a source checkout (make bench there does the same).")
+    b.add_argument("--quick", action="store_true", help="a short run, about a minute (default: the full run, about 5 minutes)")
     b.set_defaults(run=cmd_bench)
+    for each in (parser, d, r, m, h, b):
+        _one_line_errors(each)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    0 success, 1 a rule violation found, 2 usage: a mistake of the user's,
+    told in one line on stderr.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        code, out = args.run(args)
     except (UsageError, sysmem.UnknownBackend, sysmem.ShimUnavailable) as exc:
         # A bad ARENA_BACKEND, or ARENA_BACKEND=cffi without the shim, is the
         # environment's mistake, reported like a bad argument.
-        print(f"arena {args.command}: {exc}", file=sys.stderr)
+        _note(f"arena {args.command}: {exc}")
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        _note(f"\narena {args.command}: interrupted")
+        return EXIT_INTERRUPTED
+    try:
+        sys.stdout.write(out)
+        # A reader gone away shows here, not at exit, where Python would report it.
+        sys.stdout.flush()
     except BrokenPipeError:
-        # The reader (``| head``) stopped early; the arena is already closed.
+        # The reader (``| head``) stopped early: what was decided stands. Later
+        # writes (the interpreter's own flush at exit) go nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    return code
 
 
 if __name__ == "__main__":

@@ -70,31 +70,47 @@ def _heap_arenas(layout: Layout, inner: sysmem.Memory, start: int, low: int) -> 
     return HeapArenas(layout, scripted)
 
 
-def explain(layout: Layout) -> tuple[str, str]:
-    """The demo's opening and closing words for ``layout``."""
+# What each rule does with the low answer, in the demo's closing words.
+_ON_32_BIT = {
+    "legacy": "legacy (Go before commit e5a5c03) takes the low region and lowers arena_used below live memory: "
+              "the allocations above it are no longer heap (Go issue 20259).",
+    "fixed": "fixed (Go commit e5a5c03) rejects the low region, releases it and falls back to a small mapping.",
+    "go1.9": "go1.9 takes the low region but moves only its allocation cursor, arena_alloc: arena_used stays.",
+    "strict": "strict takes only the exact hint, as jemalloc and tcmalloc do, and falls back.",
+    RELEASE: "go1.11 (sparse heap arenas) releases the low answer to its hint, then, with no hint left, takes it "
+             "as a new aligned heap arena: there are no bounds to lower, and nothing is lost.",
+}
+_ON_64_BIT = {
+    "legacy": "legacy rejects it: the region is below arena_start.",
+    "go1.9": "go1.9 rejects it: the region is below arena_start.",
+    "fixed": "fixed rejects it: the region is not above arena_end.",
+    "strict": "strict rejects it: the region is not at the hint.",
+    RELEASE: "go1.11 (sparse heap arenas) releases the low answer to its hint and takes the next hint.",
+}
+
+
+def explain(layout: Layout, rules: tuple[str, ...] | None = None) -> tuple[str, str]:
+    """The demo's opening and closing words for ``layout``: paragraphs, each one line; the closing
+    words speak only of ``rules`` (default: every built-in rule and go1.11)."""
     start, low = scenario(layout)
     head = (
         f"arena at {start:#x}..{start + ARENA_SIZE:#x}; the 256 MiB reservation hinted at "
         f"arena_end is answered at {low:#x} (really mapped there)"
     )
+    words = _ON_32_BIT if layout.address_bits == 32 else _ON_64_BIT
     if layout.address_bits == 32:
-        return head, (
-            "legacy lowers arena_used below live memory (Go issue 20259); fixed rejects the low region"
-            " and falls back; go1.9 moves arena_alloc and leaves arena_used alone; strict takes only"
-            " the exact hint, as jemalloc and tcmalloc do, and falls back.\n"
-            "go1.11 (sparse heap arenas) releases the low answer to its hint, then, with no hint left, takes it"
-            " as a new aligned heap arena: there are no bounds to lower, and nothing is lost."
-        )
+        return head, "\n".join(words[r] for r in (rules or words) if r in words)
     head = (
         f"64-bit: the 32-bit scenario shifted to the first hint {start:#x}; the low answer is "
         f"{ARENA_AT - LOW_ANSWER:#x} below arena_start, as on 32-bit.\n" + head
     )
-    return head, (
-        "On 64-bit arena_start is where the first reservation begins, so a low answer is below\n"
-        "arena_start (between arena_start and arena_used lies the arena's own reservation, which\n"
-        "the kernel never hands out twice). Every rule rejects it: legacy and go1.9 by\n"
-        "arena_start <= p, fixed by arena_end < p, strict because it is not the hint; with no\n"
-        "fallback on 64-bit the request gets nil, and arena_used never drops. The bug needed\n"
-        "32-bit Go's arena_start = 0.\n"
-        "go1.11 (sparse heap arenas) releases the low answer to its hint and takes the next hint."
+    linear = [r for r in (rules or words) if r != RELEASE]
+    why = (
+        "On 64-bit arena_start is where the first reservation begins, so a low answer is below arena_start "
+        "(between arena_start and arena_used lies the arena's own reservation, which the kernel never hands out "
+        "twice). The bug needed 32-bit Go's arena_start = 0."
     )
+    rejects = [words[r] for r in linear if r in words]
+    after = ["With no fallback on 64-bit the request gets nil, and arena_used never drops."] if linear else []
+    release = [words[RELEASE]] if RELEASE in (rules or words) else []
+    return head, "\n".join(([why] if linear else []) + rejects + after + release)

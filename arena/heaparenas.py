@@ -21,6 +21,7 @@ from . import sysmem
 from .base import Manager
 from .layout import LAYOUT_64, KiB, Layout, MiB
 from .manager import Event, Stats, _binary_end
+from .words import plural
 
 RELEASE = "go1.11"
 # mallocinit's 32-bit pre-reservation sizes, largest first (malloc.go L495-499).
@@ -66,10 +67,28 @@ def metadata_size(layout: Layout) -> int:
 class HeapArenas(Manager):
     """Heap arenas placed at arena hints and registered in an index, as Go 1.11's sysAlloc did.
 
+    ``HeapArenas(layout=LAYOUT_64, memory=None, start=None, initial_size=None)``
+
+    - ``layout``: ``LAYOUT_64``, ``LAYOUT_32`` or a variant; its
+      ``heap_arena_size``, ``heap_addr_bits``, ``arena_l1_bits`` and
+      ``arena_base_offset`` are Go 1.11's for the width unless set.
+    - ``memory``: the OS memory layer (``arena.sysmem``); ``None`` takes
+      ``sysmem.default()``, an ``arena.testing.ScriptedMemory`` scripts the
+      kernel's answers.
+    - ``start``: 64-bit: the one first hint, instead of the layout's
+      ``first_hints``; 32-bit: where the pre-reservation is hinted. A
+      multiple of ``heap_arena_size``; ``None``: Go's own.
+    - ``initial_size``: 32-bit only: the pre-reservation's size (``0``:
+      none; ``None``: Go's 512, 256 then 128 MiB).
+
     ``sys_alloc(n)`` returns the start of ``round(n, heap_arena_size)``
     committed, read-write bytes (one arena more when the kernel's answer to
     an aligned reservation was already aligned: Go keeps all of it), whole
-    heap arenas registered in the index; ``allocations`` has each size.
+    heap arenas registered in the index; ``allocations`` has each size. Its
+    name in the command line, demo and traces is the rule name ``"go1.11"``.
+
+    Raises ``TypeError`` for an argument of the wrong type and ``ValueError``
+    for one out of range, each naming it.
     """
 
     _span_limit = "max_alloc"
@@ -82,10 +101,7 @@ class HeapArenas(Manager):
         start: int | None = None,
         initial_size: int | None = None,
     ) -> None:
-        """``start``: the first hint (64-bit, instead of the layout's ``first_hints``) or where the 32-bit
-        pre-reservation is hinted; ``initial_size``: the 32-bit pre-reservation's size (0: none).
-        """
-        self._take(layout, memory)
+        memory = self._take(layout, memory)
         self._size = layout.heap_arena_size
         self._mask = self._top - 1
         self._bits, self._l2_bits = layout.arena_bits, layout.arena_bits - layout.arena_l1_bits
@@ -137,7 +153,7 @@ class HeapArenas(Manager):
             # Go pushes them from the last, so the first is the head.
             hints = layout.first_hints if self._start is None else (self._start,)
             self._hints = [[h, False] for h in reversed(hints)]
-            self._record("first", 0, None, 0, None, "hints", f"{len(hints)} arena hints, the first at {hints[0]:#x}")
+            self._record("first", 0, None, 0, None, "hints", f"{plural(len(hints), 'arena hint')}, the first at {hints[0]:#x}")
             return
         # 32-bit (L445-510): the metadata of every arena the index can hold is
         # reserved anywhere, so that it never interleaves with the heap.
@@ -305,7 +321,7 @@ class HeapArenas(Manager):
         if new_hints:
             self._hints += new_hints  # L586-592: down from its start, then up from its end (the new head)
         self._register(v, size)
-        self._record("commit", request, None, size, v, "committed", f"{size // self._size} heap arena(s) registered")
+        self._record("commit", request, None, size, v, "committed", f"{plural(size // self._size, 'heap arena')} registered")
         return v
 
     def _commit(self, request: int, v: int, size: int, release: bool) -> None:
@@ -379,6 +395,7 @@ class HeapArenas(Manager):
 
     @property
     def state(self) -> HeapState:
+        """What the manager holds now (``HeapState``): the next hint, the number of heap arenas, the pre-reservation."""
         with self._lock:
             return self._state()
 

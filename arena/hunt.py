@@ -218,6 +218,7 @@ class Scenario:
     answers: tuple[Answer, ...]
 
     def as_json(self) -> dict[str, object]:
+        """The scenario as a JSON-ready dict: setup, requests, and each answer's category and fraction."""
         return {"setup": dict(self.setup), "requests": list(self.requests),
                 "answers": [{"category": a.category, "fraction": a.fraction} for a in self.answers]}
 
@@ -397,6 +398,7 @@ class Progress:
 
     @property
     def rate(self) -> float:
+        """Scenarios per second so far."""
         return self.examples / self.seconds if self.seconds else 0.0
 
 
@@ -421,6 +423,7 @@ class HuntResult:
         return (self.examples + self.shrink_steps) / self.seconds if self.seconds else 0.0
 
     def as_json(self) -> dict[str, object]:
+        """The result as a JSON-ready dict (what ``arena hunt --json`` prints)."""
         return {
             "target": self.target, "layout": self.layout.name, "seed": self.seed, "examples": self.examples,
             "shrink_steps": self.shrink_steps, "skipped": self.skipped, "seconds": round(self.seconds, 3),

@@ -7,12 +7,17 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+from .words import GiB, KiB, MiB, plural, size_text  # noqa: F401  (KiB, MiB and GiB are imported from here)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Layout:
-    """What an arena assumes about its address space; ``dataclasses.replace`` makes variants."""
+    """What an arena assumes about its address space; ``dataclasses.replace`` makes variants.
+
+    ``LAYOUT_32`` and ``LAYOUT_64`` are Go's; each field below says what it
+    is in Go. ``TypeError`` for a field of the wrong type, ``ValueError``
+    for a value out of range (naming the field).
+    """
 
     name: str
     address_bits: int
@@ -74,8 +79,10 @@ class Layout:
             if not isinstance(values, tuple) or not all(type(v) is int for v in values):
                 raise TypeError(f"Layout.{name} must be a tuple of ints, got {values!r}")
             for v in values:
-                if v < 0 or v % self.page_size or v >= top:
-                    raise ValueError(f"Layout.{name} holds {v:#x}: not a page-aligned {self.address_bits}-bit value")
+                if not 0 <= v < top:
+                    raise ValueError(f"Layout.{name} holds {v:#x}: outside [0, 2**{self.address_bits})")
+                if v % self.page_size:
+                    raise ValueError(f"Layout.{name} holds {v:#x}: not a multiple of page_size {self.page_size:#x}")
         if not self.first_sizes:
             raise ValueError("Layout.first_sizes must name at least one size")
         if self.fallback and self.address_bits != 32:
@@ -109,6 +116,12 @@ class Layout:
         if not 0 <= self.arena_base_offset < 1 << self.address_bits:
             raise ValueError(f"Layout.arena_base_offset must be a {self.address_bits}-bit value, got {self.arena_base_offset:#x}")
 
+    def __repr__(self) -> str:
+        hints = self.first_hints
+        where = f"{plural(len(hints), 'hint')} from {hints[0]:#x}" if hints else "first hint above the program break"
+        return (f"<Layout {self.name!r}: {self.address_bits} address bits, max_mem {self.max_mem:#x}, page {size_text(self.page_size)}, "
+                f"growth step {size_text(self.growth_step)}, {where}>")
+
     @property
     def arena_bits(self) -> int:
         """Bits of an arena number (Go's arenaBits): the index has ``2**arena_bits`` entries."""
@@ -118,6 +131,16 @@ class Layout:
     def max_alloc(self) -> int:
         """Go 1.11's maxAlloc: the largest allocation, ``2**heap_addr_bits`` (less one on 32-bit, so it fits a uintptr)."""
         return (1 << self.heap_addr_bits) - (self.address_bits == 32)
+
+
+def check_layout(value: object) -> Layout:
+    """``value`` if it is a ``Layout``; else ``TypeError`` saying which one to pass (``"32"`` is ``LAYOUT_32``)."""
+    if isinstance(value, Layout):
+        return value
+    named = isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) in ("32", "64")
+    fix = (f"use arena.LAYOUT_{value} (the command line and traces name it {str(value)!r})" if named
+           else "use arena.LAYOUT_32, arena.LAYOUT_64, or a variant made with dataclasses.replace")
+    raise TypeError(f"layout must be a Layout, not {type(value).__name__} ({value!r}): {fix}")
 
 
 LAYOUT_32 = Layout(
@@ -137,7 +160,7 @@ LAYOUT_64 = Layout(
     max_mem=(1 << 39) - 1,
     first_hints=tuple(i << 40 | 0x00C0 << 32 for i in range(0x80)),
     # Differs from Go, which reserved all 512 GiB (and 16.5 GiB of metadata) up
-    # front: that would leave the growth path, the one the seed guards, idle.
+    # front: that would leave the growth path, the one Go commit e5a5c03 guards, idle.
     # The first arena is one growth step; metadata is not modelled on 64-bit.
     first_sizes=(256 * MiB,),
 )

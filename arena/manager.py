@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from . import rules, sysmem
 from .base import ArenaClosed, Manager, Region, _Ranges  # noqa: F401  (ArenaClosed and Region are still imported from here)
-from .layout import LAYOUT_64, Layout, MiB
+from .layout import LAYOUT_64, Layout, MiB, check_layout
 from .rules import RULES, Bounds, Rule  # noqa: F401  (RULES and Bounds are still imported from here)
 
 if TYPE_CHECKING:
@@ -59,7 +59,12 @@ class Event:
 
 @dataclasses.dataclass
 class Stats:
-    """Counters of an arena since it was made, whatever its history keeps (``Arena.stats``)."""
+    """Counters of an arena since it was made (``Arena.stats``, ``HeapArenas.stats``).
+
+    Cumulative: reading them resets nothing, and they count every decision
+    whatever the arena's ``history`` keeps. ``reserved`` and ``committed``
+    are what is held now; the others count events since the start.
+    """
 
     reserved: int = 0  # bytes of address space held now
     committed: int = 0  # bytes made read-write (Go's heap_sys)
@@ -82,13 +87,37 @@ def _round_up(x: int, a: int) -> int:
 
 
 class Arena(Manager):
-    """A linear heap arena over real reservations, growing as Go's sysAlloc did.
+    """A linear heap arena over real reservations, growing as Go's sysAlloc did (Go 1.8 - 1.10).
 
-    ``history`` says how many decisions (``events``) and allocations
-    (``allocations``) the arena keeps: ``None``, every one; ``N``, the last N;
-    ``0``, none. ``stats``, the decisions that lowered arena_used
-    (``lowered``) and the committed memory (``committed_runs``) are kept
-    whatever it says, so ``check.verify`` works with any history.
+    ``Arena(layout=LAYOUT_64, rule="fixed", memory=None, start=None, initial_size=None, history=None)``
+
+    - ``layout``: a ``Layout``: ``LAYOUT_64``, ``LAYOUT_32`` (Go's constants
+      on 64- and 32-bit), or a variant made with ``dataclasses.replace``.
+    - ``rule``: which reservation answered away from ``arena_end`` the arena
+      keeps (``arena.rules``, docs/rules.md): ``"fixed"``, Go commit e5a5c03:
+      only one above ``arena_end``; ``"legacy"``, Go before it: any at or
+      above ``arena_start``, which can lower ``arena_used`` below live memory
+      (Go issue 20259); ``"go1.9"``, Go 1.9: a separate allocation cursor;
+      ``"strict"``: only the exact hint. Or ``"module:attr"`` naming a rule of
+      your own, or a ``Rule`` object. (Go 1.11's sparse heap is ``HeapArenas``.)
+    - ``memory``: the OS memory layer (``arena.sysmem``); ``None`` takes
+      ``sysmem.default()``. An ``arena.testing.ScriptedMemory`` places the
+      kernel's answers where a test says.
+    - ``start``: where the arena part of the first reservation begins (a
+      multiple of the arena page); ``None``: the layout's hints (64-bit) or
+      just above the program (32-bit), as Go did.
+    - ``initial_size``: the first reservation's arena size (a multiple of the
+      arena page); ``None``: the layout's sizes, largest first.
+    - ``history``: how many decisions (``events``) and allocations
+      (``allocations``) the arena keeps: ``None``, every one; ``N``, the last
+      N; ``0``, none. ``stats``, the decisions that lowered arena_used
+      (``lowered``) and the committed memory (``committed_runs``) are kept
+      whatever it says, so ``check.verify`` works with any history.
+
+    Raises ``TypeError`` for an argument of the wrong type and
+    ``ValueError`` for one out of range (each naming the argument), and
+    ``ReservationFailed`` when no first reservation can be made. Close it
+    (``close``, or use it as a context manager) to release its mappings.
     """
 
     def __init__(
@@ -105,7 +134,7 @@ class Arena(Manager):
                 raise TypeError(f"history must be None (keep every decision) or an int N (keep the last N), not {history!r}")
             if not 0 <= history < sys.maxsize:
                 raise ValueError(f"history must be None or the number of decisions to keep (0: none), got {history}")
-        self._check_layout(layout)  # before the rule: a wrong layout is reported first
+        check_layout(layout)  # before the rule: a wrong layout is reported first
         rule = rules.resolve(rule)
         memory = self._take(layout, memory)
         # rule is the rule's name (what reports, JSON and traces show); placement the rule itself.
@@ -243,7 +272,13 @@ class Arena(Manager):
     # attributes, and a decision is one tuple appended to the history.
 
     def sys_alloc(self, n: int) -> int | None:
-        """``n`` bytes of committed, read-write memory, or ``None`` when out of memory."""
+        """The address of ``n`` bytes of committed, read-write memory, or ``None`` when out of memory.
+
+        ``n`` is a positive multiple of the arena page up to ``layout.max_mem``
+        (``TypeError``/``ValueError`` otherwise). Raises ``ArenaClosed`` after
+        ``close``, and ``OSError`` if the kernel fails in a way that is not
+        "out of memory".
+        """
         # acquire/release, not "with": half the cost of a lock on the hot path.
         self._lock.acquire()
         try:
@@ -417,7 +452,10 @@ class Arena(Manager):
     # -- queries ---------------------------------------------------------------
 
     def contains(self, addr: int) -> bool:
-        """Go's heap check: ``arena_start <= addr < arena_used``, nothing else."""
+        """Go's heap check: ``arena_start <= addr < arena_used``, nothing else.
+
+        ``TypeError`` for a non-int ``addr``, ``ArenaClosed`` after ``close``.
+        """
         addr = self._int("addr", addr)
         with self._lock:
             self._check_open()
@@ -468,7 +506,10 @@ class Arena(Manager):
 
     @property
     def stats(self) -> Stats:
-        """The counters since the arena was made, whatever ``history`` keeps."""
+        """A snapshot of the arena's counters (``Stats``): cumulative since it was made, whatever ``history`` keeps.
+
+        Reading it resets nothing; each read is a new ``Stats``.
+        """
         with self._lock:
             t = self._tally
             # Every region is the first one, a contiguous growth, an accepted

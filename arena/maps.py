@@ -14,6 +14,7 @@ from .heaparenas import HeapArenas
 from .manager import Arena
 from .report import columns
 from .run import arena_part, size_text
+from .words import plural
 
 _RELEASED = ("rejected", "fallback-rejected", "missed")  # HeapArenas: a missed hint
 
@@ -30,7 +31,7 @@ def _roles(arena: Arena | HeapArenas, m: sysmem.Mapping, base: int) -> list[str]
     held = [(p, n) for p, n in arena.allocations if p < m.end and m.start < p + n]
     if held:
         lost = sum(not arena.contains(p) for p, _ in held)
-        roles.append(f"committed ({len(held)} allocation{'s' * (len(held) > 1)}" + (f", {lost} LOST)" if lost else ")"))
+        roles.append(f"committed ({plural(len(held), 'allocation')}" + (f", {lost} LOST)" if lost else ")"))
     return roles
 
 

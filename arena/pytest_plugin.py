@@ -2,19 +2,25 @@
 
 Enabled by the ``pytest11`` entry point (or ``-p arena.pytest_plugin``):
 
-- ``arena_factory(layout="32"|"64"|Layout, rule=..., answers=None, **arena_kwargs)``:
-  arenas over real memory (scripted when ``answers`` is given), closed after the test.
+- ``arena_factory(layout="32", rule="fixed", answers=None, **kwargs)``: makes
+  arenas over real memory, closed after the test. ``layout``: ``"32"``,
+  ``"64"`` (or 32, 64) or a ``Layout``; ``rule``: a rule name, ``module:attr``
+  or a ``Rule``; ``answers``: the kernel's answers to script (a
+  ``scripted_memory``); ``kwargs``: the rest of ``Arena``'s (``memory``,
+  ``start``, ``initial_size``, ``history``).
 - ``arena32`` / ``arena64``: one arena each, rule "fixed" unless parametrized
   indirectly (``@pytest.mark.parametrize("arena32", ["legacy"], indirect=True)``).
-- ``scripted_memory(answers, address_bits=32)``: a ``ScriptedMemory``; whatever
+- ``scripted_memory(answers=(), address_bits=32)``: a ``ScriptedMemory``; whatever
   it reserved and the test did not release is released after it, failing it.
 - ``crowd``: a ``Crowd`` of blocker mappings (32-bit space), released after the test.
-- ``arena_leak_check``: fails the test (an error at teardown) if it left an OS-layer
-  mapping behind. Every fixture above uses it; request it to check other tests.
+- ``arena_leak_check``: fails the test (an error at teardown) if a mapping it
+  reserved through arena's memory layers is still mapped. Every fixture above
+  uses it; request it to check other tests. Mappings the test makes any other
+  way (its own mmap, a library's, glibc's per-thread malloc arenas) are not
+  counted. ``@pytest.mark.no_arena_leak_check`` turns it off for a test.
 """
 from __future__ import annotations
 
-import ctypes
 from typing import Callable, Iterable, Iterator
 
 import pytest
@@ -26,7 +32,13 @@ from .rules import Rule
 from .testing import Answer, Crowd, ScriptedMemory, reservations
 
 _LAYOUTS = {"32": LAYOUT_32, "64": LAYOUT_64, 32: LAYOUT_32, 64: LAYOUT_64}
-_M_ARENA_MAX = -8
+NO_LEAK_CHECK = "no_arena_leak_check"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the plugin's marker, so that ``--strict-markers`` accepts it."""
+    config.addinivalue_line("markers", f"{NO_LEAK_CHECK}: do not fail the test for mappings it reserved through "
+                                       "arena's memory layers and left behind (arena_leak_check)")
 
 
 def _layout(layout: str | int | Layout) -> Layout:
@@ -37,22 +49,22 @@ def _layout(layout: str | int | Layout) -> Layout:
     return _LAYOUTS[layout]
 
 
-def _one_malloc_arena() -> None:
-    # glibc reserves a malloc arena with MAP_NORESERVE for each new thread, which
-    # would look like a leaked reservation; one arena for all threads avoids it.
-    try:
-        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
 @pytest.fixture
-def arena_leak_check() -> Iterator[None]:
-    """Fail the test if it leaves an anonymous MAP_NORESERVE mapping (what the OS layer makes) behind."""
-    _one_malloc_arena()
+def arena_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if a mapping it reserved through arena's memory layers is still mapped after it.
+
+    Only what ``arena.sysmem`` layers reserved during the test counts
+    (``sysmem.track_reservations``), and only if it is still an anonymous
+    MAP_NORESERVE mapping at the end: a mapping the test made otherwise is
+    its own business. ``@pytest.mark.no_arena_leak_check`` skips the check.
+    """
+    if request.node.get_closest_marker(NO_LEAK_CHECK) is not None:
+        yield
+        return
     before = reservations()
-    yield
-    leaked = sorted(reservations() - before)
+    with sysmem.track_reservations() as held:
+        yield
+    leaked = sorted(m for m in reservations() - before if held.overlaps(m[0], m[1]))
     if leaked:
         pytest.fail("arena: mappings left behind: " + ", ".join(f"[{a:#x}, {b:#x}) {p}" for a, b, p in leaked), pytrace=False)
 
@@ -64,6 +76,7 @@ class _Scripted:
         self.made: list[ScriptedMemory] = []
 
     def __call__(self, answers: Iterable[Answer] = (), address_bits: int = 32) -> ScriptedMemory:
+        """A ``ScriptedMemory`` over ``sysmem.default(address_bits)`` answering ``answers`` (see ``arena.testing``)."""
         memory = ScriptedMemory(sysmem.default(address_bits=address_bits), answers)
         self.made.append(memory)
         return memory
@@ -86,7 +99,10 @@ class _Scripted:
 
 @pytest.fixture
 def scripted_memory(arena_leak_check: None) -> Iterator[Callable[..., ScriptedMemory]]:
-    """``scripted_memory(answers, address_bits=32)``: real mappings placed where the script says."""
+    """``scripted_memory(answers=(), address_bits=32)``: a ``ScriptedMemory``, real mappings placed where the script says.
+
+    What its reservations left mapped is released after the test, which then fails.
+    """
     factory = _Scripted()
     yield factory
     # Arenas built on these layers are closed first (fixtures tear down in reverse).
@@ -98,7 +114,13 @@ def scripted_memory(arena_leak_check: None) -> Iterator[Callable[..., ScriptedMe
 
 @pytest.fixture
 def arena_factory(scripted_memory: Callable[..., ScriptedMemory]) -> Iterator[Callable[..., Arena]]:
-    """``arena_factory(layout="32", rule="fixed", answers=None, **kwargs)``: arenas closed after the test."""
+    """``arena_factory(layout="32", rule="fixed", answers=None, **kwargs)``: arenas closed after the test.
+
+    ``layout``: ``"32"``, ``"64"`` or a ``Layout``; ``rule``: a name,
+    ``module:attr`` or a ``Rule``; ``answers``: scripted kernel answers (a
+    ``scripted_memory`` under the arena); ``kwargs``: ``Arena``'s ``memory``,
+    ``start``, ``initial_size``, ``history``.
+    """
     made: list[Arena] = []
 
     def make(layout: str | int | Layout = "32", rule: str | Rule = "fixed", answers: Iterable[Answer] | None = None, **kwargs) -> Arena:

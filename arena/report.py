@@ -1,18 +1,36 @@
-"""Tables for people: aligned columns and hex addresses."""
+"""Tables for people: aligned columns and hex addresses, as narrow as the terminal allows."""
 from __future__ import annotations
+
+import textwrap
 
 from .heaparenas import HeapState
 from .manager import Bounds, Event
 from .run import Outcome, per_request, size_text
+from .words import plural
 
+# What two rows of the demo's table mean, for a reader who has not met Go issue 20259.
+LEGEND = ("allocations lost: handed out, but no longer counted as heap (contains(p) is false); "
+          "bytes intact: every allocation still reads back the bytes written into it.")
+# Characters a decision's reason needs beside the other columns; with less it gets a line of its own.
+_REASON_ROOM = 40
 # Heap arenas' steps a table leaves to the commit after them, which names the same address.
 _TOLD_BY_COMMIT = {("hint", "honoured"), ("aligned", "reserved"), ("aligned", "trimmed")}
 
 
 def columns(rows: list[list[str]]) -> str:
-    """``rows`` as left-aligned columns two spaces apart."""
-    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(map(len, rows)))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+    """``rows`` as left-aligned columns two spaces apart; a cell with line breaks spans as many lines."""
+    cells = [[c.split("\n") for c in row] for row in rows]
+    widths = [max(len(line) for row in cells if i < len(row) for line in row[i]) for i in range(max(map(len, rows)))]
+    out = []
+    for row in cells:
+        for k in range(max(map(len, row))):
+            out.append("  ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(out)
+
+
+def width_of(text: str) -> int:
+    """The widest line of ``text``."""
+    return max(map(len, text.splitlines()), default=0)
 
 
 def _hex(x: int | None) -> str:
@@ -39,29 +57,53 @@ def _heap(state: Bounds | HeapState) -> str:
 
 
 def _lost(o: Outcome) -> str:
-    if not o.lost:
-        return "none"
-    return f"{len(o.lost)} of {sum(p is not None for p in o.returned)}: " + ", ".join(map(_hex, o.lost))
+    # The addresses are in verify's findings, printed below the table.
+    return f"{len(o.lost)} of {sum(p is not None for p in o.returned)}" if o.lost else "none"
 
 
-def side_by_side(outcomes: list[Outcome]) -> str:
-    """The demo's table: a row per request and a column per rule."""
+def _table(outcomes: list[Outcome], wrap: bool) -> str:
+    """A row per request and a column per rule; with ``wrap``, a cell's decisions one per line."""
     cells = [[_cell(g) for g in per_request(o.events)] for o in outcomes]
     rows = [[""] + [o.rule for o in outcomes]]
     for i, n in enumerate(outcomes[0].requests):
         rows.append([f"sys_alloc({size_text(n)})"] + [c[i] if i < len(c) else "" for c in cells])
-    for name in ("arena_used", "arena_alloc", "arena_end"):
-        rows.append([f"{name} after"] + [_hex(getattr(o.bounds, name, None)) for o in outcomes])
+    if any(isinstance(o.bounds, Bounds) for o in outcomes):
+        for name in ("arena_used", "arena_alloc", "arena_end"):
+            rows.append([f"{name} after"] + [_hex(getattr(o.bounds, name, None)) for o in outcomes])
     if any(isinstance(o.bounds, HeapState) for o in outcomes):
         rows.append(["heap arenas after"] + [_heap(o.bounds) for o in outcomes])
     rows.append(["allocations lost"] + [_lost(o) for o in outcomes])
-    rows.append(["verify"] + [f"{len(o.violations)} violations" if o.violations else "sound" for o in outcomes])
-    rows.append(["live bytes read back"] + ["intact" if o.intact else "CHANGED" for o in outcomes])
+    rows.append(["verify"] + [plural(len(o.violations), "violation") if o.violations else "sound" for o in outcomes])
+    rows.append(["bytes intact"] + ["yes" if o.intact else "NO" for o in outcomes])
+    if wrap:
+        rows = [[c.replace("; ", ";\n") for c in row] for row in rows]
     return columns(rows)
 
 
-def decisions(o: Outcome) -> str:
-    """Every event of one run: what was asked, answered and decided, and how arena_used moved."""
+def side_by_side(outcomes: list[Outcome], width: int | None = None) -> str:
+    """The demo's table, a column per rule, no wider than ``width`` characters where it can be.
+
+    Too wide, a cell's decisions go one per line; still too wide, the rules
+    are stacked in groups that fit, each a table of its own.
+    """
+    text = _table(outcomes, wrap=False)
+    if width is None or width_of(text) <= width:
+        return text
+    groups: list[list[Outcome]] = [[]]
+    for o in outcomes:
+        if groups[-1] and width_of(_table(groups[-1] + [o], wrap=True)) > width:
+            groups.append([])
+        groups[-1].append(o)
+    return "\n\n".join(_table(group, wrap=True) for group in groups)
+
+
+def decisions(o: Outcome, width: int | None = None) -> str:
+    """Every event of one run: what was asked, answered and decided, and how arena_used moved.
+
+    Wider than ``width``, the reasons (the last column) wrap onto more lines;
+    with less than ``_REASON_ROOM`` characters left for them, each goes on a
+    line of its own under its decision.
+    """
     heap = isinstance(o.bounds, HeapState)
     rows = [["#", "step", "request", "hint", "size", "returned", "verdict", "arenas, next hint" if heap else "arena_used", "reason"]]
     for i, e in enumerate(o.events):
@@ -75,4 +117,14 @@ def decisions(o: Outcome) -> str:
             str(i), e.step, size_text(e.request) if e.request else "-", _hex(e.hint), size_text(e.size),
             _hex(e.returned), e.verdict, used, e.reason,
         ])
-    return columns(rows)
+    text = columns(rows)
+    if width is None or width_of(text) <= width:
+        return text
+    room = width - width_of(columns([row[:-1] for row in rows])) - 2
+    if room >= _REASON_ROOM:
+        return columns([row[:-1] + [textwrap.fill(row[-1], room, break_on_hyphens=False)] for row in rows])
+    lines = columns([row[:-1] for row in rows]).splitlines()
+    out = [lines[0], "   " + rows[0][-1]]
+    for line, row in zip(lines[1:], rows[1:]):
+        out += [line, textwrap.fill(row[-1], width, initial_indent="   ", subsequent_indent="   ", break_on_hyphens=False)]
+    return "\n".join(out)

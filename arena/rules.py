@@ -32,6 +32,9 @@ from .layout import Layout
 
 
 class Bounds(NamedTuple):
+    """A linear arena's bounds at one moment, Go's names: the heap is ``[arena_start, arena_used)``,
+    allocation continues at ``arena_alloc``, the current reservation ends at ``arena_end``."""
+
     arena_start: int
     arena_used: int
     arena_alloc: int
@@ -48,6 +51,7 @@ class Rule(abc.ABC):
 
     @property
     def name(self) -> str:
+        """How reports, JSON and traces name the rule: ``module:QualifiedName`` unless a subclass sets it."""
         cls = type(self)
         return f"{cls.__module__}:{cls.__qualname__}"
 

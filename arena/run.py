@@ -10,8 +10,8 @@ import dataclasses
 
 from .check import Violation, verify
 from .heaparenas import GoThrow, HeapArenas, HeapState
-from .layout import GiB, KiB, MiB
 from .manager import Arena, Bounds, Event, Region
+from .words import size_text  # noqa: F401  (imported from here too)
 
 PATTERN = b"live heap object"
 
@@ -162,11 +162,3 @@ def arena_part(events: list[Event]) -> int:
     """Where the arena part of a linear arena's first reservation begins (its metadata lies below); 0 for heap arenas."""
     firsts = (e.after for e in events if e.step == "first" and e.verdict == "reserved")
     return next((b.arena_used for b in firsts if isinstance(b, Bounds)), 0)
-
-
-def size_text(n: int) -> str:
-    """A byte count for people: ``16 MiB``, ``8 KiB``, else hex."""
-    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
-        if n and n % unit == 0:
-            return f"{n // unit} {name}"
-    return f"{n:#x}"

@@ -7,6 +7,12 @@ decision with the arena_start / arena_used / arena_alloc / arena_end markers
 before (hollow) and after (filled) it. Empty spans much larger than what is
 mapped are drawn as fixed-width breaks marked "≈", and every other segment gets
 a minimum width, so a 1 MiB allocation stays visible beside 4 GiB of space.
+
+A long run stays a picture (a 100,000-step trace once made a 132 MB SVG
+2.4 million pixels tall): a lane draws at most ``MAX_ROWS`` decisions (the
+first, the last and the notable ones, with a row saying how many were left
+out), and past ``MAX_SHAPES`` allocations or regions those that touch are
+drawn as one.
 """
 from __future__ import annotations
 
@@ -14,7 +20,25 @@ import bisect
 from xml.sax.saxutils import escape
 
 from .heaparenas import HeapState
+from .manager import Bounds
 from .run import Outcome, arena_part, size_text
+from .words import plural
+
+# Decision rows per lane: the first HEAD_ROWS, the last TAIL_ROWS, and the notable ones between.
+MAX_ROWS, HEAD_ROWS, TAIL_ROWS = 40, 10, 10
+# Decisions that are just the arena working: a row of their own only among the first and last.
+ROUTINE = frozenset({"committed", "contiguous", "honoured"})
+# Shapes of one kind per lane before touching ones are merged into one shape.
+MAX_SHAPES = 300
+# Low mappings labelled in a lane's map row (each has a label above it).
+MAX_LABELS = 10
+# Points on the address axis: past this, only the edges of what is mapped, then a plain linear axis.
+MAX_POINTS = 200
+GAP_H = 16  # the height of a row saying how many decisions were left out
+# What a merged shape of each class stands for, counted in its tip.
+_NOUNS = {"allocation": "allocation", "allocation lost": "lost allocation", "region": "reservation",
+          "fallback": "fallback mapping", "metadata": "metadata region", "heap": "heap region",
+          "released": "rejected and released region", "low-mapping": "low mmap", "low-mapping released": "low mmap"}
 
 WIDTH = 1200
 LEFT = 250  # room for the decision labels
@@ -56,9 +80,16 @@ text { font-family: DejaVu Sans, Arial, sans-serif; font-size: 11px; fill: #222;
 
 
 class Axis:
-    """Addresses to x: piecewise linear over the interesting points, with empty spans compressed."""
+    """Addresses to x: piecewise linear over the interesting points, with empty spans compressed.
+
+    ``occupied`` is sorted, disjoint spans (``merged``).
+    """
 
     def __init__(self, points: set[int], occupied: list[tuple[int, int]], x0: float, width: float) -> None:
+        if len(points) > MAX_POINTS:
+            # Too many to give each a segment of its own: the edges of what is mapped, else just the ends.
+            edges = {x for span in occupied for x in span}
+            points = edges if len(edges) <= MAX_POINTS else {min(points), max(points)}
         self.points = sorted(points)
         pairs = list(zip(self.points, self.points[1:]))
         covered = sum(b - a for a, b in pairs if _inside(occupied, (a + b) // 2))
@@ -92,11 +123,52 @@ def approx(n: int) -> str:
     for unit, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if n >= unit:
             return f"{n / unit:.1f}".removesuffix(".0") + f" {name}"
-    return f"{n} bytes"
+    return plural(n, "byte")
 
 
 def _inside(spans: list[tuple[int, int]], addr: int) -> bool:
-    return any(a <= addr < b for a, b in spans)
+    """Whether ``addr`` lies in one of ``spans``, sorted and disjoint."""
+    i = bisect.bisect_right(spans, (addr, float("inf"))) - 1
+    return i >= 0 and addr < spans[i][1]
+
+
+def merged(spans) -> list[tuple[int, int]]:
+    """``(start, end)`` spans sorted, with those that touch or overlap joined."""
+    out: list[list[int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def drawn_rows(events: list) -> list[int | tuple[int, int]]:
+    """The events a lane draws: an index each, and ``(first, last)`` for each stretch left out.
+
+    Past ``MAX_ROWS``: the first and last ones, and between them the notable
+    ones (arena_used lowered or a throw first, then anything not ``ROUTINE``).
+    """
+    n = len(events)
+    if n <= MAX_ROWS:
+        return list(range(n))
+    keep = set(range(HEAD_ROWS)) | set(range(n - TAIL_ROWS, n))
+
+    def rank(i: int) -> int:
+        e = events[i]
+        lowered = isinstance(e.after, Bounds) and e.after.arena_used < e.before.arena_used
+        return 0 if lowered or e.verdict == "throw" else 1
+
+    notable = sorted((i for i in range(HEAD_ROWS, n - TAIL_ROWS) if events[i].verdict not in ROUTINE), key=rank)
+    keep.update(notable[: MAX_ROWS - HEAD_ROWS - TAIL_ROWS])
+    out: list[int | tuple[int, int]] = []
+    last = -1
+    for i in sorted(keep):
+        if i > last + 1:
+            out.append((last + 1, i - 1))
+        out.append(i)
+        last = i
+    return out
 
 
 def _solve(lengths: list[int], width: float) -> float:
@@ -145,18 +217,20 @@ def _id(text: str) -> str:
 
 
 def draw(outcomes: list[Outcome], title: str, note: str = "") -> str:
-    """The SVG document for ``outcomes``, one lane each."""
+    """The SVG document for ``outcomes``, one lane each; as large for a long run as for a short one."""
     points: set[int] = set()
     occupied: list[tuple[int, int]] = []
     for o in outcomes:
         spans = [(r.start, r.end) for r in o.regions] + _released(o) + [(p, p + n) for p, n in o.allocations]
         occupied += spans
         points.update(x for span in spans for x in span)
-        for e in o.events:
-            # Before the first reservation the bounds are unset zeros: not drawn.
-            for b in ([e.after] if e.step == "first" else [e.before, e.after]):
-                points.update(m[4] for m in _markers(b))
-    axis = Axis(points, occupied, LEFT, WIDTH - LEFT - RIGHT)
+        for i in drawn_rows(o.events):
+            if isinstance(i, int):
+                e = o.events[i]
+                # Before the first reservation the bounds are unset zeros: not drawn.
+                for b in ([e.after] if e.step == "first" else [e.before, e.after]):
+                    points.update(m[4] for m in _markers(b))
+    axis = Axis(points, merged(occupied), LEFT, WIDTH - LEFT - RIGHT)
     out: list[str] = []
     y = 30
     out.append(f'<text class="title" x="10" y="{y}">{escape(title)}</text>')
@@ -218,37 +292,66 @@ def _rect(cls: str, x0: float, x1: float, y: float, h: float, ident: str = "", t
     return f'<rect class="{cls}"{ident} x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 1):.1f}" height="{h}">{tip}</rect>'
 
 
+def _shapes(spans: list[tuple[int, int, str, str]], axis: Axis) -> list[tuple[int, int, str, str]]:
+    """``(start, end, class, tip)`` to draw: all of them, or past ``MAX_SHAPES`` those of a class that
+    touch (or fall within a pixel of each other) as one, its tip saying how many it stands for."""
+    if len(spans) <= MAX_SHAPES:
+        return spans
+    out: list[list] = []
+    for a, b, cls, _ in sorted(spans, key=lambda s: (s[2], s[0])):
+        last = out[-1] if out else None
+        if last and last[2] == cls and axis.x(a) <= axis.x(last[1]) + 1:
+            last[1], last[4] = max(last[1], b), last[4] + 1
+        else:
+            out.append([a, b, cls, "", 1])
+    return [(a, b, cls, f"{plural(n, _NOUNS[cls])} in [{a:#x}, {b:#x})") for a, b, cls, _, n in out]
+
+
 def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
     """Draw one run's lane from ``y``; returns where the next begins."""
     rid = _id(o.rule)
     lost = set(o.lost)
-    verdict = f"{len(o.violations)} violations, {len(lost)} allocations lost" if o.violations else "sound"
+    verdict = (f"{plural(len(o.violations), 'violation')}, {plural(len(lost), 'allocation')} lost" if o.violations
+               else "sound")
     out.append(f'<g class="lane" id="lane-{rid}">')
     out.append(f'<text class="lane-title" x="10" y="{y + 14}">{escape(o.rule)} ({escape(o.layout)}): {verdict}</text>')
     y += 36
     out.append(f'<text x="10" y="{y + 19}">address space</text>')
     base = arena_part(o.events)
+    regions = []
     for r in o.regions:
         cls = {"fallback": "fallback", "metadata": "metadata", "heap": "heap"}.get(r.role, "region")
         tip = f"{r.role} [{r.start:#x}, {r.end:#x}) {size_text(r.size)}"
         if r.role == "first" and r.start < base:
-            out.append(_rect("metadata", axis.x(r.start), axis.x(base), y, MAP_H, tip=f"heap metadata [{r.start:#x}, {base:#x})"))
-            out.append(_rect(cls, axis.x(base), axis.x(r.end), y, MAP_H, tip=tip))
+            regions.append((r.start, base, "metadata", f"heap metadata [{r.start:#x}, {base:#x})"))
+            regions.append((base, r.end, cls, tip))
         else:
-            out.append(_rect(cls, axis.x(r.start), axis.x(r.end), y, MAP_H, tip=tip))
-    for a, b in _released(o):
-        out.append(_rect("released", axis.x(a), axis.x(b), y, MAP_H, tip=f"rejected and released [{a:#x}, {b:#x})"))
-    for i, (p, n) in enumerate(o.allocations):
-        cls = "allocation lost" if p in lost else "allocation"
-        tip = f"allocation [{p:#x}, {p + n:#x}) {size_text(n)}" + (" LOST: not heap any more" if p in lost else "")
-        out.append(_rect(cls, axis.x(p), axis.x(p + n), y + 7, MAP_H - 14, ident=f"alloc-{rid}-{i}", tip=tip))
-    for i, (a, b, verdict) in enumerate(_low(o)):
-        cls = "low-mapping released" if verdict in RELEASED else "low-mapping"
-        what = f"low mmap {a:#x}: {verdict}" + (", released" if verdict in RELEASED else "")
-        out.append(_rect(cls, axis.x(a), axis.x(b), y - 2, MAP_H + 4, ident=f"low-{rid}-{i}", tip=f"{what} [{a:#x}, {b:#x})"))
-        out.append(f'<text class="small" x="{axis.x(a) + 2:.1f}" y="{y - 5}">{escape(what)}</text>')
+            regions.append((r.start, r.end, cls, tip))
+    regions += [(a, b, "released", f"rejected and released [{a:#x}, {b:#x})") for a, b in _released(o)]
+    for a, b, cls, tip in _shapes(regions, axis):
+        out.append(_rect(cls, axis.x(a), axis.x(b), y, MAP_H, tip=tip))
+    allocations = [(p, p + n, "allocation lost" if p in lost else "allocation",
+                    f"allocation [{p:#x}, {p + n:#x}) {size_text(n)}" + (" LOST: not heap any more" if p in lost else ""))
+                   for p, n in o.allocations]
+    for i, (a, b, cls, tip) in enumerate(_shapes(allocations, axis)):
+        out.append(_rect(cls, axis.x(a), axis.x(b), y + 7, MAP_H - 14, ident=f"alloc-{rid}-{i}", tip=tip))
+    lows = [(a, b, "low-mapping released" if verdict in RELEASED else "low-mapping",
+             f"low mmap {a:#x}: {verdict}" + (", released" if verdict in RELEASED else "") + f" [{a:#x}, {b:#x})")
+            for a, b, verdict in _low(o)]
+    for i, (a, b, cls, tip) in enumerate(_shapes(lows, axis)):
+        out.append(_rect(cls, axis.x(a), axis.x(b), y - 2, MAP_H + 4, ident=f"low-{rid}-{i}", tip=tip))
+        if i < MAX_LABELS:
+            label = tip.rsplit(" [", 1)[0]  # the range is in the tip
+            out.append(f'<text class="small" x="{axis.x(a) + 2:.1f}" y="{y - 5}">{escape(label)}</text>')
     y += MAP_H + 8
-    for i, e in enumerate(o.events):
+    for i in drawn_rows(o.events):
+        if not isinstance(i, int):
+            first, last = i
+            left = f"\u2026 {plural(last - first + 1, 'decision')} not drawn (#{first} to #{last}; arena replay lists every one)"
+            out.append(f'<text class="small gap-rows" x="10" y="{y + 11}">{escape(left)}</text>')
+            y += GAP_H
+            continue
+        e = o.events[i]
         out.append(f'<line class="row-line" x1="{LEFT}" y1="{y + ROW_H:.1f}" x2="{axis.right:.1f}" y2="{y + ROW_H:.1f}"/>')
         out.append(f'<text x="10" y="{y + 16}">{escape(_label(e))}</text>')
         was = {} if e.step == "first" else {m[0]: m[4] for m in _markers(e.before)}

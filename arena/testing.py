@@ -16,6 +16,7 @@ from typing import Callable, Iterable, NamedTuple, Union
 
 from . import sysmem
 from .sysmem._ctypes import _libc
+from .words import plural
 
 
 class _NoRoom:
@@ -41,6 +42,8 @@ class AnswerTaken(RuntimeError):
 
 
 class Call(NamedTuple):
+    """One call a ``ScriptedMemory`` received: the operation, its arguments and what it returned (or the ``Fail``)."""
+
     op: str
     addr: int
     size: int
@@ -79,8 +82,11 @@ class ScriptedMemory:
             return answer
         if isinstance(answer, bool) or not isinstance(answer, int):
             raise TypeError(f"a scripted answer must be an address, None, NO_ROOM, Fail or a callable, not {answer!r}")
-        if answer < self.lowest or answer >= self.limit or answer % self.page_size:
-            raise ValueError(f"scripted answer {answer:#x} is not a page-aligned address in [{self.lowest:#x}, {self.limit:#x})")
+        if answer % self.page_size:
+            raise ValueError(f"scripted answer {answer:#x} is not aligned to the page size {self.page_size:#x}")
+        if not self.lowest <= answer < self.limit:
+            raise ValueError(f"scripted answer {answer:#x} is outside [{self.lowest:#x}, {self.limit:#x}), "
+                             f"the {self.address_bits}-bit space this layer maps in")
         return answer
 
     @property
@@ -98,6 +104,8 @@ class ScriptedMemory:
         self._failures.setdefault(op, deque()).append(code)
 
     def reserve(self, hint: int, size: int) -> int | None:
+        """``Memory.reserve``, answered by the next scripted answer (see the class); ``AnswerTaken`` if an
+        address it gives is not free, ``OSError`` for a scripted ``Fail``."""
         # Bad arguments fail as they would in the OS layer, whatever the script says.
         hint, size = self.inner.check_hint(hint, size)
         answer = self._answers.popleft() if self._answers else None
@@ -139,19 +147,23 @@ class ScriptedMemory:
         return result
 
     def reserve_exact(self, addr: int, size: int) -> int | None:
+        """``Memory.reserve_exact`` of the inner layer, unless ``fail_next`` scripted a failure (``OSError``)."""
         return self._passed("reserve_exact", addr, size)
 
     def commit(self, addr: int, size: int) -> None:
+        """``Memory.commit`` of the inner layer, unless ``fail_next`` scripted a failure (``OSError``)."""
         self._passed("commit", addr, size)
 
     def decommit(self, addr: int, size: int) -> None:
+        """``Memory.decommit`` of the inner layer, unless ``fail_next`` scripted a failure (``OSError``)."""
         self._passed("decommit", addr, size)
 
     def release(self, addr: int, size: int) -> None:
+        """``Memory.release`` of the inner layer, unless ``fail_next`` scripted a failure (``OSError``)."""
         self._passed("release", addr, size)
 
     def __repr__(self) -> str:
-        return f"ScriptedMemory({self.inner!r}, {self.pending} answers pending)"
+        return f"ScriptedMemory({self.inner!r}, {plural(self.pending, 'answer')} pending)"
 
 
 EXAMPLE_MAPS = ("python3-i386", "python3-x86_64")

@@ -22,7 +22,8 @@ kernel. ``recorded`` is informative: a replay under the same rule and layout
 says whether it made the same decisions. Unknown fields are errors, so a typo
 never passes silently. Version 2 adds the rule "go1.11" and is written only
 for ``HeapArenas``: a linear arena's trace is still version 1, which every
-reader since the first reads.
+reader since the first reads. A trace holds at most ``MAX_STEPS`` requests
+and as many answers, in a file of at most ``MAX_BYTES``.
 """
 from __future__ import annotations
 
@@ -39,12 +40,19 @@ from .manager import RULES, Arena, ReservationFailed
 from .managers import NAMES, open_manager
 from .run import Replay, drive, per_request
 from .testing import NO_ROOM, ScriptedMemory
+from .words import plural
 
 FORMAT = "arena-trace"
 VERSION = 2
 # The rules each version knows: version 2 added Go 1.11's heap arenas.
 VERSION_RULES = {1: RULES, 2: NAMES}
 LAYOUTS = {"32": LAYOUT_32, "64": LAYOUT_64}
+# A replay touches the first and last page of every allocation, and keeps
+# every decision: 10,000 requests cost at most ~80 MB and a second per rule.
+# A longer trace is refused before anything runs (docs/trace-format.md).
+MAX_STEPS = 10_000
+# Room for MAX_STEPS requests and answers with every decision recorded.
+MAX_BYTES = 16 << 20
 _FIELDS = ("format", "version", "layout", "rule", "start", "initial_size", "requests", "answers", "recorded")
 _REQUIRED = ("format", "version", "layout", "rule", "requests", "answers")
 # Events whose step made a reserve call, and so consumed one answer.
@@ -60,6 +68,16 @@ _ASKED = {
 
 class TraceError(ValueError):
     """The trace is malformed; the message starts with the field's path."""
+
+    @classmethod
+    def of(cls, field: str, exc: Exception, *names: str) -> TraceError:
+        """``exc`` as the error of ``field``, without repeating the field (or ``names``) it starts with."""
+        text = str(exc)
+        for name in (field, *names):
+            if text.startswith(name + " ") or text.startswith(name + ":"):
+                text = text[len(name):].lstrip(": ")
+                break
+        return cls(f"{field}: {text}")
 
 
 class ReplayError(RuntimeError):
@@ -114,6 +132,10 @@ def _layout(value: object) -> Layout:
     try:
         return Layout(**kwargs)
     except (TypeError, ValueError) as exc:
+        # Layout names the field as "Layout.max_mem": the trace's path is "layout.max_mem".
+        field, _, rest = str(exc).partition(" ")
+        if field.startswith("Layout.") and field[7:] in fields:
+            raise TraceError(f"layout.{field[7:]}: {rest}") from None
         raise TraceError(f"layout: {exc}") from None
 
 
@@ -145,12 +167,19 @@ def parse(data: object) -> Trace:
     if data["format"] != FORMAT:
         raise TraceError(f'format: expected "{FORMAT}", got {json.dumps(data["format"])}')
     version = data["version"]
-    if version not in VERSION_RULES or isinstance(version, bool):
+    if isinstance(version, str) and version.strip().isdigit() and int(version) in VERSION_RULES:
+        raise TraceError(f"version: must be the integer {int(version)}, got the string {json.dumps(version)}")
+    if isinstance(version, bool) or not isinstance(version, int) or version not in VERSION_RULES:
         raise TraceError(f"version: this reader knows versions 1 and {VERSION}, got {json.dumps(version)}")
     rule, names = data["rule"], VERSION_RULES[version]
     if not isinstance(rule, str) or rule not in names and not all(rule.partition(":")[::2]):
         raise TraceError(f"rule: expected one of {', '.join(names)} or module:attr of a rule, got {json.dumps(rule)} (version {version})")
-    requests = [_number(f"requests[{i}]", n) for i, n in enumerate(_list("requests", data["requests"]))]
+    for key in ("requests", "answers"):
+        steps = _list(key, data[key])
+        if len(steps) > MAX_STEPS:
+            raise TraceError(f"{key}: {len(steps):,} {key}, more than the {MAX_STEPS:,} a trace may hold "
+                             "(docs/trace-format.md): split the trace, or replay its first part")
+    requests = [_number(f"requests[{i}]", n) for i, n in enumerate(data["requests"])]
     for i, n in enumerate(requests):
         if n <= 0:
             raise TraceError(f"requests[{i}]: expected a positive size, got {n}")
@@ -171,13 +200,25 @@ def parse(data: object) -> Trace:
 
 
 def load(path: str | os.PathLike[str]) -> Trace:
-    """Read and check a trace file; ``TraceError`` for bad JSON or a bad field, ``OSError`` if unreadable."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    """Read and check a trace file; ``TraceError`` for a file that is too large, not UTF-8 JSON, or has a bad
+    field; ``OSError`` if it cannot be read."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise TraceError(f"(file): larger than {MAX_BYTES >> 20} MiB, more than any trace of at most "
+                         f"{MAX_STEPS:,} requests needs (docs/trace-format.md)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"(file): not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}): "
+                         "a trace is JSON in UTF-8, as arena writes it") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TraceError(f"(file): not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # An integer of thousands of digits, or arrays nested thousands deep: valid JSON, not a trace.
+        raise TraceError(f"(file): not a trace: {exc}") from None
     return parse(data)
 
 
@@ -198,10 +239,18 @@ def _answers_of(arena: Arena | HeapArenas) -> list[int | str]:
 
 
 def record(arena: Arena | HeapArenas) -> dict[str, Any]:
-    """The trace of ``arena``'s history so far, as a JSON-ready dict; ``ValueError`` if it is not all kept."""
+    """The trace of ``arena``'s history so far, as a JSON-ready dict.
+
+    ``ValueError`` if the history is not all kept, or holds more than the
+    ``MAX_STEPS`` requests or answers a trace may hold (it could not be read back).
+    """
     if isinstance(arena, Arena) and not arena.history_complete:
         raise ValueError(f"a trace needs every decision, and the arena keeps only its last {arena.history} (history={arena.history})")
     events = arena.events
+    requests, answers = [group[0].request for group in per_request(events)], _answers_of(arena)
+    for what, steps in (("requests", requests), ("answers", answers)):
+        if len(steps) > MAX_STEPS:
+            raise ValueError(f"a trace holds at most {MAX_STEPS:,} {what}, and this arena's history has {len(steps):,}")
     layout = arena.layout
     named = [k for k, v in LAYOUTS.items() if v == layout]
     if isinstance(arena, HeapArenas):
@@ -215,8 +264,8 @@ def record(arena: Arena | HeapArenas) -> dict[str, Any]:
         "layout": named[0] if named else {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(layout).items()},
         "rule": arena.rule,
         **start,
-        "requests": [group[0].request for group in per_request(events)],
-        "answers": [a if isinstance(a, str) else hex(a) for a in _answers_of(arena)],
+        "requests": requests,
+        "answers": [a if isinstance(a, str) else hex(a) for a in answers],
         "recorded": [
             {"step": e.step, "verdict": e.verdict, "returned": None if e.returned is None else hex(e.returned)}
             for e in events
@@ -261,8 +310,11 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
             raise TraceError(str(exc)) from None  # it starts with "rule", the field
     span = "max_alloc" if rule == RELEASE else "max_mem"
     for i, n in enumerate(trace.requests):
-        if n % layout.page_size or n > getattr(layout, span):
-            raise TraceError(f"requests[{i}]: {n:#x} is not a multiple of the arena page {layout.page_size:#x} up to {span}")
+        if n > getattr(layout, span):
+            raise TraceError(f"requests[{i}]: {n:#x} is too large: more than {span} {getattr(layout, span):#x} "
+                             f"of the {layout.name} layout")
+        if n % layout.page_size:
+            raise TraceError(f"requests[{i}]: {n:#x} is not a multiple of the arena page {layout.page_size:#x}")
     try:
         inner = sysmem.default(address_bits=layout.address_bits)
     except ValueError as exc:
@@ -273,7 +325,7 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
         try:
             ScriptedMemory(inner, [answer])
         except (TypeError, ValueError) as exc:
-            raise TraceError(f"answers[{i}]: {exc}") from None
+            raise TraceError.of(f"answers[{i}]", exc, "scripted answer", "a scripted answer") from None
         scripted.append(answer)
     memory = ScriptedMemory(inner, scripted)
     initial_size = trace.initial_size
@@ -284,7 +336,7 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
         arena = open_manager(rule, layout, memory=memory, start=trace.start, initial_size=initial_size)
     except (TypeError, ValueError) as exc:
         field = "start" if str(exc).startswith("start") else "initial_size" if "initial_size" in str(exc) else "layout"
-        raise TraceError(f"{field}: {exc}") from None
+        raise TraceError.of(field, exc) from None
     except (RuntimeError, ReservationFailed) as exc:
         raise ReplayError(f"cannot replay the first reservation here: {exc}") from None
     try:
@@ -304,5 +356,5 @@ def divergence(trace: Trace, arena: Arena | HeapArenas) -> str | None:
         if want != got:
             return f"event {i}: recorded {want['step']} {want['verdict']}, replayed {got['step']} {got['verdict']}"
     if len(recorded) != len(replayed):
-        return f"recorded {len(recorded)} events, replayed {len(replayed)}"
+        return f"recorded {plural(len(recorded), 'event')}, replayed {len(replayed)}"
     return None

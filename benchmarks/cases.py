@@ -22,6 +22,7 @@ import ctypes
 import dataclasses
 import json
 import mmap
+import subprocess
 import sys
 from pathlib import Path
 from time import perf_counter
@@ -33,7 +34,7 @@ import pyperf  # noqa: E402
 
 import climit  # noqa: E402
 import space  # noqa: E402
-from arena import LAYOUT_32, LAYOUT_64, Arena, HeapArenas, hunt, sysmem  # noqa: E402
+from arena import LAYOUT_32, LAYOUT_64, Arena, HeapArenas, __version__, hunt, sysmem  # noqa: E402
 from arena._native import lib as shim  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -479,6 +480,25 @@ def cases(quick: bool):
             yield f"hunt/{bits}/fixed/{variant}", hunt_scenarios, (bits, read_maps), None
 
 
+def _commit() -> str:
+    """The checkout's commit, ``+dirty`` if files differ from it; "" outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _progress(name: str, bench) -> None:
+    """One line per case in the statistic the table shows, the median ± MAD (pyperf's own line shows the mean)."""
+    mad = bench.median_abs_dev() if bench.get_nvalue() > 1 else 0.0
+    scale, unit = (1e6, "us per scenario") if name.startswith("hunt/") else (1e9, "ns per op")
+    print(f"{name}: median {bench.median() * scale:,.0f} ± {mad * scale:,.0f} {unit}", flush=True)
+
+
 def main() -> None:
     def worker_args(cmd, args):
         # Workers pick their case by index: they must build the same list.
@@ -492,16 +512,20 @@ def main() -> None:
     args = runner.parse_args()
     runner.metadata["arena_layouts"] = "32,64" if sysmem.NATIVE_BITS == 64 else "32"
     runner.metadata["arena_native_bits"] = sysmem.NATIVE_BITS
+    runner.metadata["arena_version"] = __version__
+    runner.metadata["arena_commit"] = _commit() or "unknown"
     for name, func, fargs, c in cases(args.quick):
         if args.only not in name:
             continue
         _pairs.clear()
         # A worker that only calibrates the loops needs no C limit beside it.
         if c is None or args.calibrate_loops or args.recalibrate_loops:
-            runner.bench_time_func(name, func, *fargs, inner_loops=HUNT_BATCH if name.startswith("hunt/") else None)
-            continue
-        runner.bench_time_func(name, paired, func, fargs, *c)
-        if _pairs and args.pairs and args.worker:
+            bench = runner.bench_time_func(name, func, *fargs, inner_loops=HUNT_BATCH if name.startswith("hunt/") else None)
+        else:
+            bench = runner.bench_time_func(name, paired, func, fargs, *c)
+        if bench is not None and not args.worker:
+            _progress(name, bench)
+        if c is not None and _pairs and args.pairs and args.worker:
             with open(args.pairs, "a") as f:
                 f.write(json.dumps({"name": name, "warmups": args.warmups or 0, "pairs": _pairs}) + "\n")
 

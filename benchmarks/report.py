@@ -12,8 +12,7 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
-
-import pyperf
+from typing import NamedTuple
 
 # The issue's goals: reported, never asserted.
 GOALS = {
@@ -39,29 +38,42 @@ REFERENCE = {"view": "floor"}
 
 
 def load(path: Path) -> dict:
-    """``{(group, layout, case, variant): (median seconds, MAD)}`` and the machine, from a pyperf suite."""
+    """``{(group, layout, case, variant): (median seconds, MAD)}``, the machine, and when the suite ran, from a pyperf suite."""
+    import pyperf  # only here: the rest of the report reads plain data, and the tests import it without the bench extra
+
     suite = pyperf.BenchmarkSuite.load(str(path))
-    times, meta = {}, {}
+    times, meta, dates = {}, {}, []
     for bench in suite.get_benchmarks():
         group, layout, case, variant = bench.get_name().split("/")
         # Median of the repeats, with its median absolute deviation: robust to a noisy neighbour.
         times[group, int(layout), case, variant] = (bench.median(), bench.median_abs_dev() if bench.get_nvalue() > 1 else 0.0)
         meta = meta or bench.get_metadata()
-    return {"times": times, "meta": meta}
+        dates += [d for d in bench.get_dates() or () if d]
+    when = (min(dates).isoformat(timespec="seconds"), max(dates).isoformat(timespec="seconds")) if dates else (None, None)
+    return {"times": times, "meta": meta, "dates": when}
 
 
-def load_pairs(path: Path) -> dict:
-    """``{name: C limit / Python variant}`` from the times measured in the same worker, value by value.
+class Paired(NamedTuple):
+    """What a Python variant's worker measured, value by value: the C limit's time beside its own."""
 
-    The median of the values' ratios; warm-ups are left out.
-    """
-    ratios = defaultdict(list)
+    ratio: float  # the median of the values' C / variant ratios ("ratio to C")
+    low: float  # the lowest of those ratios
+    high: float  # the highest
+    c_ns: float  # the median C time per op in those workers
+
+
+def load_pairs(path: Path) -> dict[str, Paired]:
+    """``{name: Paired}`` from the times measured in the same worker; warm-ups are left out."""
+    values = defaultdict(list)
     if path.exists():
         for line in path.read_text().splitlines():
             record = json.loads(line)
-            for _, c, x in record["pairs"][record["warmups"]:]:
-                ratios[record["name"]].append(c / x)
-    return {name: statistics.median(r) for name, r in ratios.items()}
+            values[record["name"]] += [(c / loops, x / loops) for loops, c, x in record["pairs"][record["warmups"]:]]
+    out = {}
+    for name, v in values.items():
+        ratios = [c / x for c, x in v]
+        out[name] = Paired(statistics.median(ratios), min(ratios), max(ratios), statistics.median(c for c, _ in v) * 1e9)
+    return out
 
 
 def machine(meta: dict) -> dict:
@@ -76,15 +88,23 @@ def machine(meta: dict) -> dict:
         "python": meta.get("python_version", platform.python_version()),
         "pointer_bits": meta.get("arena_native_bits"),
         "vm.max_map_count": max_map_count,
-        "date": meta.get("date"),
     }
 
 
-def rows(times: dict, paired: dict) -> list[dict]:
+def provenance(data: dict) -> dict:
+    """When the suite ran, and which arena: version and git commit (``+dirty``: files differed from it)."""
+    meta = data["meta"]
+    start, end = data["dates"]
+    return {"started": start, "finished": end, "arena_version": meta.get("arena_version"),
+            "arena_commit": meta.get("arena_commit")}
+
+
+def rows(times: dict, paired: dict[str, Paired]) -> list[dict]:
     """One row per variant of the os, growth and alloc cases, with its ratios.
 
-    ``ratio_to_c`` divides by the C limit run in the same worker (``paired``),
-    ``ratio_to_c_row`` by the C row's own workers.
+    ``ratio_to_c`` divides the C limit's time run in the same worker
+    (``c_ns_same_worker``) by the variant's, value by value (``paired``);
+    ``ratio_to_c_row`` divides the C row's ``ns_per_op`` by this row's.
     """
     out = []
     cases = sorted({k[:3] for k in times if k[0] in GROUPS}, key=lambda k: (GROUPS.index(k[0]), k[1], _bytes(k[2])))
@@ -98,7 +118,10 @@ def rows(times: dict, paired: dict) -> list[dict]:
             row = {"group": group, "layout": layout, "case": case, "variant": variant,
                    "ns_per_op": t[0] * 1e9, "mad_ns": t[1] * 1e9, "ops_per_s": 1 / t[0]}
             row["ratio_to_c_row"] = c[0] / t[0] if c else None
-            row["ratio_to_c"] = 1.0 if variant == reference else paired.get(f"{group}/{layout}/{case}/{variant}", row["ratio_to_c_row"])
+            pair = paired.get(f"{group}/{layout}/{case}/{variant}")
+            row["c_ns_same_worker"] = row["ns_per_op"] if variant == reference else pair.c_ns if pair else None
+            row["ratio_to_c"] = 1.0 if variant == reference else pair.ratio if pair else row["ratio_to_c_row"]
+            row["ratio_to_c_range"] = [pair.low, pair.high] if pair and variant != reference else None
             out.append(row)
     # cffi over ctypes: the ratio of their ratios to C, so the C limit's drift cancels too.
     by_key = _by_key(out)
@@ -108,7 +131,7 @@ def rows(times: dict, paired: dict) -> list[dict]:
     return out
 
 
-def scale(times: dict, paired: dict) -> tuple[dict, dict]:
+def scale(times: dict, paired: dict[str, Paired]) -> tuple[dict, dict]:
     """``{"layout/variant": {level: ns per op}}`` for the scale cases, and the
     same series' ratios to the C limit measured in their workers."""
     series, ratios = defaultdict(dict), defaultdict(dict)
@@ -117,7 +140,7 @@ def scale(times: dict, paired: dict) -> tuple[dict, dict]:
             series[f"{layout}/{variant}"][int(case)] = t[0] * 1e9
             r = paired.get(f"scale/{layout}/{case}/{variant}")
             if r is not None:
-                ratios[f"{layout}/{variant}"][int(case)] = r
+                ratios[f"{layout}/{variant}"][int(case)] = r.ratio
     order = lambda d: {k: dict(sorted(v.items())) for k, v in sorted(d.items())}  # noqa: E731
     return order(series), order(ratios)
 
@@ -188,17 +211,36 @@ def _ratio(x):
     return "" if x is None else f"{x:.2f}"
 
 
-def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict], where: dict, hunts: list[dict]) -> str:
+def _ns(x):
+    return "" if x is None else f"{x:,.0f}"
+
+
+def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict], where: dict, hunts: list[dict],
+               run: dict | None = None) -> str:
+    run = run or {}
     lines = [f"Machine: {where['cpu']}, {where['cpus']} CPUs, {where['platform']}, Python {where['python']}, "
-             f"{where['pointer_bits']}-bit process, vm.max_map_count={where['vm.max_map_count']}", "",
-             "ratio to C: the C limit's time over the variant's, both measured in the variant's worker, value by "
-             "value (median); the C row's figures and \"vs C row\" come from the C case's own workers. In the view "
-             "rows the reference is the floor (memoryview of a ctypes array at the address), not C.", ""]
-    lines.append("| layout | case | variant | ops/s | ns/op (median ± MAD) | ratio to C | vs C row | cffi/ctypes |")
-    lines.append("|---|---|---|---:|---:|---:|---:|---:|")
+             f"{where['pointer_bits']}-bit process, vm.max_map_count={where['vm.max_map_count']}",
+             f"Run: {run.get('started') or 'date unknown'} to {run.get('finished') or '?'}, arena "
+             f"{run.get('arena_version') or '(version not recorded)'}, commit {run.get('arena_commit') or '(not recorded)'}", "",
+             "Every time is the median of the values, ± their median absolute deviation, in ns per operation; "
+             "higher ratios are faster. How each ratio column divides:",
+             "",
+             "- ratio to C = C's time ÷ this variant's, value by value: each Python variant's worker also runs the "
+             "C limit, as many loops, around each of its values, so both times of a value see the same machine at "
+             "the same moment. The column shows the median of the values' ratios and, in brackets, the lowest and "
+             "the highest. \"C, same worker\" is the median of C's times there: it can differ from the C row's own "
+             "ns/op, measured by its own workers at another moment, and \"C, same worker\" ÷ ns/op (a ratio of two "
+             "medians) comes close to the median ratio, exactly only when the values agree.",
+             "- C row ÷ this row = the C row's ns/op ÷ this row's ns/op (different workers, different moments).",
+             "- cffi ÷ ctypes = this row's ratio to C ÷ the ctypes row's ratio to C.",
+             "- In the view rows the reference is the floor (memoryview of a ctypes array at the address), not C.", ""]
+    lines.append("| layout | case | variant | ops/s | ns/op (median ± MAD) | C, same worker (ns/op) | ratio to C | "
+                 "C row ÷ this row | cffi ÷ ctypes |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in table:
+        spread = " ({:.2f}–{:.2f})".format(*r["ratio_to_c_range"]) if r["ratio_to_c_range"] else ""
         lines.append(f"| {r['layout']}-bit | {r['group']} {r['case']} | {r['variant']} | {r['ops_per_s']:,.0f} | "
-                     f"{r['ns_per_op']:,.0f} ± {r['mad_ns']:,.0f} | {_ratio(r['ratio_to_c'])} | "
+                     f"{r['ns_per_op']:,.0f} ± {r['mad_ns']:,.0f} | {_ns(r['c_ns_same_worker'])} | {_ratio(r['ratio_to_c'])}{spread} | "
                      f"{_ratio(r['ratio_to_c_row'])} | {_ratio(r['cffi_over_ctypes'])} |")
     if curves:
         levels = sorted({lv for c in curves.values() for lv in c})
@@ -221,14 +263,34 @@ def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict]
     return "\n".join(lines) + "\n"
 
 
+# What each variant in the chart is, for its legend.
+VARIANT_WORDS = {
+    "shim": "shim: the compiled shim from a bare loop (no layer)",
+    "cffi": "cffi: OS layer, compiled backend",
+    "ctypes": "ctypes: OS layer, ctypes backend",
+    "mmap": "mmap: Python's mmap module",
+    "arena-cffi": "arena-cffi: Arena over the compiled backend",
+    "arena-ctypes": "arena-ctypes: Arena over ctypes",
+    "history-on": "history-on: sys_alloc keeping every decision",
+    "history-off": "history-off: sys_alloc keeping none",
+    "arena": "arena: Arena.view",
+    "arena-history-off": "arena-history-off: Arena.view, no history",
+}
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1000:.1f} µs" if ns >= 1000 else f"{ns:.0f} ns"
+
+
 def chart(table: list[dict], curves: dict, ratios: dict, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     bars = [r for r in table if r["ratio_to_c"] is not None and r["variant"] not in ("C", *REFERENCE.values())]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, max(5, 0.28 * len(bars) + 1.5)),
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, max(5, 0.28 * len(bars) + 2.5)),
                                    gridspec_kw={"width_ratios": [3, 2]})
     colors = {"shim": "tab:purple", "cffi": "tab:blue", "ctypes": "tab:orange", "mmap": "tab:gray",
               "arena-cffi": "tab:green", "arena-ctypes": "tab:red", "go1.11-cffi": "darkgreen", "go1.11-ctypes": "darkred",
@@ -237,24 +299,37 @@ def chart(table: list[dict], curves: dict, ratios: dict, path: Path, title: str)
     labels = [f"{r['group']} {r['layout']}-bit {r['case']} {r['variant']}" for r in bars]
     y = range(len(bars))
     ax1.barh(y, [r["ratio_to_c"] for r in bars], color=[colors[r["variant"]] for r in bars])
+    # The absolute times beside each bar: the variant's, and the reference's in the same worker.
+    reference = {r["group"]: REFERENCE.get(r["group"], "C") for r in bars}
+    for i, r in enumerate(bars):
+        same = f" vs {reference[r['group']]} {_us(r['c_ns_same_worker'])}" if r.get("c_ns_same_worker") else ""
+        ax1.text(r["ratio_to_c"] + 0.01, i, f"{_us(r['ns_per_op'])}{same}", va="center", fontsize=6)
     ax1.set_yticks(list(y), labels, fontsize=7)
     ax1.invert_yaxis()
+    ax1.set_xlim(0, max(1.25, max((r["ratio_to_c"] for r in bars), default=1) + 0.3))
     ax1.axvline(1.0, color="black", lw=1)
-    ax1.axvline(GOALS["os"][1], color="tab:blue", ls="--", lw=1, label="goal OS layer cffi 0.80")
-    ax1.axvline(GOALS["growth"][1], color="tab:green", ls=":", lw=1, label="goal arena growth 0.60")
-    ax1.set_xlabel("speed as a share of the C limit (1.0 = C)")
-    ax1.legend(fontsize=7, loc="lower right")
-    ax1.set_title("ratio to the C limit, measured in the same worker")
+    goal_os = ax1.axvline(GOALS["os"][1], color="tab:blue", ls="--", lw=1, label=f"goal: OS layer cffi {GOALS['os'][1]}")
+    goal_growth = ax1.axvline(GOALS["growth"][1], color="tab:green", ls=":", lw=1,
+                              label=f"goal: arena growth {GOALS['growth'][1]}")
+    shown = [v for v in VARIANT_WORDS if any(r["variant"] == v for r in bars)]
+    handles = [Patch(color=colors[v], label=VARIANT_WORDS[v]) for v in shown] + [goal_os, goal_growth]
+    ax1.legend(handles=handles, fontsize=7, loc="lower right", title="variant (bar colour)", title_fontsize=7)
+    ax1.set_xlabel("ratio to C: C's time ÷ the variant's, both measured in the variant's worker (1.0 = as fast as C); "
+                   "beside each bar: its median time per operation, and C's in the same worker", fontsize=8)
+    ax1.set_title("speed relative to the C limit (longer is faster)")
     # The raw curves compare workers of different levels (see the table); each
     # level divided by the C limit beside it is what the code controls.
     for name, r in ratios.items():
-        ax2.plot(list(r), [1 / v for v in r.values()], marker="o", label=f"{name} (µs at 100: {curves[name][min(curves[name])] / 1000:.1f})")
+        raw = curves[name]
+        lo, hi = min(raw), max(raw)
+        ax2.plot(list(r), [1 / v for v in r.values()], marker="o",
+                 label=f"{name}: {_us(raw[lo])} per op at {lo:,} regions, {_us(raw[hi])} at {hi:,}")
     ax2.set_xscale("log")
     ax2.set_ylim(bottom=0)
     ax2.set_xlabel("live regions (mappings in the process)")
-    ax2.set_ylabel("cost per operation ÷ the C limit's")
+    ax2.set_ylabel("cost per operation ÷ the C limit's at the same level")
     ax2.set_title("scale: flat is the goal (top ≤ 1.25 × at 100)")
-    ax2.legend(fontsize=7)
+    ax2.legend(fontsize=7, title="series (layout/variant)", title_fontsize=7)
     ax2.grid(True, which="both", alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -264,20 +339,21 @@ def chart(table: list[dict], curves: dict, ratios: dict, path: Path, title: str)
 
 def report(suite_path: Path, out_dir: Path, stem: str = "bench") -> str:
     data = load(suite_path)
-    where = machine(data["meta"])
+    where, run = machine(data["meta"]), provenance(data)
     paired = load_pairs(suite_path.with_name(f"{stem}-pairs.jsonl"))
     table, (curves, ratios) = rows(data["times"], paired), scale(data["times"], paired)
     hunts = hunt_rows(data["times"])
     checks = goals(table, curves, ratios, hunts)
-    text = table_text(table, curves, ratios, checks, where, hunts)
+    text = table_text(table, curves, ratios, checks, where, hunts, run)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"machine": where, "rows": table, "scale": curves, "scale_ratio_to_c": ratios, "hunt": hunts,
+    summary = {"run": run, "machine": where, "rows": table, "scale": curves, "scale_ratio_to_c": ratios, "hunt": hunts,
                "goals": checks, "pyperf_suite": suite_path.name}
     (out_dir / f"{stem}-summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out_dir / f"{stem}-table.md").write_text(text)
     try:
         chart(table, curves, ratios, out_dir / f"{stem}.png",
-              f"arena benchmark ({stem}) — {where['cpu']}, {where['cpus']} CPUs, {where['platform']}")
+              f"arena benchmark ({stem}), run {run['started'] or '(date unknown)'}, arena {run['arena_version'] or '?'} "
+              f"commit {(run['arena_commit'] or '?')[:12]} — {where['cpu']}, {where['cpus']} CPUs, {where['platform']}")
     except ImportError:
         # matplotlib has no wheel for some platforms (i386): the table and JSON stand alone.
         print("matplotlib is not installed here: no chart", file=sys.stderr)

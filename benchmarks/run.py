@@ -5,8 +5,9 @@
 A round runs the whole case list once (each C limit right before its Python
 variants, and again inside each variant's worker, around every value: see
 cases.py) and appends its runs to the same pyperf JSON; --rounds N spreads a
-benchmark's values over N moments of the session. Progress goes to stderr,
-the table to stdout; JSON, table and chart land in --json-dir:
+benchmark's values over N moments of the session. Progress goes to stderr, a
+line per case with its median and median absolute deviation (the table's
+statistic), the table to stdout; JSON, table and chart land in --json-dir:
   bench[-quick].json          the pyperf suite (python -m pyperf compare_to/stats work on it)
   bench[-quick]-pairs.jsonl   the C limit's times measured in each Python variant's worker
   bench[-quick]-summary.json  rows, ratios, scale curves, goals, machine
@@ -51,9 +52,10 @@ def run_round(number: int, rounds: int, quick: bool, only: str, settings: list[s
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=HERE.parent) as proc:
         for line in proc.stdout:
             line = line.strip()
-            if not line or set(line) <= {"."}:
+            # pyperf's own line per case shows the mean; cases.py prints the median, as the table does.
+            if not line or set(line) <= {"."} or ": Mean +- std dev:" in line:
                 continue
-            if ": Mean +- std dev:" in line:
+            if ": median " in line:
                 done += 1
                 line = f"[round {number}/{rounds}] [{done:2d}/{total}] {line}"
             print(f"{time.monotonic() - t0:6.1f}s {line}", file=sys.stderr, flush=True)
@@ -74,6 +76,7 @@ def main() -> None:
     stem = "bench-quick" if args.quick else "bench"
     t0 = time.monotonic()
     print("building the C limit (make -C benchmarks)", file=sys.stderr, flush=True)
+    print("a line per case: its median ± median absolute deviation, the statistic of the table", file=sys.stderr, flush=True)
     climit.build()
     total = sum(args.only in case[0] for case in cases.cases(args.quick))
     args.json_dir.mkdir(parents=True, exist_ok=True)

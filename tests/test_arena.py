@@ -138,7 +138,7 @@ def test_64_bit_exhausted_reservation_gives_none_without_fallback():
 
 @pytest.mark.parametrize("rule, expected", [("fixed", None), ("legacy", None), ("go1.9", "fallback"), ("strict", "fallback")])
 def test_no_room_for_growth(rule, expected):
-    # Go 1.8 (and the seed) return nil when sysReserve fails; Go 1.9 (and strict) fall back.
+    # Go 1.8 (and Go commit e5a5c03) return nil when sysReserve fails; Go 1.9 (and strict) fall back.
     with arena.Arena(arena.LAYOUT_32, rule, memory=scripted32(None, NO_ROOM), initial_size=0) as a:
         p = a.sys_alloc(PAGE)
         assert a.events[1].verdict == "no-room"
@@ -240,7 +240,12 @@ def test_threads_never_overlap():
         ({"initial_size": -PAGE}, ValueError, "initial_size"),
         ({"initial_size": "big"}, TypeError, "initial_size"),
         ({"initial_size": 2**33}, ValueError, "initial_size"),
-        ({"memory": object()}, ValueError, "memory layer"),
+        ({"memory": object()}, TypeError, "^memory must be a memory layer, not object"),
+        ({"memory": "cffi"}, TypeError, r"^memory must be a memory layer, not str \('cffi'\): to choose a backend, "
+                                        r"pass arena.sysmem.CffiMemory\(\) or set ARENA_BACKEND=cffi$"),
+        ({"layout": "32"}, TypeError, r"^layout must be a Layout, not str \('32'\): use arena.LAYOUT_32 "),
+        ({"layout": 64}, TypeError, r"^layout must be a Layout, not int \(64\): use arena.LAYOUT_64 "),
+        ({"layout": [32]}, TypeError, r"^layout must be a Layout, not list \(\[32\]\): use arena.LAYOUT_32, arena.LAYOUT_64"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, exc, words):

@@ -105,7 +105,8 @@ def test_the_demo_picture_marks_the_low_answer_to_go1_11s_hint(tmp_path, capsys)
     assert low is not None and "0x10000000: missed" in low.find("s:title", ns).text
 
 
-def test_the_demo_shows_go1_11_sound(capsys):
+def test_the_demo_shows_go1_11_sound(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # each rule's decisions on one line
     assert cli.main(["demo", "--json"]) == 0
     rules = {r["rule"]: r for r in json.loads(capsys.readouterr().out)["rules"]}
     go111 = rules["go1.11"]

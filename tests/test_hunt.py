@@ -209,7 +209,8 @@ def test_hunt_with_time_alone_runs_until_the_time_is_up(capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["--crowd", "/no/such/maps"], "no such file"),
-    (["--save-trace", "/no/such/dir/t.json"], "no such directory"),
+    (["--save-trace", "/no/such/dir/t.json"], "--save-trace /no/such/dir/t.json: No such file or directory: give a path in a writable directory"),
+    (["--svg", "/no/such/dir/t.svg"], "--svg /no/such/dir/t.svg: No such file or directory: give a path in a writable directory"),
 ])
 def test_hunt_bad_paths_are_one_line_and_exit_2(capsys, argv, words):
     assert cli.main(["hunt", *argv]) == 2

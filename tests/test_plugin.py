@@ -72,3 +72,68 @@ def test_a_test_that_leaves_a_mapping_behind_fails(pytester):
         "*ERROR at teardown of test_leaks_through_the_os_layer*",
         "arena: mappings left behind: [[]0x20000000, 0x20100000) ---p",
     ])
+
+
+NOT_ARENAS = '''
+import ctypes
+import mmap
+import threading
+
+import pytest
+from arena import sysmem
+
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+MAP_NORESERVE = 0x4000
+LAYER = sysmem.default(address_bits=32)  # made before any test runs
+
+
+def test_a_noreserve_mapping_of_the_tests_own_is_not_blamed_on_arena(arena32):
+    arena32.sys_alloc(1 << 20)
+    p = libc.mmap(None, 1 << 20, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    assert p not in (None, ctypes.c_void_p(-1).value)
+
+
+def test_malloc_arenas_of_new_threads_are_not_blamed_on_arena(arena_leak_check):
+    # glibc gives threads that malloc at once arenas of their own, reserved with MAP_NORESERVE.
+    start = threading.Barrier(8)
+
+    def churn():
+        start.wait()
+        kept = [bytearray(4096) for _ in range(2000)]
+        del kept
+
+    threads = [threading.Thread(target=churn) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_a_layer_made_before_the_test_is_still_checked(arena_leak_check):
+    LAYER.reserve(0x20000000, 1 << 20)
+
+
+@pytest.mark.no_arena_leak_check
+def test_the_marker_turns_the_check_off(arena_leak_check):
+    sysmem.default(address_bits=32).reserve(0x21000000, 1 << 20)
+
+
+def test_released_in_part_is_still_a_leak_of_the_rest(arena_leak_check):
+    layer = sysmem.default(address_bits=32)
+    p = layer.reserve(0x22000000, 1 << 20)
+    layer.release(p, 1 << 19)
+'''
+
+
+def test_only_mappings_made_through_arenas_layers_are_blamed_and_a_marker_opts_out(pytester):
+    pytester.makepyfile(NOT_ARENAS)
+    result = pytester.runpytest_subprocess("--strict-markers")
+    result.assert_outcomes(passed=5, errors=2)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_a_layer_made_before_the_test_is_still_checked*",
+        "arena: mappings left behind: [[]0x20000000, 0x20100000) ---p",
+        "*ERROR at teardown of test_released_in_part_is_still_a_leak_of_the_rest*",
+        "arena: mappings left behind: [[]0x22080000, 0x22100000) ---p",
+    ])

@@ -97,3 +97,42 @@ def test_svg_flag_writes_the_picture(capsys, tmp_path, command):
     assert str(path) in capsys.readouterr().out
     root = ET.parse(path).getroot()
     assert len(drawn(root, "lost")) == len(demo.LIVE)
+
+
+def long_legacy_run(commits=3000):
+    """The 20259 shape buried in a long run: thousands of 8 KiB commits, the low answer, more commits."""
+    from arena.run import Replay
+    from arena.testing import ScriptedMemory
+
+    memory = ScriptedMemory(arena.sysmem.default(address_bits=32), [None, demo.LOW_ANSWER])
+    a = arena.Arena(arena.LAYOUT_32, "legacy", memory=memory, start=demo.ARENA_AT, initial_size=128 << 20)
+    r = Replay(a, [], [])
+    for n in [8192] * commits + [128 << 20] + [8192] * commits:
+        r.requests.append(n)
+        r.returned.append(a.sys_alloc(n))
+    return r
+
+
+def test_a_long_run_stays_a_picture_and_keeps_the_decision_that_matters():
+    r = long_legacy_run()
+    with r.arena:
+        o = observe(r)
+    assert len(o.events) > 6000 and len(o.allocations) > 6000
+    text = svg.draw([o], "a long run")
+    # Without the limits this one lane made 5.8 MB, 144,000 px tall.
+    assert len(text) < 150_000
+    root = ET.fromstring(text)
+    assert float(root.get("height")) < 2_000
+    lane = root.find("svg:g[@id='lane-legacy']", NS)
+    rows = [t.text for t in lane.findall("svg:text", NS) if t.text and (":" in t.text) and "not drawn" not in t.text
+            and not t.text.startswith(("legacy", "low mmap"))]
+    assert len(rows) <= svg.MAX_ROWS
+    assert any(row.startswith("grow 128 MiB: accepted 0x10000000") for row in rows)  # the lowering, kept
+    left = [t.text for t in lane.findall("svg:text", NS) if t.text and "not drawn" in t.text]
+    assert left and all("arena replay lists every one" in t for t in left)
+    assert sum(int(t.split()[1].replace(",", "")) for t in left) + len(rows) == len(o.events)
+    # Thousands of allocations are a few shapes, the lost ones apart, each saying how many it stands for.
+    allocations = classes(lane, "allocation")
+    assert len(allocations) <= 4
+    lost = [e for e in allocations if "lost" in e.get("class")]
+    assert lost and lost[0].find("svg:title", NS).text.startswith(f"{len(o.lost):,} lost allocations in [")

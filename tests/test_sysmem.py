@@ -125,6 +125,25 @@ def test_failing_syscall_raises_oserror_with_errno(memory):
     assert info.value.errno == errno.ENOMEM
 
 
+def test_a_commit_outside_a_reservation_says_so_not_out_of_memory(any_memory):
+    page = any_memory.page_size
+    # free_spot leaves a free MiB on each side: the range runs one page past the reservation into nothing.
+    p = any_memory.reserve_exact(free_spot(any_memory, MiB), MiB)
+    try:
+        for op in ("commit", "decommit"):
+            with pytest.raises(OSError) as info:
+                getattr(any_memory, op)(p, MiB + page)
+            assert info.value.errno == errno.ENOMEM
+            assert str(info.value) == (
+                f"[Errno 12] {op}(addr={p:#x}, size={MiB + page:#x}): [{p:#x}, {p + MiB + page:#x}) is not inside a "
+                f"reservation: nothing is mapped at {p + MiB:#x} (commit only what reserve returned and release has not given back)")
+        # Where the whole range is mapped, ENOMEM is the kernel's own shortage (splitting the mapping).
+        with pytest.raises(OSError, match=r"\): the kernel is out of memory or of mappings \(vm.max_map_count\)$"):
+            any_memory.failed("commit", errno.ENOMEM, "addr", p, MiB)
+    finally:
+        any_memory.release(p, MiB)
+
+
 # -- confinement to a 32-bit address space ------------------------------------
 
 
@@ -281,14 +300,15 @@ def test_bad_address_bits(bits, exc):
 
 def test_unknown_backend_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("ARENA_BACKEND", "rust")
-    with pytest.raises(sysmem.UnknownBackend, match="ARENA_BACKEND='rust' is not a backend; use one of cffi, ctypes"):
+    with pytest.raises(sysmem.UnknownBackend, match="^ARENA_BACKEND='rust' is not a backend: set it to one of cffi, ctypes, or unset it$"):
         sysmem.default()
     assert issubclass(sysmem.UnknownBackend, ValueError)
 
 
 @pytest.mark.parametrize("name, cls", [pytest.param("cffi", sysmem.CffiMemory, marks=pytest.mark.needs_shim),
-                                       ("ctypes", sysmem.CtypesMemory)])
-def test_backend_can_be_forced(monkeypatch, name, cls):
+                                       ("ctypes", sysmem.CtypesMemory), ("CTYPES", sysmem.CtypesMemory),
+                                       (" Ctypes\n", sysmem.CtypesMemory)])
+def test_backend_can_be_forced_in_any_case(monkeypatch, name, cls):
     monkeypatch.setenv("ARENA_BACKEND", name)
     assert type(sysmem.default()) is cls
 
@@ -345,3 +365,26 @@ def test_mappings_parse_this_process(memory):
         assert len(maps) == count
     finally:
         memory.release(p, MiB)
+
+
+# -- what the layers hold (the pytest plugin's leak check) ---------------------------
+
+
+def test_tracking_notes_what_every_layer_reserves_and_releases_and_costs_nothing_after(any_memory, memory32):
+    ops = ("reserve", "reserve_exact", "release")
+    calls = {(id(layer), op): getattr(layer, op) for layer in (any_memory, memory32) for op in ops}
+    page = any_memory.page_size
+    with sysmem.track_reservations() as held:
+        p = any_memory.reserve(free_spot(any_memory, MiB), MiB)
+        q = memory32.reserve_exact(free_spot(memory32, MiB), MiB)
+        fresh = sysmem.default(address_bits=32)  # a layer made meanwhile is noted too
+        r = fresh.reserve(0, MiB)
+        any_memory.release(p + page, page)  # a hole in the middle
+        assert held.spans == sorted([(p, p + page), (p + 2 * page, p + MiB), (q, q + MiB), (r, r + MiB)])
+        assert held.overlaps(q + MiB - 1, q + MiB) and not held.overlaps(p + page, p + 2 * page)
+        for layer, start in ((any_memory, p), (memory32, q), (fresh, r)):
+            layer.release(start, MiB)
+        assert held.spans == []
+    # Off again: each layer calls what it called before, not a wrapper.
+    assert all(getattr(layer, op) == calls[id(layer), op] for layer in (any_memory, memory32) for op in ops)
+    assert not any(hasattr(getattr(layer, op), "_unnoted") for layer in (any_memory, memory32, fresh) for op in ops)

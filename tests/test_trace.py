@@ -96,7 +96,15 @@ def test_a_custom_layout_is_an_object_of_layout_fields():
     ({"rule": "newest"}, "rule: expected one of fixed, legacy, go1.9"),
     ({"layout": "16"}, 'layout: expected "32", "64"'),
     ({"layout": {"address_bits": 32, "colour": 1}}, "layout.colour: not a Layout field"),
-    ({"layout": {"address_bits": 48, "max_mem": 1}}, "layout: Layout.address_bits must be 32 or 64"),
+    ({"layout": {"address_bits": 48, "max_mem": 1}}, "layout.address_bits: must be 32 or 64, got 48"),
+    ({"layout": {"address_bits": 32, "max_mem": 1, "first_hints": ["0x100000000"]}},
+     "layout.first_hints: holds 0x100000000: outside [0, 2**32)"),
+    ({"version": "1"}, 'version: must be the integer 1, got the string "1"'),
+    ({"version": "2"}, 'version: must be the integer 2, got the string "2"'),
+    ({"version": "one"}, 'version: this reader knows versions 1 and 2, got "one"'),
+    ({"requests": [8192] * (trace.MAX_STEPS + 1)},
+     f"requests: {trace.MAX_STEPS + 1:,} requests, more than the {trace.MAX_STEPS:,} a trace may hold (docs/trace-format.md)"),
+    ({"answers": [None] * (trace.MAX_STEPS + 1)}, f"answers: {trace.MAX_STEPS + 1:,} answers, more than the"),
     ({"start": [1]}, "start: expected an integer or a hex string"),
     ({"answer": []}, "answer: unknown field"),
     ({"recorded": [{"step": "grow"}]}, "recorded[0]: expected an object"),
@@ -114,13 +122,19 @@ def test_a_missing_field_is_named():
         trace.parse(data)
 
 
-def test_values_checked_only_against_the_replay_layout_name_their_field():
-    with pytest.raises(trace.TraceError, match=r"^requests\[0\]: 0x1000 is not a multiple of the arena page"):
-        trace.replay(trace.parse({**GOOD, "requests": ["0x1000"]}))
-    with pytest.raises(trace.TraceError, match=r"^answers\[1\]: .*not a page-aligned address"):
-        trace.replay(trace.parse({**GOOD, "answers": ["0x5fe00000", "0x10000001"]}))
-    with pytest.raises(trace.TraceError, match=r"^start: "):
-        trace.replay(trace.parse({**GOOD, "start": "0x1000"}))
+@pytest.mark.parametrize("change, message", [
+    ({"requests": ["0x1000"]}, "requests[0]: 0x1000 is not a multiple of the arena page 0x2000"),
+    ({"requests": ["0x200000000"]}, "requests[0]: 0x200000000 is too large: more than max_mem 0xffffffff of the 32-bit layout"),
+    ({"answers": ["0x5fe00000", "0x10000001"]}, "answers[1]: 0x10000001 is not aligned to the page size"),
+    ({"answers": ["0x5fe00000", "0xfffff000"]}, "answers[1]: 0xfffff000 is outside [0x"),
+    ({"start": "0x1000"}, "start: must be a multiple of the arena page 0x2000, got 0x1000"),
+    ({"start": "0x2000"}, "start: 0x2000 leaves no room below it"),
+    ({"initial_size": "0x1000"}, "initial_size: must be a multiple of the arena page 0x2000, got 0x1000"),
+])
+def test_values_checked_only_against_the_replay_layout_name_their_field_once(change, message):
+    with pytest.raises(trace.TraceError) as err:
+        trace.replay(trace.parse({**GOOD, **change}))
+    assert str(err.value).startswith(message)
 
 
 def test_an_answer_on_a_taken_range_cannot_be_replayed_here():
@@ -132,11 +146,28 @@ def test_an_answer_on_a_taken_range_cannot_be_replayed_here():
             trace.replay(t)
 
 
-def test_bad_json_is_a_trace_error(tmp_path):
+@pytest.mark.parametrize("content, message", [
+    (b"{not json", "(file): not JSON"),
+    (b"\xff\xfe{}", "(file): not UTF-8 text (byte 0xff at offset 0): a trace is JSON in UTF-8"),
+    (b'{"requests": [' + b"1" * 5000 + b"]}", "(file): not a trace: Exceeds the limit"),
+    (b"[" * 100_000 + b"]" * 100_000, "(file): not a trace: maximum recursion depth exceeded"),
+    (b" " * (trace.MAX_BYTES + 1), "(file): larger than 16 MiB"),
+])
+def test_a_file_that_is_not_a_trace_is_a_trace_error(tmp_path, content, message):
     path = tmp_path / "t.json"
-    path.write_text("{not json")
-    with pytest.raises(trace.TraceError, match=r"^\(file\): not JSON"):
+    path.write_bytes(content)
+    with pytest.raises(trace.TraceError) as err:
         trace.load(path)
+    assert str(err.value).startswith(message)
+
+
+def test_a_history_longer_than_a_trace_may_hold_is_not_saved(tmp_path):
+    with arena.Arena(arena.LAYOUT_32, initial_size=(trace.MAX_STEPS + 1) * 8192) as a:
+        for _ in range(trace.MAX_STEPS + 1):
+            a.sys_alloc(8192)
+        with pytest.raises(ValueError, match=f"^a trace holds at most {trace.MAX_STEPS:,} requests, and this arena's history has"):
+            a.save_trace(tmp_path / "t.json")
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_a_saved_trace_is_plain_json_with_the_documented_keys(tmp_path):

@@ -11,6 +11,7 @@ import warnings
 from ._base import COMPAT_TASK_SIZE, NATIVE_BITS, TASK_SIZE, Memory
 from ._cffi import CffiMemory, ShimUnavailable
 from ._ctypes import CtypesMemory
+from ._held import Held, track_reservations
 from ._maps import Mapping, free_gaps, mapping_count, mappings, parse_maps, program_break, program_extent
 
 __all__ = [
@@ -19,17 +20,20 @@ __all__ = [
     "TASK_SIZE",
     "CffiMemory",
     "CtypesMemory",
+    "Held",
     "Mapping",
     "Memory",
     "ShimUnavailable",
     "UnknownBackend",
     "default",
+    "layer",
     "free_gaps",
     "mapping_count",
     "mappings",
     "parse_maps",
     "program_break",
     "program_extent",
+    "track_reservations",
 ]
 
 _BACKENDS = {"cffi": CffiMemory, "ctypes": CtypesMemory}
@@ -41,17 +45,21 @@ class UnknownBackend(ValueError):
 
 
 def default(address_bits: int | None = None) -> Memory:
-    """The best backend: compiled if it imports, else ctypes (with one warning).
+    """A new memory layer of ``address_bits`` (None: this process's width) over the best backend:
+    the compiled shim (``CffiMemory``) if it imports, else ctypes (``CtypesMemory``, with one warning).
 
-    ``ARENA_BACKEND=cffi|ctypes`` forces one: another value raises
+    ``ARENA_BACKEND=cffi|ctypes`` (any case) forces one: another value raises
     ``UnknownBackend`` (a ValueError), and ``cffi`` where the shim was not
     built raises ``ShimUnavailable`` (an ImportError) naming the fix.
+    ``ValueError`` for ``address_bits`` other than 32 or 64, or wider than the process.
     """
     global _warned
-    choice = os.environ.get("ARENA_BACKEND", "")
+    given = os.environ.get("ARENA_BACKEND", "")
+    # An environment variable is easily written in capitals or with a stray space.
+    choice = given.strip().lower()
     if choice:
         if choice not in _BACKENDS:
-            raise UnknownBackend(f"ARENA_BACKEND={choice!r} is not a backend; use one of {', '.join(_BACKENDS)}")
+            raise UnknownBackend(f"ARENA_BACKEND={given!r} is not a backend: set it to one of {', '.join(_BACKENDS)}, or unset it")
         return _BACKENDS[choice](address_bits)
     try:
         return CffiMemory(address_bits)
@@ -61,3 +69,26 @@ def default(address_bits: int | None = None) -> Memory:
             warnings.warn(f"arena: compiled shim unavailable ({exc.reason}); using the slower ctypes backend "
                           "(installing with a C compiler builds the shim)", RuntimeWarning, stacklevel=2)
         return CtypesMemory(address_bits)
+
+
+# What an arena calls on its memory layer (ScriptedMemory has them too, without being a Memory).
+_LAYER_PARTS = ("reserve", "reserve_exact", "commit", "decommit", "release")
+
+
+def layer(memory: object, address_bits: int) -> Memory:
+    """``memory`` checked to be a memory layer of ``address_bits`` bits, or ``default(address_bits)`` if it is None.
+
+    ``TypeError`` for something that is not a memory layer (a ``Memory``, or
+    an object with its methods, such as ``arena.testing.ScriptedMemory``);
+    ``ValueError`` for a layer of the other width.
+    """
+    if memory is None:
+        return default(address_bits=address_bits)
+    if not all(callable(getattr(memory, part, None)) for part in _LAYER_PARTS):
+        fix = (f"to choose a backend, pass arena.sysmem.{_BACKENDS[memory.lower()].__name__}() or set ARENA_BACKEND={memory.lower()}"
+               if isinstance(memory, str) and memory.lower() in _BACKENDS else
+               "pass arena.sysmem.default() (or None), arena.sysmem.CffiMemory(), arena.sysmem.CtypesMemory() or an arena.testing.ScriptedMemory")
+        raise TypeError(f"memory must be a memory layer, not {type(memory).__name__} ({memory!r}): {fix}")
+    if getattr(memory, "address_bits", None) != address_bits:
+        raise ValueError(f"a {address_bits}-bit layout needs a {address_bits}-bit memory layer, got {memory!r}")
+    return memory

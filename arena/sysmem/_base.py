@@ -11,7 +11,7 @@ import operator
 import os
 import struct
 
-from . import _gaps
+from . import _gaps, _held
 from ._maps import lowest_mappable, mappings
 
 NATIVE_BITS = struct.calcsize("P") * 8
@@ -60,6 +60,10 @@ def _usual_calls(limit: int, page_size: int):
 class Memory:
     """The OS memory layer: reserve, commit, decommit and release address space.
 
+    Attributes: ``address_bits`` (32 or 64), ``page_size`` (the OS page),
+    ``limit`` (one past the highest address it maps), ``lowest`` (the lowest),
+    ``confined`` (a 32-bit space in a 64-bit process).
+
     ``address_bits=32`` in a 64-bit process confines every mapping below
     ``COMPAT_TASK_SIZE`` and places a refused hint top-down in the highest free
     gap, as the kernel does for a 32-bit process. The gaps are kept in one index
@@ -97,6 +101,8 @@ class Memory:
             self.commit = self._confined("commit")
             self.decommit = self._confined("decommit")
             self.release = self._confined_release
+        # Known to track_reservations (a leak check), which costs a call nothing unless it is on.
+        _held.register(self)
 
     def __repr__(self) -> str:
         where = f", confined below {self.limit:#x}" if self.confined else ""
@@ -104,7 +110,56 @@ class Memory:
 
     # -- checks --------------------------------------------------------------
 
+    # -- the interface (CffiMemory sets these on each instance: see _cffi) ----
+
+    def reserve(self, hint: int, size: int) -> int | None:
+        """Reserve ``size`` bytes of address space (PROT_NONE, MAP_NORESERVE) near ``hint``; their address, or ``None``.
+
+        The kernel takes ``hint`` (page-aligned; 0: anywhere) only as a hint
+        and may answer anywhere; nothing mapped is ever replaced. ``None``
+        when there is no room. ``size`` is a positive multiple of
+        ``page_size`` below ``limit``. ``TypeError`` for a non-int and
+        ``ValueError`` for a bad value (naming it); ``OSError`` if mmap fails
+        otherwise.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement reserve")
+
+    def reserve_exact(self, addr: int, size: int) -> int | None:
+        """Reserve exactly ``[addr, addr + size)`` (MAP_FIXED_NOREPLACE): ``addr``, or ``None`` if any of it is taken or there is no room.
+
+        Nothing already mapped is ever replaced. ``ValueError`` for a range
+        that is unaligned, below ``lowest`` or past ``limit``; ``TypeError``
+        for a non-int.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement reserve_exact")
+
+    def commit(self, addr: int, size: int) -> None:
+        """Make ``[addr, addr + size)`` readable and writable (mprotect); returns nothing.
+
+        The range must lie inside reservations this process holds: else
+        ``OSError`` (ENOMEM) saying it is not inside a reservation. ``OSError``
+        (ENOMEM) too when the kernel cannot split the mapping (vm.max_map_count)
+        or is out of memory. ``TypeError``/``ValueError`` for bad arguments.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement commit")
+
+    def decommit(self, addr: int, size: int) -> None:
+        """Give the pages of ``[addr, addr + size)`` back to the kernel (MADV_DONTNEED) and make them PROT_NONE again.
+
+        The range stays reserved; the next commit reads zeros. Raises as ``commit`` does.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement decommit")
+
+    def release(self, addr: int, size: int) -> None:
+        """Unmap ``[addr, addr + size)`` (munmap): give back what a reserve returned, whole or in part.
+
+        Release only what you reserved. ``TypeError``/``ValueError`` for bad
+        arguments, ``OSError`` if the kernel refuses.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement release")
+
     def check_size(self, size: object) -> int:
+        """``size`` as an int if it is a positive multiple of ``page_size`` below ``limit``; else ``TypeError``/``ValueError``."""
         size = _integer("size", size)
         if size <= 0:
             raise ValueError(f"size must be positive, got {size}")
@@ -150,27 +205,38 @@ class Memory:
             return None
         if op == "reserve_exact" and code == errno.EEXIST:
             return None
-        raise OSError(code, f"{op}({name}={addr:#x}, size={size:#x}): {os.strerror(code)}")
+        why = os.strerror(code)
+        if op in ("commit", "decommit") and code == errno.ENOMEM:
+            # mprotect's ENOMEM means a page of the range is not mapped, or the
+            # kernel could not split the mapping: the maps tell which.
+            hole = _first_hole(mappings(below=addr + size), addr, addr + size)
+            why = (f"[{addr:#x}, {addr + size:#x}) is not inside a reservation: nothing is mapped at {hole:#x} "
+                   "(commit only what reserve returned and release has not given back)" if hole is not None else
+                   "the kernel is out of memory or of mappings (vm.max_map_count)")
+        raise OSError(code, f"{op}({name}={addr:#x}, size={size:#x}): {why}")
 
     def check_lowest(self, addr: int) -> None:
-        """Root may map below vm.mmap_min_addr; page 0 must still never be ours."""
+        """``ValueError`` if ``addr`` is below ``lowest``: root may map below vm.mmap_min_addr, but page 0 must never be ours."""
         if addr < self.lowest:
             raise ValueError(f"addr {addr:#x} is below the lowest mappable address {self.lowest:#x}")
 
     # -- confinement ---------------------------------------------------------
 
     def _confined_reserve(self, hint: int, size: int) -> int | None:
+        """``reserve`` below ``limit``: the hint if free, else top-down in the highest gap, as a 32-bit kernel places it."""
         if not self._usual(hint, size):
             hint, size = self.check_hint(hint, size)
         # The hint if free, else top-down in the highest gap that fits (see _gaps).
         return self._space.reserve(self._raw_reserve_exact, hint, size)
 
     def _confined_reserve_exact(self, addr: int, size: int) -> int | None:
+        """``reserve_exact`` below ``limit``, keeping the index of free gaps in step."""
         if not self._usual(addr, size):
             addr, size = self.check("addr", addr, size)
         return self._space.reserve_exact(self._raw_reserve_exact, addr, size)
 
     def _confined_release(self, addr: int, size: int) -> None:
+        """``release``, keeping the index of free gaps in step."""
         if not self._usual(addr, size):
             addr, size = self.check("addr", addr, size)
         self._space.release(self._raw_release, addr, size)
@@ -183,5 +249,24 @@ class Memory:
                 addr, size = self.check("addr", addr, size)
             raw(addr, size)
 
-        call.__name__ = op
-        return call
+        return named(call, op)
+
+
+def named(call, op: str):
+    """``call``, a closure an instance holds as its ``op``, named and documented as ``Memory.<op>`` (for help())."""
+    call.__name__, call.__qualname__, call.__doc__ = op, f"Memory.{op}", getattr(Memory, op).__doc__
+    return call
+
+
+def _first_hole(maps: list, start: int, end: int) -> int | None:
+    """The lowest address of ``[start, end)`` that no mapping covers, or ``None``."""
+    cursor = start
+    for m in maps:
+        if m.end <= cursor:
+            continue
+        if m.start > cursor:
+            return cursor
+        cursor = m.end
+        if cursor >= end:
+            return None
+    return cursor if cursor < end else None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ._base import NATIVE_BITS, Memory
+from ._base import NATIVE_BITS, Memory, named
 
 # A uintptr_t result at or above this is -code: the top page is never mapped.
 _FAILED = (1 << NATIVE_BITS) - 4095
@@ -59,8 +59,7 @@ def _returns_address(memory: Memory, fn: Callable[[int, int], int], op: str) -> 
             return p
         return failed(op, _WRAP - p, "hint", hint, size)
 
-    call.__name__ = op
-    return call
+    return named(call, op)
 
 
 def _returns_code(memory: Memory, fn: Callable[[int, int], int], op: str) -> Callable[[int, int], None]:
@@ -76,16 +75,18 @@ def _returns_code(memory: Memory, fn: Callable[[int, int], int], op: str) -> Cal
         if code:
             failed(op, code, "addr", addr, size)
 
-    call.__name__ = op
-    return call
+    return named(call, op)
 
 
 class CffiMemory(Memory):
-    """Real mmap/mprotect/madvise/munmap through the cffi shim (API mode).
+    """Real mmap/mprotect/madvise/munmap through the compiled shim (cffi, API mode).
 
-    ``reserve``, ``commit``, ``decommit`` and ``release`` are closures set on
-    the instance (see ``_returns_address``); their contract is the one in
-    ``arena.sysmem``'s README table.
+    ``CffiMemory(address_bits=None)``: ``None`` is this process's width; 32
+    in a 64-bit process confines every mapping below 4 GiB, as a 32-bit
+    process's kernel would. ``ShimUnavailable`` (an ImportError) if the shim
+    was not compiled. ``reserve``, ``commit``, ``decommit`` and ``release``
+    are the ones documented on ``Memory``, held by each instance as plain
+    functions (see ``_returns_address``) so that a call costs the least.
     """
 
     def __init__(self, address_bits: int | None = None) -> None:
@@ -99,7 +100,6 @@ class CffiMemory(Memory):
         super().__init__(address_bits)
 
     def reserve_exact(self, addr: int, size: int) -> int | None:
-        """Reserve exactly ``[addr, addr+size)``; ``None`` if any of it is taken or there is no room."""
         try:
             if addr < self.lowest:
                 self.check("addr", addr, size)

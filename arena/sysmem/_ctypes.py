@@ -27,12 +27,15 @@ _PROT_NONE = 0
 
 
 class CtypesMemory(Memory):
-    """Real mmap/mprotect/madvise/munmap through ctypes; arguments checked in Python first."""
+    """Real mmap/mprotect/madvise/munmap through libc with ctypes, for machines without a C compiler.
+
+    ``CtypesMemory(address_bits=None)`` as ``CffiMemory``; the methods are
+    ``Memory``'s, with every argument checked in Python first.
+    """
 
     page_size = mmap.PAGESIZE
 
     def reserve(self, hint: int, size: int) -> int | None:
-        """Reserve ``size`` bytes PROT_NONE near ``hint`` (0: anywhere); ``None`` if there is no room."""
         hint, size = self.check_hint(hint, size)
         # A hint only: never MAP_FIXED, the kernel may answer anywhere.
         p = _mmap(hint, size, _PROT_NONE, _RESERVE, -1, 0)
@@ -41,7 +44,6 @@ class CtypesMemory(Memory):
         return self.failed("reserve", ctypes.get_errno(), "hint", hint, size)
 
     def reserve_exact(self, addr: int, size: int) -> int | None:
-        """Reserve exactly ``[addr, addr+size)``; ``None`` if any of it is taken or there is no room."""
         addr, size = self.check("addr", addr, size)
         self.check_lowest(addr)
         p = _mmap(addr, size, _PROT_NONE, _RESERVE | _MAP_FIXED_NOREPLACE, -1, 0)
@@ -54,19 +56,16 @@ class CtypesMemory(Memory):
         return p
 
     def commit(self, addr: int, size: int) -> None:
-        """Make ``[addr, addr+size)`` of a reservation readable and writable."""
         addr, size = self.check("addr", addr, size)
         if _mprotect(addr, size, _RW):
             self.failed("commit", ctypes.get_errno(), "addr", addr, size)
 
     def decommit(self, addr: int, size: int) -> None:
-        """Give the pages of ``[addr, addr+size)`` back and make them PROT_NONE again."""
         addr, size = self.check("addr", addr, size)
         if _madvise(addr, size, mmap.MADV_DONTNEED) or _mprotect(addr, size, _PROT_NONE):
             self.failed("decommit", ctypes.get_errno(), "addr", addr, size)
 
     def release(self, addr: int, size: int) -> None:
-        """Unmap ``[addr, addr+size)``."""
         addr, size = self.check("addr", addr, size)
         if _munmap(addr, size):
             self.failed("release", ctypes.get_errno(), "addr", addr, size)

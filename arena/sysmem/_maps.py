@@ -14,6 +14,8 @@ _CHUNK = 4096
 
 
 class Mapping(NamedTuple):
+    """One line of /proc/PID/maps: ``[start, end)``, permissions such as ``rw-p``, and the file or ``[name]`` ("" if anonymous)."""
+
     start: int
     end: int
     perms: str
@@ -21,6 +23,7 @@ class Mapping(NamedTuple):
 
     @property
     def size(self) -> int:
+        """Bytes mapped: ``end - start``."""
         return self.end - self.start
 
 
