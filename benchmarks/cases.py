@@ -22,6 +22,7 @@ import ctypes
 import dataclasses
 import json
 import mmap
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -481,7 +482,10 @@ def cases(quick: bool):
 
 
 def _commit() -> str:
-    """The checkout's commit, ``+dirty`` if files differ from it; "" outside a git checkout."""
+    """The checkout's commit, ``+dirty`` if files differ from it; $ARENA_COMMIT in a copy without .git
+    (tools/i386.sh sets it); "" outside a git checkout."""
+    if os.environ.get("ARENA_COMMIT"):
+        return os.environ["ARENA_COMMIT"]
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)

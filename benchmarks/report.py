@@ -271,6 +271,8 @@ VARIANT_WORDS = {
     "mmap": "mmap: Python's mmap module",
     "arena-cffi": "arena-cffi: Arena over the compiled backend",
     "arena-ctypes": "arena-ctypes: Arena over ctypes",
+    "go1.11-cffi": "go1.11-cffi: HeapArenas over the compiled backend",
+    "go1.11-ctypes": "go1.11-ctypes: HeapArenas over ctypes",
     "history-on": "history-on: sys_alloc keeping every decision",
     "history-off": "history-off: sys_alloc keeping none",
     "arena": "arena: Arena.view",

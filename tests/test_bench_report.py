@@ -55,3 +55,9 @@ def test_the_committed_summary_carries_when_and_what_ran():
         assert set(data["run"]) == {"started", "finished", "arena_version", "arena_commit"}
         assert data["run"]["started"]  # read from the pyperf suite's own run dates
         assert all("c_ns_same_worker" in row and "ratio_to_c_range" in row for row in data["rows"])
+
+
+def test_every_variant_in_the_chart_has_a_legend_entry_and_a_colour():
+    # A bar without one would be an unexplained colour (the go1.11 rows once were).
+    drawn = [v for v in report.VARIANTS if v not in ("C", *report.REFERENCE.values())]
+    assert [v for v in drawn if v not in report.VARIANT_WORDS] == []

@@ -288,9 +288,14 @@ readonly PROXY_VARS=(http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_P
 # host's CA bundle. The script's own settings (ARENA_I386_*, ARENA_DOCKER_*)
 # stay outside.
 passed_env() {
-    local v
+    local v commit
     [[ "$1" == yes ]] &&
         printf '%s\0' "SSL_CERT_FILE=$CA_IN_ROOT" "REQUESTS_CA_BUNDLE=$CA_IN_ROOT"
+    # The source copy has no .git: a benchmark run inside names the commit it came from by this.
+    if [[ -z "${ARENA_COMMIT:-}" ]] && commit=$(git -C "$REPO" rev-parse HEAD 2>/dev/null); then
+        [[ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]] && commit+="+dirty"
+        printf '%s\0' "ARENA_COMMIT=$commit"
+    fi
     for v in TERM CI PYTEST_ADDOPTS PYTEST_ARGS HYPOTHESIS_PROFILE "${PROXY_VARS[@]}" \
         $(compgen -v ARENA_ || true); do
         case "$v" in ARENA_I386* | ARENA_DOCKER*) continue ;; esac
