@@ -508,16 +508,19 @@ def main() -> None:
         # Workers pick their case by index: they must build the same list.
         cmd.extend((["--quick"] if args.quick else []) + (["--only", args.only] if args.only else []))
         cmd.extend(["--pairs", args.pairs] if args.pairs else [])
+        # pyperf gives workers a clean environment: the commit goes as an argument.
+        cmd.extend(["--commit", args.commit or _commit() or "unknown"])
 
     runner = pyperf.Runner(add_cmdline_args=worker_args)
     runner.argparser.add_argument("--quick", action="store_true", help="fewer sizes and scale levels")
     runner.argparser.add_argument("--only", default="", help="run only cases whose name contains this")
     runner.argparser.add_argument("--pairs", default="", help="append the C times measured in each Python variant's worker here (JSON lines)")
+    runner.argparser.add_argument("--commit", default="", help="the commit measured (default: the checkout's, or $ARENA_COMMIT)")
     args = runner.parse_args()
     runner.metadata["arena_layouts"] = "32,64" if sysmem.NATIVE_BITS == 64 else "32"
     runner.metadata["arena_native_bits"] = sysmem.NATIVE_BITS
     runner.metadata["arena_version"] = __version__
-    runner.metadata["arena_commit"] = _commit() or "unknown"
+    runner.metadata["arena_commit"] = args.commit or _commit() or "unknown"
     for name, func, fargs, c in cases(args.quick):
         if args.only not in name:
             continue
