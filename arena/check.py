@@ -49,6 +49,20 @@ def _covered(maps: list[sysmem.Mapping], start: int, end: int, perms: str | None
     return cursor >= end
 
 
+def _held_mapped_disjoint(found: Findings, what: str, ranges: list[tuple[int, int]], held: list[sysmem.Mapping],
+                          maps: list[sysmem.Mapping] | None, maker: str) -> None:
+    """What every manager owes its allocations (sorted ``ranges``): each lies in mappings it made
+    (``held``), is mapped read-write (unless ``maps`` is None: not read), and no two overlap."""
+    for addr, size in ranges:
+        if not _covered(held, addr, addr + size, None):
+            found.append(Violation("foreign", f"{what} [{addr:#x}, {addr + size:#x}) lies in no mapping {maker} made"))
+        if maps is not None and not _covered(maps, addr, addr + size, "rw-p"):
+            found.append(Violation("not-mapped", f"{what} [{addr:#x}, {addr + size:#x}) is not mapped read-write"))
+    for (a1, s1), (a2, s2) in zip(ranges, ranges[1:]):
+        if a2 < a1 + s1:
+            found.append(Violation("overlap", f"{what}s [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
+
+
 def verify(a: Arena | HeapArenas, *, read_maps: bool = True) -> Findings:
     """Every way ``a`` is unsound; an empty list means sound (``.unchecked``: what could not be checked).
 
@@ -93,13 +107,7 @@ def verify(a: Arena | HeapArenas, *, read_maps: bool = True) -> Findings:
     for addr, size in ranges:
         if not (a.contains(addr) and a.contains(addr + size - 1)):
             found.append(Violation("not-heap", f"{what} [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
-        if not _covered(held, addr, addr + size, None):
-            found.append(Violation("foreign", f"{what} [{addr:#x}, {addr + size:#x}) lies in no mapping the arena made"))
-        if maps is not None and not _covered(maps, addr, addr + size, "rw-p"):
-            found.append(Violation("not-mapped", f"{what} [{addr:#x}, {addr + size:#x}) is not mapped read-write"))
-    for (a1, s1), (a2, s2) in zip(ranges, ranges[1:]):
-        if a2 < a1 + s1:
-            found.append(Violation("overlap", f"{what}s [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
+    _held_mapped_disjoint(found, what, ranges, held, maps, "the arena")
     made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "contiguous", "accepted", "fallback")} if complete else set()
     for r in regions:
         if complete and (r.start, r.size) not in made:
@@ -139,13 +147,7 @@ def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
         handed.update(frames)
         if addr % size or n % size or not all(a.contains(f) for f in frames):
             found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + n:#x}) is not whole registered heap arenas"))
-        if not _covered(held, addr, addr + n, None):
-            found.append(Violation("foreign", f"allocation [{addr:#x}, {addr + n:#x}) lies in no mapping the heap arenas made"))
-        if maps is not None and not _covered(maps, addr, addr + n, "rw-p"):
-            found.append(Violation("not-mapped", f"allocation [{addr:#x}, {addr + n:#x}) is not mapped read-write"))
-    for (a1, s1), (a2, s2) in zip(allocations, allocations[1:]):
-        if a2 < a1 + s1:
-            found.append(Violation("overlap", f"allocations [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
+    _held_mapped_disjoint(found, "allocation", allocations, held, maps, "the heap arenas")
     for base in a.arenas:
         if base not in handed:
             found.append(Violation("stray-arena", f"heap arena [{base:#x}, {base + size:#x}) is registered but was never handed out"))
