@@ -489,13 +489,36 @@ def exercise_views(a, made, probes, spans):
     return views
 
 
-@group
-def arenas(examples):
-    memory_choice = mostly(st.one_of(
+def manager_memories():
+    """A memory layer for a manager: None (the default), a layer, or one scripted with answers."""
+    return mostly(st.one_of(
         st.just(None), memories(),
         st.builds(lambda m, ans: ("scripted", m, ans), memories(),
                   st.lists(st.one_of(st.none(), st.just(NO_ROOM), errnos.map(Fail)), max_size=6)),
     ), 6)
+
+
+def view_spans():
+    """``(offset, size)`` of views asked for around a manager's allocations."""
+    return st.lists(st.tuples(mostly(st.one_of(st.integers(0, 64), st.integers(-2 * PAGE, 4 * PAGE)), 6),
+                              mostly(st.one_of(st.none(), st.integers(-1, 4 * PAGE)), 6)), max_size=4)
+
+
+def managed(name, memory, make, requests, probes, spans):
+    """Make a manager with ``make(memory)`` under the contract ``name``, exercise it, and check it left no mapping."""
+    if isinstance(memory, tuple) and memory[:1] == ("scripted",):
+        memory = ScriptedMemory(memory[1], memory[2])
+    before = reservations()
+    m, _ = answered(name, make, memory)
+    if m is not None:
+        exercise(m, requests, probes, spans)
+    leaked = reservations() - before
+    expect_ok(not leaked, f"mappings left behind: {sorted(leaked)}")
+
+
+@group
+def arenas(examples):
+    memory_choice = manager_memories()
     layout_choice = mostly(layouts_valid, 6)
     start_choice = st.integers(0, 8).flatmap(lambda k: st.none() if k > 2 else anything if k == 0 else st.sampled_from(
         [0x40000000, 0x80000000, 0xC0000000, 0xF0000000, 0xFFE00000, 0x3000000000]))
@@ -503,53 +526,34 @@ def arenas(examples):
         [0, 8192, 16 * MiB, 128 * MiB, 2**32 - 8192, 2**39 - 8192]))
 
     history_choice = mostly(st.sampled_from([None, None, 0, 1, 5]), 6)
-    spans = st.lists(st.tuples(mostly(st.one_of(st.integers(0, 64), st.integers(-2 * PAGE, 4 * PAGE)), 6),
-                               mostly(st.one_of(st.none(), st.integers(-1, 4 * PAGE)), 6)), max_size=4)
+    spans = view_spans()
 
     @settings(max_examples=examples, **SETTINGS)
     @given(layout_choice, mostly(st.sampled_from(arena.RULES), 6), memory_choice, start_choice, size_choice,
            history_choice, st.lists(arena_sizes, max_size=12), st.lists(addresses(), max_size=4), spans)
     def prop(layout, rule, memory, start, initial_size, history, requests, probes, spans):
-        if isinstance(memory, tuple) and memory[:1] == ("scripted",):
-            memory = ScriptedMemory(memory[1], memory[2])
-        before = reservations()
-        a, _ = answered("Arena(layout, rule, memory, start, initial_size, history)", Arena, layout, rule, memory, start,
-                        initial_size, history)
-        if a is not None:
-            exercise(a, requests, probes, spans)
-        leaked = reservations() - before
-        expect_ok(not leaked, f"mappings left behind: {sorted(leaked)}")
+        managed("Arena(layout, rule, memory, start, initial_size, history)", memory,
+                lambda m: Arena(layout, rule, m, start, initial_size, history), requests, probes, spans)
 
     prop()
 
 
 @group
 def heap_arenas(examples):
-    memory_choice = mostly(st.one_of(
-        st.just(None), memories(),
-        st.builds(lambda m, ans: ("scripted", m, ans), memories(),
-                  st.lists(st.one_of(st.none(), st.just(NO_ROOM), errnos.map(Fail)), max_size=6)),
-    ), 6)
+    memory_choice = manager_memories()
     start_choice = st.integers(0, 8).flatmap(lambda k: st.none() if k > 2 else anything if k == 0 else st.sampled_from(
         [0x400000, 0x40000000, 0x80000000, 0xFFC00000, 0xC000000000, 0x7FC000000000, 0x7FFFFFFFF000]))
     size_choice = st.integers(0, 8).flatmap(lambda k: st.none() if k > 2 else anything if k == 0 else st.sampled_from(
         [0, 4 * MiB, 128 * MiB, 2**32 - 4 * MiB]))
-    spans = st.lists(st.tuples(mostly(st.one_of(st.integers(0, 64), st.integers(-2 * PAGE, 4 * PAGE)), 6),
-                               mostly(st.one_of(st.none(), st.integers(-1, 4 * PAGE)), 6)), max_size=4)
+    spans = view_spans()
 
     @settings(max_examples=examples, **SETTINGS)
     @given(mostly(st.sampled_from([LAYOUT_32, LAYOUT_64] if sysmem.NATIVE_BITS == 64 else [LAYOUT_32]), 6),
            memory_choice, start_choice, size_choice, st.lists(arena_sizes, max_size=8), st.lists(addresses(), max_size=4),
            spans)
     def prop(layout, memory, start, initial_size, requests, probes, spans):
-        if isinstance(memory, tuple) and memory[:1] == ("scripted",):
-            memory = ScriptedMemory(memory[1], memory[2])
-        before = reservations()
-        h, _ = answered("HeapArenas(layout, memory, start, initial_size)", HeapArenas, layout, memory, start, initial_size)
-        if h is not None:
-            exercise(h, requests, probes, spans)
-        leaked = reservations() - before
-        expect_ok(not leaked, f"mappings left behind: {sorted(leaked)}")
+        managed("HeapArenas(layout, memory, start, initial_size)", memory,
+                lambda m: HeapArenas(layout, m, start, initial_size), requests, probes, spans)
 
     prop()
 
