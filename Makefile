@@ -11,7 +11,7 @@ BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 ARENA_REQUIRE_SHIM ?= 1
 export ARENA_REQUIRE_SHIM
 
-.PHONY: help install demo test bench bench-quick profile test32 bench32 docker32 dist check-dist clean
+.PHONY: help install lint demo test bench bench-quick profile test32 bench32 docker32 dist check-dist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,6 +22,13 @@ $(VENV)/.installed: pyproject.toml setup.py arena/__init__.py native/shim.h nati
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the package, compiled shim and test extras
+
+$(VENV)/.lint-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[lint]'
+	touch $@
+
+lint: $(VENV)/.lint-installed ## Check the layers: no import goes up a layer or closes a circle (lint-imports)
+	$(VENV)/bin/lint-imports --no-cache
 
 demo: install ## Replay Go issue 20259 with real memory under every rule
 	$(PY) -m arena demo

@@ -1,5 +1,6 @@
+"""``python -m arena``: the command line."""
 import sys
 
-from .cli import main
+from .interface.cli import main
 
 sys.exit(main())

@@ -26,10 +26,9 @@ from typing import Callable, Iterable, Iterator
 import pytest
 
 from . import sysmem
-from .layout import LAYOUT_32, LAYOUT_64, Layout
-from .manager import Arena
-from .rules import Rule
-from .testing import Answer, Crowd, ScriptedMemory, reservations
+from .managers import Arena
+from .policy import LAYOUT_32, LAYOUT_64, Layout, Rule
+from .spaces import Answer, Crowd, ScriptedMemory, reservations
 
 _LAYOUTS = {"32": LAYOUT_32, "64": LAYOUT_64, 32: LAYOUT_32, 64: LAYOUT_64}
 NO_LEAK_CHECK = "no_arena_leak_check"

@@ -35,7 +35,8 @@ import pyperf  # noqa: E402
 
 import climit  # noqa: E402
 import space  # noqa: E402
-from arena import LAYOUT_32, LAYOUT_64, Arena, HeapArenas, __version__, hunt, sysmem  # noqa: E402
+from arena import LAYOUT_32, LAYOUT_64, Arena, HeapArenas, __version__, sysmem  # noqa: E402
+from arena.harness import hunt  # noqa: E402
 from arena._native import lib as shim  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20

@@ -23,7 +23,8 @@ from pyinstrument import Profiler  # noqa: E402
 
 import cases  # noqa: E402
 import space  # noqa: E402
-from arena import Arena, HeapArenas, hunt, sysmem  # noqa: E402
+from arena import Arena, HeapArenas, sysmem  # noqa: E402
+from arena.harness import hunt  # noqa: E402
 
 MiB = 1 << 20
 

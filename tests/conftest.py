@@ -5,7 +5,7 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.testing import reservations
+from arena.spaces import reservations
 
 
 # glibc gives each new thread a malloc arena reserved with MAP_NORESERVE; one

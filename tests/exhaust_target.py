@@ -25,7 +25,7 @@ import sys
 
 import arena
 from arena import sysmem
-from arena.testing import reservations
+from arena.spaces import reservations
 
 HEADROOM = 80
 

@@ -32,8 +32,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 import arena  # noqa: E402
 from arena import LAYOUT_32, LAYOUT_64, Arena, ArenaClosed, GoThrow, HeapArenas, Layout, ReservationFailed, sysmem  # noqa: E402
-from arena.check import InvariantViolation, verify, verify_or_raise  # noqa: E402
-from arena.testing import NO_ROOM, Crowd, Fail, ScriptedMemory, peek, poke, reservations  # noqa: E402
+from arena.harness.check import InvariantViolation, verify, verify_or_raise  # noqa: E402
+from arena.spaces import NO_ROOM, Crowd, Fail, ScriptedMemory, peek, poke, reservations  # noqa: E402
 
 # -- the contract -----------------------------------------------------------------
 # callable -> (exceptions it may raise, what it returns). Nothing else may escape.

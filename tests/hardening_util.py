@@ -6,7 +6,7 @@ import dataclasses
 import mmap
 
 from arena import LAYOUT_32, LAYOUT_64, sysmem
-from arena.layout import MiB
+from arena.policy.layout import MiB
 
 # libc's own calls as the ctypes backend declares them: foreign mappings are
 # made with them directly, not through the OS layer.

@@ -5,10 +5,11 @@ import threading
 import pytest
 
 import arena
-from arena import demo, sysmem
-from arena.check import verify
-from arena.layout import MiB
-from arena.testing import NO_ROOM, ScriptedMemory, peek, poke
+from arena import sysmem
+from arena.interface import demo
+from arena.harness.check import verify
+from arena.policy.layout import MiB
+from arena.spaces import NO_ROOM, ScriptedMemory, peek, poke
 
 KiB = 1 << 10
 PAGE = arena.LAYOUT_32.page_size

@@ -2,8 +2,9 @@
 import pytest
 
 import arena
-from arena import demo, sysmem
-from arena.check import InvariantViolation, verify, verify_or_raise
+from arena import sysmem
+from arena.interface import demo
+from arena.harness.check import InvariantViolation, verify, verify_or_raise
 
 MiB = 1 << 20
 

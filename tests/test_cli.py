@@ -10,8 +10,9 @@ import sys
 import pytest
 
 import arena
-from arena import cli, demo, sysmem
-from arena.run import size_text
+from arena import sysmem
+from arena.interface import cli, demo
+from arena.harness.run import size_text
 
 
 def run(capsys, *argv):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from arena import trace
+from arena.harness import trace
 from arena.managers import NAMES
 
 COMMANDS = ("demo", "replay", "maps", "hunt", "bench")
@@ -18,7 +18,7 @@ COMMANDS = ("demo", "replay", "maps", "hunt", "bench")
 def arena_cmd(*argv, env=None, prelude="", timeout=120, **kwargs):
     """``python -m arena ARGV``, as a user runs it; ``prelude`` runs first (to hide a module, say)."""
     environment = {**os.environ, **(env or {})}
-    code = prelude + "import sys; from arena.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = prelude + "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *argv], env=environment, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
 
@@ -214,12 +214,12 @@ def test_exit_codes_0_success_1_violation_2_usage(legacy_trace):
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from arena import cli  # noqa: E402
+from arena.interface import cli  # noqa: E402
 
 TOKENS = ["demo", "replay", "maps", "hunt", "--rule", "--layout", "--json", "--svg", "--save-trace", "--crowd", "--trace",
           "--pid", "--examples", "--time", "--seed", "--no-maps", "--quick", "--help", "-h", "all", "fixed", "legacy",
-          "go1.9", "strict", "go1.11", "32", "64", "16", "0", "-1", "1e9", "nan", "x:y", "arena.rules:Fixed",
-          "arena.rules:Bounds", "os:getcwd", "", " ", "--", "-", "\x00", "é", "TRACE", "DIR", "NOFILE", "BIG", "python3-i386"]
+          "go1.9", "strict", "go1.11", "32", "64", "16", "0", "-1", "1e9", "nan", "x:y", "arena.policy.rules:Fixed",
+          "arena.policy.rules:Bounds", "os:getcwd", "", " ", "--", "-", "\x00", "é", "TRACE", "DIR", "NOFILE", "BIG", "python3-i386"]
 
 
 def _fuzz_paths(tmp_path):

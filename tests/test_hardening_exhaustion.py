@@ -24,8 +24,8 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.check import verify
-from arena.testing import reservations
+from arena.harness.check import verify
+from arena.spaces import reservations
 
 MiB = 1 << 20
 FALLBACK_ONLY = dataclasses.replace(arena.LAYOUT_32, first_sizes=(0,), growth_step=0xF0000000)

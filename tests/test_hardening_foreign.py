@@ -16,8 +16,8 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.check import verify
-from arena.testing import ScriptedMemory, peek, poke
+from arena.harness.check import verify
+from arena.spaces import ScriptedMemory, peek, poke
 
 from hardening_util import LAYOUTS, Foreign, commits_inside_reservations
 

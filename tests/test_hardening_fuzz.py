@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import arena
-from arena import check, sysmem, testing
+from arena import spaces, sysmem
+from arena.harness import check
 
 TARGET = Path(__file__).with_name("fuzz_target.py")
 GROUPS = ["sysmem_constructors", "sysmem_calls", "layouts", "arenas", "heap_arenas", "testing_helpers"]
@@ -51,6 +52,6 @@ def test_the_contract_names_every_public_callable():
          "Crowd.occupy", "Crowd.fill", "peek", "poke"]
     )
     assert [name for name in public if name not in text] == []
-    assert set(arena.__all__) >= {"Arena", "Layout"} and callable(check.verify) and callable(testing.peek)
+    assert set(arena.__all__) >= {"Arena", "Layout"} and callable(check.verify) and callable(spaces.peek)
     assert all(isinstance(v[0], tuple) for v in fuzz_target.CONTRACT.values())
     assert sysmem.default is not None

@@ -7,7 +7,7 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.testing import peek, poke, reservations
+from arena.spaces import peek, poke, reservations
 
 from hardening_util import SMALL32, SMALL64
 

@@ -18,9 +18,9 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.check import verify
-from arena.layout import GiB, MiB
-from arena.testing import NO_ROOM, ScriptedMemory
+from arena.harness.check import verify
+from arena.policy.layout import GiB, MiB
+from arena.spaces import NO_ROOM, ScriptedMemory
 
 FOUR_GIB = 1 << 32
 W32 = dataclasses.replace(arena.LAYOUT_32, name="32-bit wide", metadata_size=0, first_sizes=(16 * MiB,))

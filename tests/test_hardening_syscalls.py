@@ -1,7 +1,7 @@
 """Failing syscalls leave a consistent arena.
 
 Each reserve, commit and release the arena makes is failed in turn with an
-errno (``arena.testing.ScriptedMemory``: ``Fail(errno)`` answers and
+errno (``arena.spaces.ScriptedMemory``: ``Fail(errno)`` answers and
 ``fail_next``). The call raises ``OSError`` with that errno, or returns
 ``None`` where documented (ENOMEM from a commit: out of memory); the bounds are
 exactly as before the call or as after a complete step, never half-updated;
@@ -15,8 +15,8 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.check import verify
-from arena.testing import NO_ROOM, Fail, ScriptedMemory, peek, poke, reservations
+from arena.harness.check import verify
+from arena.spaces import NO_ROOM, Fail, ScriptedMemory, peek, poke, reservations
 
 from hardening_util import SMALL32, SMALL64, commits_inside_reservations
 

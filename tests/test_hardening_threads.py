@@ -5,8 +5,8 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.check import verify
-from arena.testing import peek, poke
+from arena.harness.check import verify
+from arena.spaces import peek, poke
 
 from hardening_util import SMALL32, SMALL64
 

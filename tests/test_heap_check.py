@@ -5,11 +5,12 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import arena
-from arena import cli, sysmem, svg
-from arena.check import verify
-from arena.layout import MiB
-from arena.maps import annotate
-from arena.run import drive, observe
+from arena import sysmem
+from arena.interface import cli, svg
+from arena.harness.check import verify
+from arena.policy.layout import MiB
+from arena.interface.maps import annotate
+from arena.harness.run import drive, observe
 
 L32 = arena.LAYOUT_32
 SIZE = L32.heap_arena_size

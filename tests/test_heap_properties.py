@@ -1,10 +1,10 @@
-"""Go 1.11's heap arenas under adversarial kernel answers, all really mapped: ``arena.hunt``'s search.
+"""Go 1.11's heap arenas under adversarial kernel answers, all really mapped: ``arena.harness.hunt``'s search.
 
 Each reservation is answered from a category relative to the heap at that
 moment (at the hint, below or above the range it asks for, unaligned, right
 below or above the heap, over the last allocation, near the top or the
 bottom of the space, no room), placed in a free spot of this process's real
-address space (``arena.hunt.heap_target``). Whatever the kernel says, the
+address space (``arena.harness.hunt.heap_target``). Whatever the kernel says, the
 heap must stay sound: every allocation whole registered heap arenas, mapped
 read-write, reading back what was written, and no throw. Broken variants of
 the manager show the search is not vacuous.
@@ -17,8 +17,10 @@ import pytest
 from hypothesis import given, settings
 
 import arena
-from arena import demo, heaparenas, hunt, trace
-from arena.check import verify
+from arena.harness import hunt, trace
+from arena.interface import demo
+from arena.managers import heaparenas
+from arena.harness.check import verify
 
 MiB = 1 << 20
 LAYOUTS = [arena.LAYOUT_32, pytest.param(arena.LAYOUT_64, marks=pytest.mark.needs_64_bit)]

@@ -13,10 +13,10 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.check import verify
-from arena.heaparenas import PRERESERVATION_SIZES, metadata_size
-from arena.layout import MiB
-from arena.testing import NO_ROOM, Crowd, ScriptedMemory, peek, poke
+from arena.harness.check import verify
+from arena.managers.heaparenas import PRERESERVATION_SIZES, metadata_size
+from arena.policy.layout import MiB
+from arena.spaces import NO_ROOM, Crowd, ScriptedMemory, peek, poke
 
 L32, L64 = arena.LAYOUT_32, arena.LAYOUT_64
 LAYOUTS = [L32, pytest.param(L64, marks=pytest.mark.needs_64_bit)]

@@ -5,15 +5,15 @@ import pydoc
 import pytest
 
 import arena
-import arena.check
-import arena.hunt
-import arena.rules
+import arena.harness.check
+import arena.harness.hunt
+import arena.policy.rules
 import arena.sysmem
-import arena.testing
+import arena.spaces
 
 # The modules a user imports from, and the names each makes public: __all__
 # where it has one, else the classes and functions it defines itself.
-MODULES = (arena, arena.sysmem, arena.testing, arena.check, arena.rules, arena.hunt)
+MODULES = (arena, arena.sysmem, arena.spaces, arena.harness.check, arena.policy.rules, arena.harness.hunt)
 MEMORY_INTERFACE = ("reserve", "reserve_exact", "commit", "decommit", "release")
 
 
@@ -59,7 +59,7 @@ API = dict(public_api())
 def test_the_walk_covers_the_public_api():
     # A walk that found nothing would pass; these must be among what it checks.
     for name in ("arena.Arena", "arena.HeapArenas", "arena.Layout", "arena.sysmem.CffiMemory", "arena.sysmem.default",
-                 "arena.testing.ScriptedMemory", "arena.check.verify", "arena.rules.resolve", "arena.hunt.hunt"):
+                 "arena.spaces.ScriptedMemory", "arena.harness.check.verify", "arena.policy.rules.resolve", "arena.harness.hunt.hunt"):
         assert name in API
     assert len(API) > 60
 
@@ -76,7 +76,7 @@ def test_every_public_class_function_method_and_property_has_a_docstring(name):
     assert not missing, f"no docstring: {', '.join(missing)}"
 
 
-@pytest.mark.parametrize("cls", [arena.sysmem.CffiMemory, arena.sysmem.CtypesMemory, arena.testing.ScriptedMemory])
+@pytest.mark.parametrize("cls", [arena.sysmem.CffiMemory, arena.sysmem.CtypesMemory, arena.spaces.ScriptedMemory])
 def test_help_of_a_memory_layer_documents_its_interface(cls):
     # CffiMemory holds reserve, commit, decommit and release as closures on each
     # instance: help() of the class must still show them documented.

@@ -6,11 +6,13 @@ import psutil
 import pytest
 
 import arena
-from arena import demo, sysmem, trace
-from arena.check import verify, verify_or_raise, InvariantViolation
-from arena.layout import MiB
-from arena.run import drive
-from arena.testing import NO_ROOM, ScriptedMemory
+from arena import sysmem
+from arena.harness import trace
+from arena.interface import demo
+from arena.harness.check import verify, verify_or_raise, InvariantViolation
+from arena.policy.layout import MiB
+from arena.harness.run import drive
+from arena.spaces import NO_ROOM, ScriptedMemory
 
 # The runs below place mappings at exact addresses: in a 32-bit process they
 # run first, before the interpreter's own memory spreads through the space.

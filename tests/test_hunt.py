@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 import arena
-from arena import cli, hunt, sysmem
-from arena.hunt import Answer, Scenario
+from arena import sysmem
+from arena.harness import hunt
+from arena.interface import cli
+from arena.harness.hunt import Answer, Scenario
 
 MiB = 1 << 20
 PAGE = arena.LAYOUT_32.page_size
@@ -34,7 +36,7 @@ def run_arena(*argv, cwd, pythonpath=None, hide_hypothesis=False):
         env["PYTHONPATH"] = str(pythonpath)
     prelude = "import sys; sys.modules['hypothesis'] = None; " if hide_hypothesis else ""
     # As the installed script runs: the working directory is not on sys.path.
-    code = prelude + "import sys; from arena.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = prelude + "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -52,7 +54,7 @@ def test_every_byte_string_is_a_scenario_and_smaller_bytes_are_simpler():
 
 def test_no_answer_lands_within_the_program_breaks_reach(memory):
     # Another process has its break elsewhere (ASLR): a trace must not need this range.
-    end = hunt._binary_end()
+    end = hunt.binary_end()
     if end >= memory.limit:
         pytest.skip("the executable is not in this layer's space")
     reach = max(sysmem.program_break(), end) + 64 * MiB

@@ -15,9 +15,9 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.check import verify
-from arena.layout import LAYOUT_32, MiB
-from arena.testing import Crowd, reservations
+from arena.harness.check import verify
+from arena.policy.layout import LAYOUT_32, MiB
+from arena.spaces import Crowd, reservations
 
 KiB = 1 << 10
 PAGE = LAYOUT_32.page_size

@@ -4,7 +4,7 @@ import struct
 import pytest
 
 import arena
-from arena.layout import MiB
+from arena.policy.layout import MiB
 
 
 def test_go_constants():

@@ -16,7 +16,7 @@ import pytest
 
 from arena import sysmem
 from arena.sysmem._ctypes import _PROT_NONE
-from arena.testing import _Pipe, peek, poke
+from arena.spaces.peek import _Pipe, peek, poke
 
 from hardening_util import _mmap, _mprotect, _munmap
 

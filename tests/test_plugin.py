@@ -15,7 +15,7 @@ README_EXAMPLE = next(
 
 FIXTURES = '''
 import pytest
-from arena.check import verify
+from arena.harness.check import verify
 
 def test_arena32_is_fixed_by_default(arena32):
     assert arena32.rule == "fixed" and arena32.layout.address_bits == 32

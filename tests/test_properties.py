@@ -1,6 +1,6 @@
 """Property tests: random requests against adversarial kernel answers, all really mapped.
 
-The search is ``arena.hunt``'s, with its strategies: each reservation the arena
+The search is ``arena.harness.hunt``'s, with its strategies: each reservation the arena
 asks for is answered from a category relative to its bounds at that moment
 (contiguous, below arena_start, between start and used, ...), placed in a
 free spot of this process's real address space. Where a category has no free
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 
 import arena
-from arena import hunt
-from arena.hunt import Answer, Scenario, arena_window, free_spot
+from arena.harness import hunt
+from arena.harness.hunt import Answer, Scenario, arena_window, free_spot
 
 MiB = 1 << 20
 PAGE = arena.LAYOUT_32.page_size

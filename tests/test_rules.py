@@ -2,12 +2,14 @@
 import pytest
 
 import arena
-from arena import demo, rules, sysmem
-from arena.check import verify
-from arena.layout import MiB
-from arena.hunt import free_spot
-from arena.rules import Bounds, Rule
-from arena.testing import ScriptedMemory
+from arena import sysmem
+from arena.interface import demo
+from arena.policy import rules
+from arena.harness.check import verify
+from arena.policy.layout import MiB
+from arena.harness.hunt import free_spot
+from arena.policy.rules import Bounds, Rule
+from arena.spaces import ScriptedMemory
 
 PAGE = arena.LAYOUT_32.page_size
 
@@ -112,7 +114,7 @@ def test_a_duck_typed_rule_with_every_part_works():
     [
         ("go1.10", ValueError, "fixed, legacy, go1.9, strict"),
         ("nosuchmodule:Rule", ValueError, "cannot import nosuchmodule"),
-        ("arena.rules:Nothing", ValueError, "has no Nothing"),
+        ("arena.policy.rules:Nothing", ValueError, "has no Nothing"),
         (":Fixed", ValueError, "module:attr"),
         (None, TypeError, "not NoneType"),
         (42, TypeError, "not int"),
@@ -130,19 +132,19 @@ def test_bad_rules(rule, exc, words):
 
 
 def test_module_attr_loads_a_class_or_an_instance(tmp_path, monkeypatch):
-    (tmp_path / "myrules.py").write_text("from arena.rules import Strict\n\nclass Holder:\n    STRICT = Strict()\n")
+    (tmp_path / "myrules.py").write_text("from arena.policy.rules import Strict\n\nclass Holder:\n    STRICT = Strict()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import myrules
 
     assert rules.resolve("myrules:Holder.STRICT") is myrules.Holder.STRICT
-    assert isinstance(rules.resolve("arena.rules:Strict"), rules.Strict)
-    with arena.Arena(arena.LAYOUT_32, "arena.rules:Go19", initial_size=0) as a:
+    assert isinstance(rules.resolve("arena.policy.rules:Strict"), rules.Strict)
+    with arena.Arena(arena.LAYOUT_32, "arena.policy.rules:Go19", initial_size=0) as a:
         assert a.rule == "go1.9" and isinstance(a.placement, rules.Go19)
 
 
 def test_module_attr_of_an_abstract_class_names_the_missing_part(tmp_path, monkeypatch):
     (tmp_path / "halfrule.py").write_text(
-        "from arena.rules import Rule\n\nclass Half(Rule):\n    separate_cursor = True\n    fallback_raises_end = False\n"
+        "from arena.policy.rules import Rule\n\nclass Half(Rule):\n    separate_cursor = True\n    fallback_raises_end = False\n"
         "    def refusal(self, bounds, p, p_size, layout):\n        return None\n"
     )
     (tmp_path / "brokenrule.py").write_text("def (:\n")

@@ -4,8 +4,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import arena
-from arena import cli, demo, svg
-from arena.run import observe
+from arena.interface import cli, demo, svg
+from arena.harness.run import observe
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 
@@ -101,8 +101,8 @@ def test_svg_flag_writes_the_picture(capsys, tmp_path, command):
 
 def long_legacy_run(commits=3000):
     """The 20259 shape buried in a long run: thousands of 8 KiB commits, the low answer, more commits."""
-    from arena.run import Replay
-    from arena.testing import ScriptedMemory
+    from arena.harness.run import Replay
+    from arena.spaces import ScriptedMemory
 
     memory = ScriptedMemory(arena.sysmem.default(address_bits=32), [None, demo.LOW_ANSWER])
     a = arena.Arena(arena.LAYOUT_32, "legacy", memory=memory, start=demo.ARENA_AT, initial_size=128 << 20)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from arena import sysmem
-from arena.testing import peek, poke, reservations
+from arena.spaces import peek, poke, reservations
 
 MiB = 1 << 20
 

@@ -3,8 +3,8 @@ import errno
 
 import pytest
 
-from arena import sysmem, testing
-from arena.testing import NO_ROOM, Crowd, Fail, ScriptedMemory
+from arena import spaces, sysmem
+from arena.spaces import NO_ROOM, Crowd, Fail, ScriptedMemory
 
 MiB = 1 << 20
 
@@ -146,12 +146,12 @@ def test_parse_maps_reads_a_dump_and_names_a_malformed_line():
 
 
 def test_the_shipped_dumps_parse():
-    for name in testing.EXAMPLE_MAPS:
-        maps = sysmem.parse_maps(testing.example_maps(name))
+    for name in spaces.EXAMPLE_MAPS:
+        maps = sysmem.parse_maps(spaces.example_maps(name))
         assert len(maps) > 50 and any(m.name == "[stack]" for m in maps)
         assert all(m.end <= 1 << 32 for m in maps) == name.endswith("i386")
     with pytest.raises(ValueError, match="python3-i386"):
-        testing.example_maps("python2")
+        spaces.example_maps("python2")
 
 
 @pytest.mark.skipif(sysmem.NATIVE_BITS == 32, reason="places a dump's fixed addresses in a 64-bit host's 32-bit model")
@@ -185,7 +185,7 @@ def test_from_maps_never_takes_the_room_this_process_stack_grows_into(memory):
 
 
 def test_from_maps_of_a_malformed_dump_maps_nothing(inner):
-    before = testing.reservations()
+    before = spaces.reservations()
     with pytest.raises(ValueError, match="line 2"):
         Crowd.from_maps("10000000-10400000 r-xp 0 0:0 0\nnot a maps line\n", inner)
-    assert testing.reservations() == before
+    assert spaces.reservations() == before

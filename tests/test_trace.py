@@ -4,11 +4,13 @@ import json
 import pytest
 
 import arena
-from arena import demo, sysmem, trace
-from arena.check import verify
-from arena.layout import MiB
-from arena.run import per_request
-from arena.testing import NO_ROOM, ScriptedMemory
+from arena import sysmem
+from arena.harness import trace
+from arena.interface import demo
+from arena.harness.check import verify
+from arena.policy.layout import MiB
+from arena.harness.run import per_request
+from arena.spaces import NO_ROOM, ScriptedMemory
 
 GOOD = {
     "format": "arena-trace",

@@ -12,10 +12,11 @@ import weakref
 import pytest
 
 import arena
-from arena import demo, sysmem
-from arena.layout import MiB
-from arena.run import drive, mark
-from arena.testing import NO_ROOM, Crowd, ScriptedMemory, reservations
+from arena import sysmem
+from arena.interface import demo
+from arena.policy.layout import MiB
+from arena.harness.run import drive, mark
+from arena.spaces import NO_ROOM, Crowd, ScriptedMemory, reservations
 
 # Several runs place mappings at exact addresses: in a 32-bit process they run
 # first, before the interpreter's own memory spreads through the space.

@@ -8,7 +8,7 @@ from typing import assert_type
 
 import arena
 from arena import sysmem
-from arena.check import Findings, Violation, verify
+from arena.harness.check import Findings, Violation, verify
 
 MiB = 1 << 20
 

@@ -12,7 +12,7 @@ from ._base import COMPAT_TASK_SIZE, NATIVE_BITS, TASK_SIZE, Memory
 from ._cffi import CffiMemory, ShimUnavailable
 from ._ctypes import CtypesMemory
 from ._held import Held, track_reservations
-from ._maps import Mapping, free_gaps, mapping_count, mappings, parse_maps, program_break, program_extent
+from ._maps import Mapping, free_gaps, mapping_count, mappings, parse_maps, program_break, program_extent, reservations
 
 __all__ = [
     "COMPAT_TASK_SIZE",
@@ -33,6 +33,7 @@ __all__ = [
     "parse_maps",
     "program_break",
     "program_extent",
+    "reservations",
     "track_reservations",
 ]
 

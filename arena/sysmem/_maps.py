@@ -142,3 +142,24 @@ def program_extent(maps: Iterable[Mapping]) -> tuple[int, int]:
     except (AttributeError, TypeError):
         raise TypeError(f"program_extent needs Mappings (from mappings()), got {type(maps).__name__}") from None
     return binary_end, brk
+
+
+def reservations() -> frozenset[tuple[int, int, str]]:
+    """Anonymous MAP_NORESERVE mappings (what the OS layer makes), from /proc/self/smaps.
+
+    Python's own allocator never uses MAP_NORESERVE, so a difference between two
+    calls is mappings somebody reserved through the OS layer and did not release.
+    """
+    with open("/proc/self/smaps", "rb") as f:
+        text = f.read().decode("utf-8", "replace")
+    found = []
+    current = None
+    for line in text.splitlines():
+        head = line.split(None, 5)
+        if "-" in head[0] and not head[0].endswith(":"):
+            lo, _, hi = head[0].partition("-")
+            anonymous = len(head) < 6
+            current = (int(lo, 16), int(hi, 16), head[1]) if anonymous else None
+        elif head[0] == "VmFlags:" and current is not None and "nr" in line.split():
+            found.append(current)
+    return frozenset(found)

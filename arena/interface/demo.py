@@ -8,12 +8,11 @@ the design that replaced the linear arena.
 """
 from __future__ import annotations
 
-from . import sysmem
-from .heaparenas import RELEASE, HeapArenas
-from .layout import LAYOUT_32, Layout, MiB
-from .manager import Arena
-from .run import PATTERN, Replay, drive
-from .testing import ScriptedMemory
+from .. import sysmem
+from ..harness.run import PATTERN, Replay, drive
+from ..managers import RELEASE, Arena, HeapArenas
+from ..policy.layout import LAYOUT_32, Layout, MiB
+from ..spaces import ScriptedMemory
 
 __all__ = ["ARENA_AT", "ARENA_SIZE", "LAST", "LIVE", "LOW_ANSWER", "PATTERN", "Replay", "explain", "replay_20259", "scenario"]
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 import bisect
 from xml.sax.saxutils import escape
 
-from .heaparenas import HeapState
-from .manager import Bounds
-from .run import Outcome, arena_part, size_text
-from .words import plural
+from ..harness.run import Outcome, arena_part
+from ..managers import Bounds, HeapState
+from ..words import plural, size_text
 
 # Decision rows per lane: the first HEAD_ROWS, the last TAIL_ROWS, and the notable ones between.
 MAX_ROWS, HEAD_ROWS, TAIL_ROWS = 40, 10, 10

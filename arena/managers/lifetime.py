@@ -11,34 +11,13 @@ import operator
 import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import NamedTuple, Self
+from typing import Any, Self
 
-from . import sysmem, views
-from .layout import Layout, check_layout
-from .words import plural
-
-
-class ArenaClosed(RuntimeError):
-    """The arena was closed: its mappings are gone, and every call but ``close`` raises this."""
-
-
-class Region(NamedTuple):
-    """A mapping the arena made and holds: ``[start, start + size)``, and its ``role``.
-
-    ``role``: ``first`` (the first reservation, heap metadata included),
-    ``reservation`` (a growth), ``fallback`` (a 32-bit small mapping);
-    ``HeapArenas``: ``metadata``, ``prereserved`` (32-bit) or ``heap``, each
-    region its sysAlloc mapped.
-    """
-
-    start: int
-    size: int
-    role: str
-
-    @property
-    def end(self) -> int:
-        """One past the region's last byte: ``start + size``."""
-        return self.start + self.size
+from .. import sysmem
+from ..policy.layout import Layout, check_layout
+from ..words import plural
+from . import record, views
+from .vocabulary import ArenaClosed, Region
 
 
 class _Ranges:
@@ -206,9 +185,14 @@ class Manager:
         ``OSError`` if the file cannot be written; ``ValueError`` if the history
         is not whole (``Arena(history=N)``) or longer than a trace may be.
         """
-        from . import trace
+        record.save(self, path)
 
-        trace.save(self, path)
+    history_complete = True  # whether events and allocations still hold every decision (Arena's history can bound them)
+    history: int | None = None
+
+    def _trace_start(self) -> tuple[int, dict[str, Any]]:
+        """The trace format version this manager's trace needs, and its constructor's ``start`` and ``initial_size``."""
+        raise NotImplementedError
 
     # -- views -----------------------------------------------------------------
 

@@ -20,19 +20,20 @@ from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
 import psutil
 
-from . import __version__, demo, report, svg, sysmem, trace
-from .layout import Layout
-from .heaparenas import RELEASE
-from .manager import RULES, ReservationFailed
-from .managers import NAMES
+from .. import __version__, sysmem
+from ..harness import trace
+from ..harness.run import Outcome, Replay, observe
+from ..managers import NAMES, RELEASE, ReservationFailed
+from ..policy.layout import Layout
+from ..policy.rules import RULES
+from ..policy.rules import resolve as resolve_rule
+from ..spaces import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
+from ..words import plural, size_text
+from . import demo, report, svg
 from .maps import annotate, process_rows, process_text, rows_text
-from .rules import resolve as resolve_rule
-from .run import Outcome, Replay, observe, size_text
-from .testing import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
-from .words import plural
 
 if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
-    from . import hunt as hunting
+    from ..harness import hunt as hunting
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # A hunt bounded by --time only: more scenarios than any time allows.
@@ -434,7 +435,7 @@ def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: l
 
 
 def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
-    from . import hunt as hunting
+    from ..harness import hunt as hunting
 
     layout = trace.LAYOUTS[args.layout]
     target = hunting.target_for(args.rule)
@@ -500,7 +501,7 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
 
 def _bench_script() -> Path | None:
     # The benchmarks live beside the package in a checkout, else in the working directory.
-    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
         if (root / "benchmarks" / "run.py").is_file():
             return root / "benchmarks" / "run.py"
     return None

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..managers import Arena, Bounds, Event, GoThrow, HeapArenas, HeapState, Region
+from ..managers.vocabulary import per_request  # noqa: F401  (imported from here too)
+from ..words import size_text  # noqa: F401  (imported from here too)
 from .check import Violation, verify
-from .heaparenas import GoThrow, HeapArenas, HeapState
-from .manager import Arena, Bounds, Event, Region
-from .words import size_text  # noqa: F401  (imported from here too)
 
 PATTERN = b"live heap object"
 
@@ -134,28 +134,6 @@ def observe(replay: Replay) -> Outcome:
         violations=verify(a),
         intact=replay.intact(),
     )
-
-
-def per_request(events: list[Event]) -> list[list[Event]]:
-    """The events after the first reservation, grouped by the ``sys_alloc`` call that caused them.
-
-    A request ends in a commit or a fallback step; before Go 1.9 it can also
-    end in a grow that found no room (Go 1.8 returns nil there), which is the
-    case when no fallback step follows it.
-    """
-    groups: list[list[Event]] = []
-    current: list[Event] = []
-    steps = [e for e in events if e.step != "first"]
-    for i, e in enumerate(steps):
-        current.append(e)
-        following = steps[i + 1].step if i + 1 < len(steps) else None
-        gave_up = e.step == "grow" and e.verdict == "no-room" and following != "fallback"
-        if e.step in ("commit", "fallback") or gave_up:
-            groups.append(current)
-            current = []
-    if current:
-        groups.append(current)
-    return groups
 
 
 def arena_part(events: list[Event]) -> int:

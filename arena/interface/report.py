@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import textwrap
 
-from .heaparenas import HeapState
-from .manager import Bounds, Event
-from .run import Outcome, per_request, size_text
-from .words import plural
+from ..harness.run import Outcome
+from ..managers import Bounds, Event, HeapState
+from ..managers.vocabulary import per_request
+from ..words import plural, size_text
 
 # What two rows of the demo's table mean, for a reader who has not met Go issue 20259.
 LEGEND = ("allocations lost: handed out, but no longer counted as heap (contains(p) is false); "

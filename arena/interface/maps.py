@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import psutil
 
-from . import sysmem
-from .heaparenas import HeapArenas
-from .manager import Arena
+from .. import sysmem
+from ..harness.run import arena_part
+from ..managers import Arena, HeapArenas
+from ..words import plural, size_text
 from .report import columns
-from .run import arena_part, size_text
-from .words import plural
 
 _RELEASED = ("rejected", "fallback-rejected", "missed")  # HeapArenas: a missed hint
 

@@ -1,0 +1,166 @@
+"""Invariant checks of an arena against its own history and /proc/self/maps."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .. import sysmem
+from ..managers import Arena, ArenaClosed, HeapArenas
+from ..words import plural
+
+
+class Violation(NamedTuple):
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+class Findings(list[Violation]):
+    """What ``verify`` found: a list of ``Violation`` (empty: sound), and in
+    ``unchecked`` what it could not check, because the arena's bounded
+    history no longer holds what that check reads. Not a violation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unchecked: list[str] = []
+
+
+class InvariantViolation(AssertionError):
+    """``verify_or_raise`` found the arena unsound."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        super().__init__("; ".join(map(str, violations)))
+        self.violations = violations
+
+
+def _covered(maps: list[sysmem.Mapping], start: int, end: int, perms: str | None) -> bool:
+    """Whether mappings (with ``perms``, if given) cover ``[start, end)`` without a hole."""
+    cursor = start
+    for m in maps:
+        if m.end <= cursor:
+            continue
+        if m.start > cursor or (perms is not None and m.perms != perms):
+            return False
+        cursor = m.end
+        if cursor >= end:
+            return True
+    return cursor >= end
+
+
+def _held_mapped_disjoint(found: Findings, what: str, ranges: list[tuple[int, int]], held: list[sysmem.Mapping],
+                          maps: list[sysmem.Mapping] | None, maker: str) -> None:
+    """What every manager owes its allocations (sorted ``ranges``): each lies in mappings it made
+    (``held``), is mapped read-write (unless ``maps`` is None: not read), and no two overlap."""
+    for addr, size in ranges:
+        if not _covered(held, addr, addr + size, None):
+            found.append(Violation("foreign", f"{what} [{addr:#x}, {addr + size:#x}) lies in no mapping {maker} made"))
+        if maps is not None and not _covered(maps, addr, addr + size, "rw-p"):
+            found.append(Violation("not-mapped", f"{what} [{addr:#x}, {addr + size:#x}) is not mapped read-write"))
+    for (a1, s1), (a2, s2) in zip(ranges, ranges[1:]):
+        if a2 < a1 + s1:
+            found.append(Violation("overlap", f"{what}s [{a1:#x}, {a1 + s1:#x}) and [{a2:#x}, {a2 + s2:#x}) overlap"))
+
+
+def verify(a: Arena | HeapArenas, *, read_maps: bool = True) -> Findings:
+    """Every way ``a`` is unsound; an empty list means sound (``.unchecked``: what could not be checked).
+
+    ``read_maps=False`` checks the arena against its own history only and
+    skips the two checks that read /proc/self/maps (allocations mapped
+    read-write, regions still mapped): faster, blind to a mapping lost behind
+    the arena's back.
+    """
+    if isinstance(a, HeapArenas):
+        return verify_heap_arenas(a, read_maps=read_maps)
+    if not isinstance(a, Arena):
+        raise TypeError(f"verify needs an Arena or HeapArenas, not {type(a).__name__} ({a!r})")
+    if a.closed:
+        raise ArenaClosed("cannot verify a closed arena: its mappings are gone")
+    found = Findings()
+    # Kept whatever the history is: every decision that lowered arena_used.
+    for e in a.lowered:
+        found.append(Violation(
+            "arena_used-decreased",
+            f"{e.step} {e.verdict} at {e.returned:#x}: arena_used {e.before.arena_used:#x} -> {e.after.arena_used:#x}",
+        ))
+    complete = a.history_complete
+    regions = sorted(a.regions)
+    # Without every allocation, the committed runs (allocations merged where
+    # they touch) stand in for them: what lies outside the heap, outside the
+    # arena's mappings or not read-write is found all the same.
+    what, ranges = ("allocation", sorted(a.allocations)) if complete else ("committed run", a.committed_runs)
+    if not complete:
+        kept = "no decisions" if a.history == 0 else f"only its last {plural(a.history, 'decision')}"
+        found.unchecked.append(
+            f"the arena keeps {kept} (history={a.history}): its committed memory was checked run by run, "
+            "not allocation by allocation, so whether two allocations overlap was not checked"
+        )
+        found.unchecked.append(
+            "whether the arena made each region it holds was not checked: the decisions that made them are gone"
+        )
+    # Only what lies below the arena's highest byte matters; the rest is not read.
+    top = max([r.end for r in regions] + [p + n for p, n in ranges], default=0)
+    maps = sysmem.mappings(below=top) if read_maps else None
+    # Contiguous growth makes adjacent regions: an allocation may span several.
+    held = [sysmem.Mapping(r.start, r.end, "", r.role) for r in regions]
+    for addr, size in ranges:
+        if not (a.contains(addr) and a.contains(addr + size - 1)):
+            found.append(Violation("not-heap", f"{what} [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
+    _held_mapped_disjoint(found, what, ranges, held, maps, "the arena")
+    made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "contiguous", "accepted", "fallback")} if complete else set()
+    for r in regions:
+        if complete and (r.start, r.size) not in made:
+            found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by this arena"))
+        if maps is not None and not _covered(maps, r.start, r.end, None):
+            found.append(Violation("unmapped", f"region [{r.start:#x}, {r.end:#x}) is no longer mapped"))
+    return found
+
+
+def verify_or_raise(a: Arena) -> None:
+    """Raise ``InvariantViolation`` listing every violation, if there is any."""
+    found = verify(a)
+    if found:
+        raise InvariantViolation(found)
+
+
+def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
+    """Every way Go 1.11's heap arenas ``a`` are unsound: the index against the allocations,
+    the held regions and (unless ``read_maps`` is false) /proc/self/maps; an empty list means sound."""
+    if a.closed:
+        raise ArenaClosed("cannot verify closed heap arenas: their mappings are gone")
+    found = Findings()
+    for e in a.events:
+        # An index entry never goes back to nil (mheap.go): registered arenas only grow.
+        if e.after.arenas < e.before.arenas:
+            found.append(Violation("arena-unregistered", f"{e.step} {e.verdict}: heap arenas {e.before.arenas} -> {e.after.arenas}"))
+        if e.verdict == "throw":
+            # The model refused and stayed sound, but a Go program would have died here.
+            found.append(Violation("throw", f"Go 1.11 throws at sys_alloc({e.request:#x}): {e.reason}"))
+    regions, allocations, size = sorted(a.regions), sorted(a.allocations), a.layout.heap_arena_size
+    top = max([r.end for r in regions] + [p + n for p, n in allocations], default=0)
+    maps = sysmem.mappings(below=top) if read_maps else None
+    held = [sysmem.Mapping(r.start, r.end, "", r.role) for r in regions]
+    handed = set()
+    for addr, n in allocations:
+        frames = range(addr - addr % size, addr + n, size)
+        handed.update(frames)
+        if addr % size or n % size or not all(a.contains(f) for f in frames):
+            found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + n:#x}) is not whole registered heap arenas"))
+    _held_mapped_disjoint(found, "allocation", allocations, held, maps, "the heap arenas")
+    for base in a.arenas:
+        if base not in handed:
+            found.append(Violation("stray-arena", f"heap arena [{base:#x}, {base + size:#x}) is registered but was never handed out"))
+        elif maps is not None and not _covered(maps, base, base + size, "rw-p"):
+            found.append(Violation("index-unmapped", f"registered heap arena [{base:#x}, {base + size:#x}) is not mapped read-write"))
+    # What the kernel answered and was kept: whole, or trimmed to alignment (one arena less).
+    made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "honoured")}
+    made |= {(e.returned - e.returned % size + size, e.size - size) for e in a.events if e.verdict == "trimmed"}
+    for r in regions:
+        if (r.start, r.size) not in made:
+            found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by these heap arenas"))
+        if maps is not None and not _covered(maps, r.start, r.end, None):
+            found.append(Violation("unmapped", f"region [{r.start:#x}, {r.end:#x}) is no longer mapped"))
+    for r1, r2 in zip(regions, regions[1:]):
+        if r2.start < r1.end:
+            found.append(Violation("overlap", f"regions [{r1.start:#x}, {r1.end:#x}) and [{r2.start:#x}, {r2.end:#x}) overlap"))
+    return found

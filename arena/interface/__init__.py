@@ -1,0 +1,1 @@
+"""The interface for people: the command line, the demo, tables, pictures and annotated maps."""
