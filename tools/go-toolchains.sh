@@ -74,7 +74,7 @@ build() {
             GOROOT_BOOTSTRAP="$DEST/go1.4" nice -n "$NICE" ./make.bash
             GOROOT="$dir" GOARCH=386 nice -n "$NICE" "$dir/bin/go" install std
         fi
-    ) >"$dir.log" 2>&1 || die "$name: make.bash failed, see $dir.log"
+    ) >"$dir.log" 2>&1 || die "$name: the build failed, see $dir.log"
     # Build intermediates and Go's own test suite: not needed to build programs.
     rm -rf "$dir/pkg/obj" "$dir/pkg/bootstrap" "$dir/test"
     echo "$commit" >"$dir/.arena-stamp"

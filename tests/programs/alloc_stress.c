@@ -35,7 +35,6 @@
 struct slot {
     unsigned char *p;
     size_t size;
-    size_t align;  /* asked-for alignment, 0 for plain allocations */
     uint64_t tag;  /* unique per allocation: selects its pattern */
 };
 
@@ -102,11 +101,10 @@ static void die(int status, const char *what, const struct thread *t, const char
 static void check(struct thread *t, const struct slot *s, size_t upto, const char *when) {
     size_t i = first_bad(s->p, upto, s->tag);
     if (i < upto) {
-            char detail[256];
-            snprintf(detail, sizeof detail,
-                     "%s: allocation %p (%zu bytes, tag %" PRIu64 ") byte %zu is %#x, want %#x",
-                     when, (void *)s->p, s->size, s->tag, i, s->p[i], pattern(s->tag, i));
-            die(1, "CORRUPT", t, detail);
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s: allocation %p (%zu bytes, tag %" PRIu64 ") byte %zu is %#x, want %#x",
+                 when, (void *)s->p, s->size, s->tag, i, s->p[i], pattern(s->tag, i));
+        die(1, "CORRUPT", t, detail);
     }
     t->bytes_checked += upto;
 }
@@ -160,7 +158,7 @@ static void allocate(struct thread *t, struct slot *s) {
         snprintf(detail, sizeof detail, "%p is not aligned to %zu", p, align);
         die(1, "MISALIGNED", t, detail);
     }
-    s->p = p, s->size = size, s->align = align;
+    s->p = p, s->size = size;
     s->tag = (uint64_t)t->index << 40 | t->allocs;
     if (kind == 2) {
         for (size_t i = 0; i < size; i++)
@@ -179,7 +177,7 @@ static void resize(struct thread *t, struct slot *s) {
     if (p == NULL) die(2, "FAILED", t, "realloc failed");
     size_t kept = size < s->size ? size : s->size;
     t->live = t->live - s->size + size;
-    s->p = p, s->size = size, s->align = 0;
+    s->p = p, s->size = size;
     check(t, s, kept, "after realloc");
     fill(p, kept, size, s->tag);
     t->reallocs++;

@@ -144,9 +144,11 @@ func size() int {
 	if arg == "" {
 		return defaultMiB << 20
 	}
+	// At most 1 GiB: a 386 heap holding it grows to about 1.4 GiB, and byte
+	// counts stay within a 32-bit int.
 	mib, err := strconv.Atoi(arg)
-	if err != nil || mib < 1 || mib > 2048 {
-		usage(fmt.Sprintf("the live size must be a whole number of MiB from 1 to 2048, not %q", arg))
+	if err != nil || mib < 1 || mib > 1024 {
+		usage(fmt.Sprintf("the live size must be a whole number of MiB from 1 to 1024, not %q", arg))
 	}
 	return mib << 20
 }
