@@ -60,7 +60,10 @@ def _system_goroot() -> Path | None:
     go = shutil.which("go")
     if go is None:
         return None
-    out = subprocess.run([go, "env", "GOROOT"], capture_output=True, text=True, env=_clean_env(), timeout=60)
+    try:
+        out = subprocess.run([go, "env", "GOROOT"], capture_output=True, text=True, env=_clean_env(), timeout=60)
+    except (OSError, subprocess.SubprocessError):  # a go that does not run is no toolchain
+        return None
     root = out.stdout.strip()
     return Path(root) if out.returncode == 0 and root else None
 
@@ -87,10 +90,14 @@ def go_version(goroot: Path) -> str:
 
     Raises ``BuildFailed`` when that ``go`` does not run.
     """
-    out = subprocess.run([str(Path(goroot) / "bin" / "go"), "version"], capture_output=True, text=True,
-                         env=_clean_env(goroot), timeout=60)
+    go = Path(goroot) / "bin" / "go"
+    try:
+        out = subprocess.run([str(go), "version"], capture_output=True, text=True, env=_clean_env(go.parent.parent),
+                             timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise BuildFailed(f"{go} version failed: {e}") from None
     if out.returncode != 0:
-        raise BuildFailed(f"{goroot}/bin/go version failed: {out.stderr.strip() or out.stdout.strip()}")
+        raise BuildFailed(f"{go} version failed: {out.stderr.strip() or out.stdout.strip()}")
     return out.stdout.strip()
 
 
@@ -106,14 +113,10 @@ def _clean_env(goroot: Path | None = None) -> dict[str, str]:
     return env
 
 
-def _goroot(name: object) -> tuple[str, Path]:
-    if not isinstance(name, str):
-        raise TypeError(f"a toolchain is named by a str, not {type(name).__name__}")
-    if name not in (*BUILT, SYSTEM):
-        raise ValueError(f"unknown Go toolchain {name!r}: one of {', '.join((*BUILT, SYSTEM))}")
+def _goroot(name: str) -> Path:
     root = toolchains().get(name)
     if root is not None:
-        return name, root
+        return root
     if name == SYSTEM:
         raise ToolchainMissing("no `go` on PATH (on Debian: apt-get install golang-go)")
     raise ToolchainMissing(f"Go toolchain {name} is not built in {cache_dir() / 'go'}: run "
@@ -130,11 +133,15 @@ def build_program(name: str, arch: str) -> Path:
     architecture, ``ToolchainMissing`` for a toolchain not built (the message
     says ``make go-toolchains``), ``BuildFailed`` when the compiler fails.
     """
-    name, root = _goroot(name)
+    if not isinstance(name, str):
+        raise TypeError(f"a toolchain is named by a str, not {type(name).__name__}")
+    if name not in (*BUILT, SYSTEM):
+        raise ValueError(f"unknown Go toolchain {name!r}: one of {', '.join((*BUILT, SYSTEM))}")
     if not isinstance(arch, str):
         raise TypeError(f"an architecture is a str, not {type(arch).__name__}")
     if arch not in ARCHES:
         raise ValueError(f"unknown architecture {arch!r}: one of {', '.join(ARCHES)}")
+    root = _goroot(name)
     source = (resources.files("arena") / "data" / "programs" / "grow.go").read_bytes()
     # The key names what made the binary: the toolchain's source commit (or,
     # for the system go, its version and place), the program, the target.

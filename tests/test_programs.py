@@ -151,6 +151,11 @@ def test_toolchains_skips_a_half_built_one(tmp_path, monkeypatch):
     assert toolchains.toolchains()["go1.8"] == root
 
 
+def test_go_version_of_no_toolchain(tmp_path):
+    with pytest.raises(toolchains.BuildFailed, match="version failed"):
+        toolchains.go_version(tmp_path)
+
+
 def test_missing_toolchain_says_how_to_build_it(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(ToolchainMissing, match="make go-toolchains"):
@@ -172,7 +177,10 @@ def test_no_go_on_path(monkeypatch, tmp_path):
     ("system", b"386", TypeError, "an architecture is a str, not bytes"),
     (None, "386", TypeError, "not NoneType"),
 ])
-def test_build_program_bad_input(name, arch, error, message):
+def test_build_program_bad_input(name, arch, error, message, tmp_path, monkeypatch):
+    # Bad arguments are refused before any toolchain is looked for.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(error, match=re.escape(message)):
         build_program(name, arch)
 
