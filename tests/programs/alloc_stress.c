@@ -19,7 +19,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -232,13 +231,15 @@ static void malloc_library(char *out, size_t len) {
         snprintf(out, len, "%s", name);
 }
 
-static unsigned long arg(int argc, char **argv, int i, unsigned long dflt, unsigned long max) {
+/* Argument i as a whole number from 1 to max (64-bit on every platform, so
+ * one seed means one run on i386 too), else usage and exit status 2. */
+static unsigned long long arg(int argc, char **argv, int i, unsigned long long dflt, unsigned long long max) {
     if (argc <= i) return dflt;
     char *end;
     errno = 0;
-    unsigned long v = strtoul(argv[i], &end, 10);
+    unsigned long long v = strtoull(argv[i], &end, 10);
     if (errno || *end || end == argv[i] || argv[i][0] == '-' || v < 1 || v > max) {
-        fprintf(stderr, "alloc_stress: argument %d must be a whole number from 1 to %lu, not \"%s\"\n"
+        fprintf(stderr, "alloc_stress: argument %d must be a whole number from 1 to %llu, not \"%s\"\n"
                         "usage: alloc_stress [THREADS [OPS [SEED]]]\n", i, max, argv[i]);
         exit(2);
     }
@@ -251,9 +252,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     corrupt_one = getenv("ALLOC_STRESS_CORRUPT") != NULL;
-    unsigned long nthreads = arg(argc, argv, 1, 4, MAX_THREADS);
-    nops = arg(argc, argv, 2, 20000, 100000000);
-    unsigned long seed = arg(argc, argv, 3, 1, ULONG_MAX);
+    unsigned long nthreads = (unsigned long)arg(argc, argv, 1, 4, MAX_THREADS);
+    nops = (unsigned long)arg(argc, argv, 2, 20000, 100000000);
+    uint64_t seed = arg(argc, argv, 3, 1, UINT64_MAX);
     struct thread threads[MAX_THREADS] = {0};
     for (unsigned long i = 0; i < nthreads; i++) {
         threads[i].index = (int)i;
