@@ -1,0 +1,347 @@
+"""``run``: run a real program with its mmap answers decided by an adversary, from the caller's side.
+
+The caller forks a tracer process for the run (``tracing``), streams the
+program's output (captured, or passed through with stderr teed so the fatal
+line can be found), and reads the tracer's report from a pipe. Only the
+tracer waits on the program's processes, so the caller's other children
+(a test runner's, a thread's ``subprocess``) are never reaped by mistake.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import math
+import operator
+import os
+import selectors
+import signal
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import _ptrace as P
+from .adversaries import Adversary, resolve
+from .calls import Call, Record
+from .errors import (AdversaryError, NotExecutable, ProgramError, ProgramNotFound, PtraceRefused, TracerFailed)
+from .outcome import Outcome
+from .output import Capture, FatalScanner
+from .program import Program, find
+from .record import MAX_ARGS, MAX_ARGV_BYTES, MAX_CALLS
+from .tracing import Settings, StartFailed, Tracer
+
+CAPTURE_LIMIT = 16 << 20
+# After the tracer has reported, output still in flight gets this long to arrive.
+_DRAIN = 1.0
+# Past timeout + grace, the tracer itself gets this long before it is killed (and the program with it).
+_BACKSTOP = 30.0
+
+
+def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | None = None, *,
+        env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+        timeout: float | None = None, capture: bool = False, grace: float = 2.0,
+        max_processes: int = 128, max_calls: int = MAX_CALLS, capture_limit: int = CAPTURE_LIMIT,
+        executable: str | os.PathLike[str] | None = None) -> Outcome:
+    """Run ``argv`` to its end with every mmap-family call traced and the adjustable ones decided by ``adversary``.
+
+    ``adversary``: an ``Adversary``, a spec (``"displace,by=12K"``,
+    ``"module:attr"``; see ``arena.tracer.adversaries``) or None (observe).
+    ``env``: the program's environment (default: this process's); ``cwd``:
+    its working directory. ``timeout`` (seconds, None for none): then every
+    traced process gets SIGTERM, ``grace`` seconds more, then SIGKILL; the
+    outcome says ``timed_out``. More than ``max_processes`` processes at once
+    kills the program (``stopped`` says so). ``capture``: stdout and stderr
+    are returned (the first ``capture_limit`` bytes of each) instead of
+    passed through; stderr is read either way, for the fatal line. The
+    first ``max_calls`` calls are recorded, the rest counted. When the
+    program's first process ends, any of its processes still running are
+    killed (``Outcome.leftovers``). stdin is inherited. ``executable``: the
+    file to run, when it is not ``argv[0]`` (which the program then still
+    sees as its name).
+
+    Raises ``TypeError``/``ValueError`` for a bad argument (empty argv, a
+    timeout that is not a positive number, ...), ``AdversarySpecError`` for a
+    bad spec, ``ProgramNotFound``, ``NotExecutable``, ``SetuidProgram``,
+    ``WrongWidth`` (see ``arena.tracer.program``), ``PtraceRefused`` when the
+    kernel forbids tracing, ``AdversaryError`` when the adversary raised or
+    returned a bad decision (the program is killed; ``exc.outcome`` holds the
+    run so far), ``TracerFailed`` if the tracer process itself failed.
+    """
+    args = _argv(argv)
+    adv = resolve(adversary)
+    spec = adversary.strip() if isinstance(adversary, str) else adv.name
+    environ = _env(env)
+    where = _cwd(cwd)
+    limit = _seconds("timeout", timeout, allow_zero=False)
+    grace_s = _seconds("grace", grace, allow_zero=True)
+    assert grace_s is not None
+    if not isinstance(capture, bool):
+        raise TypeError(f"capture must be True or False, got {capture!r}")
+    procs = _count("max_processes", max_processes, 1, 1 << 22)
+    calls = _count("max_calls", max_calls, 0, MAX_CALLS)
+    cap = _count("capture_limit", capture_limit, 0, 1 << 40)
+    program = find(args[0] if executable is None else _path("executable", executable), where, environ)
+
+    result_r, result_w = os.pipe()
+    err_r, err_w = os.pipe()
+    out_r, out_w = os.pipe() if capture else (None, None)
+    settings = Settings(program, args, environ, where, limit, grace_s, procs, calls, out_w, err_w)
+    caller = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (result_r, result_w, err_r, err_w, out_r, out_w):
+            if fd is not None:
+                os.close(fd)
+        raise
+    if pid == 0:
+        _tracer_main(settings, adv, caller, result_w, [fd for fd in (result_r, err_r, out_r) if fd is not None])
+    for fd in (result_w, err_w, out_w):
+        if fd is not None:
+            os.close(fd)
+    reaped = False
+    try:
+        backstop = None if limit is None else time.monotonic() + limit + grace_s + _BACKSTOP
+        report, out, err, scanner = _collect(pid, result_r, err_r, out_r, capture, cap, backstop)
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+    finally:
+        if not reaped:
+            # Interrupted (Ctrl-C) or failed: the tracer's death kills the program (EXITKILL).
+            _kill_quietly(pid)
+            os.waitpid(pid, 0)
+    if report is None:
+        raise TracerFailed(f"the tracer process ended ({_how(status)}) without reporting; the program was killed with it")
+    if "start_failed" in report:
+        kind, code = report["start_failed"]
+        raise _start_error(kind, code, program, where)
+    outcome = _outcome(report, program, args, spec, capture, out, err, scanner)
+    error = report.get("error")
+    if error:
+        cls = AdversaryError if error["type"] == AdversaryError.__name__ else TracerFailed
+        exc = cls(error["message"])
+        exc.outcome = outcome  # type: ignore[attr-defined]
+        raise exc
+    return outcome
+
+
+def _tracer_main(settings: Settings, adversary: Adversary, caller: int, result_w: int, others: list[int]) -> None:
+    """The tracer process: trace, report on ``result_w``, exit. Never returns."""
+    report: dict[str, Any]
+    try:
+        for fd in others:
+            os.close(fd)
+        P.prctl(P.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != caller:
+            os._exit(1)  # the caller is already gone
+        P.prctl(P.PR_SET_CHILD_SUBREAPER, 1)
+        # Ctrl-C reaches the program (and the caller, which then kills this process): not this loop.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        report = Tracer(settings, adversary).run()
+    except StartFailed as exc:
+        report = {"start_failed": [exc.kind, exc.errno]}
+    except BaseException as exc:
+        report = {"error": {"type": TracerFailed.__name__,
+                            "message": f"the tracer failed: {type(exc).__name__}: {exc} "
+                                       f"({traceback.format_exc(limit=-3).strip().splitlines()[-3:]})"}}
+    try:
+        data = json.dumps(report).encode()
+        while data:
+            data = data[os.write(result_w, data):]
+    finally:
+        os._exit(0)
+
+
+def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bool, limit: int,
+             backstop: float | None) -> tuple[dict[str, Any] | None, Capture | None, Capture | None, FatalScanner]:
+    """Read the report and the program's output until all of them end."""
+    scanner = FatalScanner()
+    out = Capture(limit) if capture else None
+    err = Capture(limit) if capture else None
+    report = bytearray()
+    sel = selectors.DefaultSelector()
+    for fd in (result_r, err_r, out_r):
+        if fd is not None:
+            sel.register(fd, selectors.EVENT_READ)
+    drain_until: float | None = None
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            if drain_until is not None and now >= drain_until:
+                break
+            if backstop is not None and now >= backstop:
+                _kill_quietly(pid)
+                backstop = None
+            wait = [t - now for t in (drain_until, backstop) if t is not None]
+            for key, _ in sel.select(max(min(wait), 0) if wait else None):
+                fd = key.fd
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    sel.unregister(fd)
+                    if fd == result_r:
+                        # The tracer has reported: every traced process is gone; output in flight may lag.
+                        drain_until = time.monotonic() + _DRAIN
+                elif fd == result_r:
+                    report += chunk
+                elif fd == err_r:
+                    scanner.feed(chunk)
+                    if err is not None:
+                        err.feed(chunk)
+                    else:
+                        _tee(chunk)
+                elif out is not None:
+                    out.feed(chunk)
+    finally:
+        sel.close()
+        for fd in (result_r, err_r, out_r):
+            if fd is not None:
+                os.close(fd)
+    return (json.loads(report) if report else None), out, err, scanner
+
+
+def _tee(chunk: bytes) -> None:
+    try:
+        while chunk:
+            chunk = chunk[os.write(2, chunk):]
+    except OSError:
+        pass  # our own stderr is closed or broken: the program's output is still scanned
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _how(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"status {os.WEXITSTATUS(status)}"
+
+
+def _outcome(report: dict[str, Any], program: Program, argv: list[str], spec: str, capture: bool,
+             out: Capture | None, err: Capture | None, scanner: FatalScanner) -> Outcome:
+    records = [Record(Call(*row[:13]), row[13], row[14], row[15]) for row in report["calls"]]
+    return Outcome(
+        argv=argv, executable=program.path, sha256=program.sha256, bits=program.bits, adversary=spec,
+        exit_status=report["exit_status"], signal=report["signal"], timed_out=report["timed_out"],
+        stopped=report["stopped"], wall_time=report["wall_time"], processes=report["processes"],
+        leftovers=report["leftovers"], calls=records, calls_dropped=report["calls_dropped"],
+        fatal=scanner.line(), notes=report["notes"],
+        stdout=out.value() if out else None, stderr=err.value() if err else None,
+        output_dropped=sum(c.dropped for c in (out, err) if c is not None),
+    )
+
+
+def _start_error(kind: str, code: int, program: Program, cwd: str | None) -> Exception:
+    reason = os.strerror(code) if code else "unknown reason"
+    if kind == "ptrace" and code == errno.EPERM:
+        return PtraceRefused(
+            "the kernel refused to let the tracer trace its own child (ptrace: Operation not permitted): "
+            "allow it with `sysctl kernel.yama.ptrace_scope=1` (or 0), or in Docker run with --cap-add SYS_PTRACE")
+    if kind == "chdir":
+        return ProgramError(f"cannot enter {cwd} ({reason}): give an existing directory as cwd")
+    if kind == "exec":
+        if code == errno.ENOENT:
+            need = " (a 32-bit program needs the i386 C library: apt-get install libc6-i386)" if program.bits == 32 else ""
+            return ProgramNotFound(f"{program.path} could not be started (No such file or directory): "
+                                   f"its ELF interpreter or #! interpreter is missing{need}")
+        if code in (errno.EACCES, errno.ENOEXEC, errno.ETXTBSY):
+            return NotExecutable(f"{program.path} could not be started ({reason}): check its permissions, "
+                                 "its format and that its file system allows exec")
+        if code == errno.E2BIG:
+            return ProgramError("the arguments and environment are too long for the kernel: shorten them")
+    if kind == "seccomp":
+        return TracerFailed(f"the kernel refused the tracer's seccomp filter ({reason}): the tracer needs seccomp "
+                            "filters (CONFIG_SECCOMP_FILTER), which a container's profile may forbid")
+    return TracerFailed(f"the program could not be started: {kind} failed ({reason})")
+
+
+# -- arguments -------------------------------------------------------------------
+
+
+def _argv(argv: object) -> list[str]:
+    if isinstance(argv, (str, bytes)):
+        raise TypeError(f"argv must be a list such as ['./prog', 'arg'], not a {type(argv).__name__} ({argv!r})")
+    try:
+        items = list(argv)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"argv must be a list such as ['./prog', 'arg'], not {type(argv).__name__}") from None
+    if not items:
+        raise ValueError("argv is empty: give the program and its arguments, e.g. ['./prog', 'arg']")
+    if len(items) > MAX_ARGS:
+        raise ValueError(f"argv has {len(items):,} arguments, more than {MAX_ARGS:,}: pass fewer (or a file of them)")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            text = os.fspath(item)
+        except TypeError:
+            raise TypeError(f"argv[{i}] must be a str, not {type(item).__name__} ({item!r})") from None
+        if not isinstance(text, str):
+            raise TypeError(f"argv[{i}] must be a str, not {type(text).__name__} ({text!r})")
+        if "\0" in text:
+            raise ValueError(f"argv[{i}] contains a NUL character, which no argument can hold")
+        out.append(text)
+    if sum(len(a.encode(errors="surrogateescape")) + 1 for a in out) > MAX_ARGV_BYTES:
+        raise ValueError(f"argv is longer than {MAX_ARGV_BYTES >> 20} MiB in all: pass fewer or shorter arguments")
+    return out
+
+
+def _env(env: object) -> dict[str, str]:
+    if env is None:
+        return dict(os.environ)
+    if not isinstance(env, Mapping):
+        raise TypeError(f"env must be a mapping of str to str (like os.environ), not {type(env).__name__}")
+    out = {}
+    for k, v in env.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"env must map str to str, got {k!r}: {v!r}")
+        if not k or "=" in k or "\0" in k or "\0" in v:
+            raise ValueError(f"env: {k!r} is not a usable variable (a name without '=' or NUL, a value without NUL)")
+        out[k] = v
+    return out
+
+
+def _path(name: str, value: object) -> str:
+    try:
+        path = os.fspath(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{name} must be a path, not {type(value).__name__}") from None
+    if not isinstance(path, str):
+        raise TypeError(f"{name} must be a str path, not {type(path).__name__}")
+    return path
+
+
+def _cwd(cwd: object) -> str | None:
+    if cwd is None:
+        return None
+    path = _path("cwd", cwd)
+    if not os.path.isdir(path):
+        raise ValueError(f"cwd {path!r} is not a directory: give an existing directory")
+    return os.path.abspath(path)
+
+
+def _seconds(name: str, value: object, allow_zero: bool) -> float | None:
+    if value is None and name == "timeout":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__} ({value!r})")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        what = "a positive" if not allow_zero else "a non-negative"
+        raise ValueError(f"{name} must be {what} number of seconds, got {value!r}" +
+                         (" (use None for no timeout)" if name == "timeout" else ""))
+    return seconds
+
+
+def _count(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not a bool")
+    try:
+        n = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__} ({value!r})") from None
+    if not low <= n <= high:
+        raise ValueError(f"{name} must be between {low:,} and {high:,}, got {n:,}")
+    return n
