@@ -8,6 +8,7 @@ tracee's system-call convention as seen by this (64- or 32-bit) tracer.
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
 import struct
 
@@ -130,13 +131,20 @@ class Abi:
     def __init__(self, bits: int, args: tuple[str, ...], number: str, result: str) -> None:
         self.bits = bits
         self._args, self._number, self._result = args, number, result
+        self._get = operator.attrgetter(*args)
         self._mask = (1 << bits) - 1
-        self._sign = 1 << (bits - 1)
 
     def args(self, regs: ctypes.Structure) -> tuple[int, ...]:
         """The six arguments, each cut to the tracee's width (unsigned)."""
+        a: tuple[int, ...] = self._get(regs)
+        if self.bits == 64 or self.bits == TRACER_BITS:
+            return a
         m = self._mask
-        return tuple(getattr(regs, name) & m for name in self._args)
+        return tuple(v & m for v in a)
+
+    def number(self, regs: ctypes.Structure) -> int:
+        """The call's number (as the tracee's ABI numbers it)."""
+        return int(getattr(regs, self._number)) & 0xFFFFFFFF
 
     def set_hint(self, regs: ctypes.Structure, address: int) -> None:
         """Make the first argument ``address``."""

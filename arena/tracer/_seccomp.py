@@ -3,10 +3,9 @@
 The filter answers ``SECCOMP_RET_TRACE`` for mmap, munmap and mremap in the
 x86-64 ABI and for mmap2, the old mmap, munmap and mremap in the i386 ABI (a
 64-bit program may exec a 32-bit one, and a 64-bit program may make a 32-bit
-call), and ALLOW for everything else, x32 calls included. Its data (what the
-tracer reads with ``PTRACE_GETEVENTMSG``) is the call's number, with
-``I386_CALL`` set for an i386 call: the tracer knows the call and its ABI
-without reading a register.
+call), and ALLOW for everything else, x32 calls included. The traced numbers
+of the two ABIs are disjoint, so the call's number alone (``orig_rax``) tells
+the tracer which call of which ABI it stopped at.
 """
 from __future__ import annotations
 
@@ -20,10 +19,9 @@ X32_SYSCALL_BIT = 0x40000000
 RET_ALLOW = 0x7FFF0000
 RET_TRACE = 0x7FF00000
 RET_ERRNO = 0x00050000
-I386_CALL = 0x8000
 SECCOMP_MODE_FILTER = 2
 
-# The traced calls: name by (ABI bits, call number).
+# The traced calls by number, in each ABI; no number is in both.
 X86_64_CALLS = {9: "mmap", 11: "munmap", 25: "mremap"}
 I386_CALLS = {192: "mmap2", 90: "old_mmap", 91: "munmap", 163: "mremap"}
 
@@ -87,14 +85,11 @@ def mmap_filter() -> ctypes.Array[SockFilter]:
     """The tracer's filter (see the module's docstring)."""
     code: list[Insn | str] = [load(ARCH), jeq(AUDIT_ARCH_X86_64, "x86_64"), jeq(AUDIT_ARCH_I386, "i386", "allow"),
                               "x86_64", load(NR), jge(X32_SYSCALL_BIT, "allow")]
-    code += [jeq(nr, f"64:{nr}") for nr in X86_64_CALLS]
+    code += [jeq(nr, "trace") for nr in X86_64_CALLS]
     code += [ret(RET_ALLOW), "i386", load(NR)]
-    code += [jeq(nr, f"32:{nr}") for nr in I386_CALLS]
+    code += [jeq(nr, "trace") for nr in I386_CALLS]
     code += ["allow", ret(RET_ALLOW)]
-    for nr in X86_64_CALLS:
-        code += [f"64:{nr}", ret(RET_TRACE | nr)]
-    for nr in I386_CALLS:
-        code += [f"32:{nr}", ret(RET_TRACE | I386_CALL | nr)]
+    code += ["trace", ret(RET_TRACE)]
     return assemble(code)
 
 

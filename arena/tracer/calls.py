@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import operator
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ..words import size_text
 
@@ -18,8 +18,7 @@ SYSCALLS = ("mmap", "mmap2", "old_mmap", "munmap", "mremap")
 _ADJUSTABLE = ("mmap", "mmap2")
 
 
-@dataclasses.dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """One mmap-family call of the traced program, as it asked.
 
     ``index`` counts every traced call from 0; ``nth`` counts the calls of
@@ -102,8 +101,7 @@ def move(address: int) -> Decision:
     return Decision("move", address)
 
 
-@dataclasses.dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """A call and what became of it: the ``decision`` applied (``"keep"`` for every observed call),
     ``moved_to`` (the hint given instead, for a move) and ``answer``: the address the kernel returned
     (0 for munmap's success), ``-errno`` for a failure, or ``None`` if the thread died first."""

@@ -364,15 +364,14 @@ class Tracer:
             # Python's own allocations between the filter and exec: not the program's.
             self._resume(tid, 0)
             return
-        P.ptrace_ref(P.PTRACE_GETEVENTMSG, tid, self._msg)
-        msg = self._msg.value
-        abi = P.I386 if msg & _seccomp.I386_CALL else P.X86_64
+        regs = self.regs
+        P.ptrace_ref(P.PTRACE_GETREGS, tid, regs)
+        nr = P.I386.number(regs)
+        abi = P.I386 if nr in _seccomp.I386_CALLS else P.X86_64
         if abi is None:
             raise _Stop(f"process {th.tgid} made a 64-bit call, which a 32-bit Python cannot trace: the program was killed; "
                         "trace it from a 64-bit Python")
-        regs = self.regs
-        P.ptrace_ref(P.PTRACE_GETREGS, tid, regs)
-        call = self._call(tid, th.tgid, msg & 0x7FFF, abi, abi.args(regs))
+        call = self._call(tid, th.tgid, nr, abi, abi.args(regs))
         decision = KEEP
         if call.adjustable:
             decision = self._decide(call, th.tgid)
@@ -441,9 +440,7 @@ class Tracer:
         if len(self.records) >= self.s.max_calls:
             self.dropped += 1
             return
-        c = call
-        self.records.append([c.index, c.nth, c.tid, c.pid, c.syscall, c.bits, c.hint, c.size, c.prot, c.flags, c.fd,
-                             c.offset, c.old_size, decision.action, decision.address, answer])
+        self.records.append([*call, decision.action, decision.address, answer])
 
 
 def _tgid(tid: int, default: int) -> int:

@@ -1,0 +1,28 @@
+// Allocates MIB mebibytes (default 300) in 1 MiB slices kept live, checks them, prints "ok".
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+)
+
+func main() {
+	mib := 300
+	if len(os.Args) > 1 {
+		mib, _ = strconv.Atoi(os.Args[1])
+	}
+	live := make([][]byte, 0, mib)
+	for i := 0; i < mib; i++ {
+		b := make([]byte, 1<<20)
+		b[0], b[len(b)-1] = byte(i), byte(i)
+		live = append(live, b)
+	}
+	for i, b := range live {
+		if b[0] != byte(i) || b[len(b)-1] != byte(i) {
+			fmt.Println("corrupt", i)
+			os.Exit(1)
+		}
+	}
+	fmt.Println("ok", mib, "MiB")
+}
