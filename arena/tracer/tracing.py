@@ -123,6 +123,10 @@ class Tracer:
             signal.setitimer(signal.ITIMER_REAL, 0)
         if self.ended_at == 0.0:
             self.ended_at = time.monotonic()
+        for th in self.threads.values():
+            if th.pending is not None:
+                self._record(th.pending[0], th.pending[1], None)
+        self.records.sort(key=lambda row: row[0])
         try:
             notes = self.adversary.notes()
         except Exception as exc:  # the user's adversary failed, however it failed
@@ -320,7 +324,9 @@ class Tracer:
         former = self._msg.value
         if former != tid:
             # A thread other than the leader exec'd: it now has the leader's id and its old id is gone, unreported.
-            self.threads.pop(former, None)
+            gone = self.threads.pop(former, None)
+            if gone is not None and gone.pending is not None:
+                self._record(gone.pending[0], gone.pending[1], None)
         self.threads[tid] = _Thread(tid, started=True)
         if tid == self.main and not self.exec_seen:
             self.exec_seen = True
@@ -437,7 +443,8 @@ class Tracer:
         self._resume(tid, 0)
 
     def _record(self, call: Call, decision: Decision, answer: int | None) -> None:
-        if len(self.records) >= self.s.max_calls:
+        # Calls complete out of order across threads; the first max_calls by index are kept, so none is missing.
+        if call.index >= self.s.max_calls:
             self.dropped += 1
             return
         self.records.append([*call, decision.action, decision.address, answer])

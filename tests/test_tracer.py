@@ -1,0 +1,420 @@
+"""arena.tracer.run on real programs: what it records, how it ends them, and what it refuses."""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from arena import sysmem, tracer
+from tracees import WIDTHS, build, descendants, leftovers, no_leftover_processes  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+
+MAP = re.compile(r"map (\d+) (\d+) (0x[0-9a-f]+) (0x[0-9a-f]+) (0x[0-9a-f]+|failed \d+)")
+
+
+def landed(outcome: tracer.Outcome) -> list[tuple[int, int, int, int, str]]:
+    """The mapper's own report of each mapping: (pid, tid, hint, size, address or 'failed ERRNO')."""
+    assert outcome.stdout is not None
+    return [(int(p), int(t), int(h, 16), int(s, 16), a) for p, t, h, s, a in MAP.findall(outcome.stdout.decode())]
+
+
+def record_of(outcome: tracer.Outcome, tid: int, hint: int) -> tracer.Record:
+    found = [r for r in outcome.calls if r.call.tid == tid and r.call.hint == hint and r.call.adjustable]
+    assert len(found) == 1, (tid, hex(hint), [r.describe() for r in outcome.calls])
+    return found[0]
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_every_thread_and_process_is_traced(build, bits):
+    o = tracer.run([str(build("mapper", bits)), "-t", "3", "-n", "2", "-f", "-e"], capture=True, timeout=60)
+    assert (o.exit_status, o.signal, o.failed) == (0, None, False), o.describe()
+    maps = landed(o)
+    # 4 threads, a forked child and an exec'd child, 2 mappings each.
+    assert len(maps) == 12
+    assert len({p for p, *_ in maps}) == 3 and o.processes == 3
+    assert len({t for _, t, *_ in maps}) == 6
+    for pid, tid, hint, size, address in maps:
+        r = record_of(o, tid, hint)
+        assert (r.call.pid, r.call.size, r.call.bits, r.decision, r.answer) == (pid, size, bits, "keep", int(address, 16))
+        assert r.call.syscall == ("mmap" if bits == 64 else "mmap2")
+    assert [r.call.index for r in o.calls] == list(range(len(o.calls)))
+    assert o.rewritten == 0 and o.leftovers == 0 and o.fatal is None
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_a_moved_hint_is_where_the_kernel_really_maps(build, bits):
+    o = tracer.run([str(build("mapper", bits)), "-t", "1", "-f", "-e"], "displace,by=12K", capture=True, timeout=60)
+    assert o.exit_status == 0, o.describe()
+    maps = landed(o)
+    assert len(maps) == 8
+    for pid, tid, hint, size, address in maps:
+        # The program wrote to the mapping where it landed, 12 KiB off its own 2 MiB alignment.
+        assert int(address, 16) == hint + 12 * 1024
+        r = record_of(o, tid, hint)
+        assert (r.decision, r.moved_to, r.answer) == ("move", hint + 12 * 1024, hint + 12 * 1024)
+    assert o.rewritten == sum(r.call.adjustable and r.call.hint != 0 for r in o.calls) >= 8
+
+
+def test_observed_calls_are_never_changed(build):
+    o = tracer.run([str(build("mapper")), "-f"], "displace,by=4K", capture=True, timeout=60)
+    assert o.exit_status == 0
+    for r in o.calls:
+        if not r.call.adjustable:
+            assert (r.decision, r.moved_to) == ("keep", None), r.describe()
+    kinds = {r.call.syscall for r in o.calls}
+    assert {"mmap", "munmap"} <= kinds
+    fixed = [r for r in o.calls if r.call.syscall == "mmap" and r.call.flags & 0x10]
+    assert fixed and all(r.answer == r.call.hint for r in fixed)  # ld.so's MAP_FIXED segments, as asked
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_a_failed_call_fails_with_enomem_in_the_program(build, bits):
+    # The mapper's 3 MiB mappings are the only ones that large: the second of them fails.
+    o = tracer.run([str(build("mapper", bits)), "-n", "3", "-s", "0x300000"], "enomem,at=2,min=3M", capture=True,
+                   timeout=60)
+    maps = landed(o)
+    assert [a for *_, a in maps].count(f"failed {errno.ENOMEM}") == 1
+    assert maps[1][4] == f"failed {errno.ENOMEM}"
+    assert o.exit_status == 3 and o.failed
+    (r,) = [r for r in o.calls if r.rewritten]
+    assert (r.decision, r.answer, r.call.size) == ("fail", -errno.ENOMEM, 3 << 20)
+
+
+def test_output_passes_through_and_stderr_is_still_read(build, capfd):
+    o = tracer.run([str(build("linear_arena")), "go1.8", "3"], "gap", timeout=60)
+    out, err = capfd.readouterr()
+    assert "growth 1:" in out and "fatal error: heapBitsForSpan: base out of range" in err
+    assert o.stdout is None and o.stderr is None
+    assert o.fatal == "fatal error: heapBitsForSpan: base out of range"
+    assert (o.exit_status, o.failed) == (2, True)
+
+
+def test_capture_is_bounded(tmp_path):
+    o = tracer.run(["sh", "-c", "head -c 100000 /dev/zero; head -c 5000 /dev/zero >&2"], capture=True,
+                   capture_limit=1000, timeout=60)
+    assert o.exit_status == 0
+    assert o.stdout == b"\0" * 1000 and o.stderr == b"\0" * 1000
+    assert o.output_dropped == 99000 + 4000
+
+
+def test_env_cwd_and_a_script(tmp_path):
+    script = tmp_path / "hello"
+    script.write_text("#!/bin/sh\necho \"$GREETING from $(pwd)\"\n")
+    script.chmod(0o755)
+    o = tracer.run(["./hello"], env={"GREETING": "hi", "PATH": os.defpath}, cwd=tmp_path, capture=True, timeout=60)
+    assert o.stdout == f"hi from {tmp_path}\n".encode()
+    assert o.executable == str(script) and o.processes >= 1
+    assert o.bits == 64 if sysmem.NATIVE_BITS == 64 else 32
+
+
+def test_how_a_program_ended():
+    assert tracer.run(["true"]).exit_status == 0
+    seven = tracer.run(["sh", "-c", "exit 7"])
+    assert (seven.exit_status, seven.signal, seven.failed) == (7, None, True)
+    segv = tracer.run(["sh", "-c", "kill -SEGV $$"])
+    assert (segv.exit_status, segv.signal, segv.failed) == (None, signal.SIGSEGV, True)
+    assert segv.describe().startswith("killed by SIGSEGV")
+
+
+def test_a_program_that_exits_at_once(build):
+    o = tracer.run(["true"])
+    assert o.exit_status == 0 and not o.failed and o.calls and o.wall_time < 5
+    assert o.calls[0].call.pid == o.calls[-1].call.pid
+
+
+def test_timeout_terminates_then_kills(build):
+    start = time.monotonic()
+    o = tracer.run([str(build("ignore_term"))], timeout=0.5, grace=0.3, capture=True)
+    assert time.monotonic() - start < 10
+    assert o.stdout == b"ignoring SIGTERM\n"
+    assert o.timed_out and o.signal == signal.SIGKILL and o.failed
+    assert o.stopped == "timed out after 0.5 s"
+    polite = tracer.run(["sleep", "30"], timeout=0.3)
+    assert polite.timed_out and polite.signal == signal.SIGTERM
+
+
+def test_a_fork_bomb_is_stopped(build):
+    o = tracer.run([str(build("forker")), "40"], max_processes=8, capture=True, timeout=60)
+    assert o.stopped and "more than 8 processes" in o.stopped and "max_processes" in o.stopped
+    assert o.signal == signal.SIGKILL and o.failed
+    assert o.processes == 9
+
+
+def test_processes_left_running_are_killed(build):
+    o = tracer.run([str(build("forker")), "3", "leave"], capture=True, timeout=60)
+    assert o.exit_status == 0 and o.stdout == b"forked 3\n"
+    assert o.leftovers == 3 and o.processes == 4
+
+
+def test_a_program_that_uses_ptrace_itself(build):
+    # Its child is already traced by the tracer, so its own PTRACE_TRACEME is refused (documented).
+    o = tracer.run([str(build("self_tracer"))], capture=True, timeout=60)
+    assert o.stdout == b"traceme: Operation not permitted\n"
+    assert o.exit_status == 1
+
+
+def test_setuid_programs(build, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("making a set-user-ID copy owned by someone else needs root")
+    other = tmp_path / "setuid_mapper"
+    shutil.copy(build("mapper"), other)
+    os.chown(other, 65534, 65534)
+    other.chmod(0o4755)
+    with pytest.raises(tracer.SetuidProgram, match="set-user-ID .*chmod u-s"):
+        tracer.run([str(other)])
+    other.chmod(0o2755)
+    with pytest.raises(tracer.SetuidProgram, match="set-group-ID"):
+        tracer.run([str(other)])
+    # Set-user-ID root run by root: the bit changes nothing, so it runs.
+    os.chown(other, 0, 0)
+    other.chmod(0o4755)
+    assert tracer.run([str(other)], capture=True, timeout=60).exit_status == 0
+
+
+@pytest.mark.parametrize("argv, error, words", [
+    ([], ValueError, "argv is empty"),
+    ("ls", TypeError, "argv must be a list"),
+    ([b"ls"], TypeError, r"argv\[0\] must be a str"),
+    ([7], TypeError, r"argv\[0\] must be a str"),
+    (["ls", "a\0b"], ValueError, "NUL"),
+    ([""], tracer.ProgramNotFound, "empty"),
+    (["no-such-program-here"], tracer.ProgramNotFound, "on PATH.*give its path"),
+    (["./no-such-file"], tracer.ProgramNotFound, "no such file"),
+    (["/"], tracer.NotExecutable, "is a directory"),
+    (["/dev/null"], tracer.NotExecutable, "not a regular file"),
+])
+def test_bad_argv(argv, error, words):
+    with pytest.raises(error, match=words):
+        tracer.run(argv)
+
+
+def test_files_that_are_not_programs(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    with pytest.raises(tracer.NotExecutable, match="not executable: chmod \\+x"):
+        tracer.run([str(text)])
+    text.chmod(0o755)
+    with pytest.raises(tracer.NotExecutable, match="neither an ELF program nor a script"):
+        tracer.run([str(text)])
+    arm = tmp_path / "arm"
+    arm.write_bytes(b"\x7fELF\x01\x01\x01" + bytes(9) + b"\x02\x00\x28\x00" + bytes(40))
+    arm.chmod(0o755)
+    with pytest.raises(tracer.NotExecutable, match="another machine"):
+        tracer.run([str(arm)])
+    x32 = tmp_path / "x32"
+    x32.write_bytes(b"\x7fELF\x01\x01\x01" + bytes(9) + b"\x02\x00\x3e\x00" + bytes(40))
+    x32.chmod(0o755)
+    with pytest.raises(tracer.WrongWidth, match="x32"):
+        tracer.run([str(x32)])
+    script = tmp_path / "script"
+    script.write_text("#!/no/such/shell\n")
+    script.chmod(0o755)
+    with pytest.raises(tracer.NotExecutable, match="interpreter /no/such/shell"):
+        tracer.run([str(script)])
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"timeout": 0}, ValueError, "positive number of seconds"),
+    ({"timeout": -1}, ValueError, "positive number of seconds"),
+    ({"timeout": math.nan}, ValueError, "positive number of seconds"),
+    ({"timeout": math.inf}, ValueError, "positive number of seconds"),
+    ({"timeout": "1"}, TypeError, "number of seconds"),
+    ({"timeout": True}, TypeError, "number of seconds"),
+    ({"grace": -1}, ValueError, "non-negative"),
+    ({"max_processes": 0}, ValueError, "max_processes"),
+    ({"max_calls": 1.5}, TypeError, "max_calls"),
+    ({"capture": 1}, TypeError, "capture"),
+    ({"env": ["A=1"]}, TypeError, "env must be a mapping"),
+    ({"env": {"A=B": "1"}}, ValueError, "not a usable variable"),
+    ({"cwd": "/no/such/dir"}, ValueError, "not a directory"),
+    ({"adversary": "sideways"}, tracer.AdversarySpecError, "not an adversary"),
+])
+def test_bad_arguments(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        tracer.run(["true"], **kwargs)
+
+
+REFUSE_PTRACE = textwrap.dedent("""
+    import errno, sys
+    from arena import tracer
+    from arena.tracer import _seccomp as S
+    # ptrace (x86-64: 101, i386: 26) answers EPERM, as under a container's seccomp profile.
+    nr = 101 if sys.maxsize > 2**32 else 26
+    S.install(S.assemble([S.load(S.NR), S.jeq(nr, "no"), S.ret(S.RET_ALLOW), "no", S.ret(S.RET_ERRNO | errno.EPERM)]))
+    try:
+        tracer.run(["true"])
+    except tracer.PtraceRefused as exc:
+        print("refused:", exc)
+    """)
+
+
+def test_ptrace_refused_is_explained():
+    r = subprocess.run([sys.executable, "-c", REFUSE_PTRACE], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("refused: ")
+    assert "kernel.yama.ptrace_scope" in r.stdout and "--cap-add SYS_PTRACE" in r.stdout
+    assert len(r.stdout.strip().splitlines()) == 1
+
+
+CALLER = textwrap.dedent("""
+    import sys
+    from arena import tracer
+    try:
+        tracer.run([sys.argv[1]], timeout=60)
+    except tracer.TracerFailed as exc:
+        print("tracer failed:", exc, flush=True)
+    """)
+
+
+def _find(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError("not found in time")
+
+
+def _subreaper():
+    """Make this process a child subreaper (what init is for a real system), so that orphans come back here."""
+    from arena.tracer import _ptrace
+    _ptrace.prctl(_ptrace.PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _reap_orphans(pids, timeout=5.0):
+    """Wait until ``pids`` are gone, reaping those that came back to this process; say which remain."""
+    deadline = time.monotonic() + timeout
+    remaining = set(pids)
+    while remaining and time.monotonic() < deadline:
+        for pid in list(remaining):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid if not os.path.exists(f"/proc/{pid}") else 0
+            if done:
+                remaining.discard(pid)
+        time.sleep(0.02)
+    return remaining
+
+
+@pytest.mark.parametrize("victim", ["tracer", "caller"])
+def test_killing_the_tracer_or_its_caller_kills_the_program(build, victim):
+    from arena.tracer import _ptrace
+    program = str(build("ignore_term"))
+    _subreaper()
+    try:
+        caller = subprocess.Popen([sys.executable, "-c", CALLER, program], stdout=subprocess.PIPE, text=True)
+        tree = _find(lambda: (lambda d: d if len(d) >= 2 else None)(descendants(caller.pid)))
+        tracer_pid = min(tree)  # forked first
+        # The program is running once it has exec'd (until then it is a copy of the tracer).
+        tracee = _find(lambda: [p for p in descendants(caller.pid) if _comm(p) == "ignore_term"])[0]
+        os.kill(tracer_pid if victim == "tracer" else caller.pid, signal.SIGKILL)
+        caller.wait(timeout=30)
+        out = caller.stdout.read()
+        caller.stdout.close()
+        if victim == "tracer":
+            assert "tracer failed: the tracer process ended (killed by signal 9) without reporting" in out
+        assert not _reap_orphans({tracer_pid, tracee}), "the program outlived its tracer"
+    finally:
+        _ptrace.prctl(_ptrace.PR_SET_CHILD_SUBREAPER, 0)
+
+
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+INTERRUPTED = textwrap.dedent("""
+    import sys
+    from arena import tracer
+    try:
+        tracer.run([sys.argv[1]])
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    """)
+
+
+def test_ctrl_c_in_the_caller_kills_the_program(build):
+    _subreaper()
+    from arena.tracer import _ptrace
+    try:
+        caller = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(build("ignore_term"))], stdout=subprocess.PIPE,
+                                  text=True)
+        tracee = _find(lambda: [p for p in descendants(caller.pid) if _comm(p) == "ignore_term"])[0]
+        os.kill(caller.pid, signal.SIGINT)
+        assert caller.wait(timeout=30) == 0
+        assert caller.stdout.read().endswith("interrupted\n")
+        caller.stdout.close()
+        assert not _reap_orphans({tracee})
+    finally:
+        _ptrace.prctl(_ptrace.PR_SET_CHILD_SUBREAPER, 0)
+
+
+def test_other_children_of_the_caller_keep_their_exit_status(build):
+    # The caller's own child, ending while a traced run is under way, is reaped by its owner, not by the tracer.
+    results = []
+    worker = threading.Thread(target=lambda: results.append(subprocess.run(["sh", "-c", "sleep 0.3; exit 5"]).returncode))
+    worker.start()
+    o = tracer.run([str(build("mapper")), "-t", "2"], capture=True, timeout=60)
+    worker.join()
+    assert results == [5] and o.exit_status == 0
+
+
+def test_run_from_a_thread(build):
+    out = []
+    t = threading.Thread(target=lambda: out.append(tracer.run(["sh", "-c", "echo hi"], capture=True, timeout=60)))
+    t.start()
+    t.join()
+    assert out[0].stdout == b"hi\n"
+
+
+def test_adversary_errors_stop_the_run(build):
+    class Broken(tracer.Adversary):
+        def decide(self, call, space):
+            raise RuntimeError("broken on purpose")
+
+    with pytest.raises(tracer.AdversaryError, match="raised RuntimeError: broken on purpose at call #") as info:
+        tracer.run([str(build("mapper")), "-t", "2"], Broken(), capture=True, timeout=60)
+    assert info.value.outcome.signal == signal.SIGKILL
+
+    class Junk(tracer.Adversary):
+        def decide(self, call, space):
+            return "move it"
+
+    with pytest.raises(tracer.AdversaryError, match="not a Decision"):
+        tracer.run([str(build("mapper"))], Junk(), capture=True, timeout=60)
+
+    class Unaligned(tracer.Adversary):
+        def decide(self, call, space):
+            return tracer.Decision("move", 0x1234)
+
+    with pytest.raises(tracer.AdversaryError, match="not a page-aligned address"):
+        tracer.run([str(build("mapper"))], Unaligned(), capture=True, timeout=60)
+
+
+def test_the_leftover_check_can_fail(build):
+    # The fixture's check is real: a stopped child of this process is seen.
+    before = set(os.listdir("/proc"))
+    child = subprocess.Popen([str(build("ignore_term"))], stdout=subprocess.DEVNULL)
+    try:
+        _find(lambda: _comm(child.pid) == "ignore_term")
+        assert any(str(child.pid) in line for line in leftovers({int(p) for p in before if p.isdigit()}))
+    finally:
+        child.kill()
+        child.wait()
