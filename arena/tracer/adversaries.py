@@ -315,9 +315,12 @@ class Scripted(Adversary):
         return move(to)
 
     def notes(self) -> list[str]:
-        missed = [f"not replayed: the trace's {_ordinal(k)} {text} was {action}ed; this run made no such call"
+        missed = [f"not replayed: the trace's {_ordinal(k)} {text} was {_PAST[action]}; this run made no such call"
                   for (shape, k), (action, _, text) in self._decisions.items() if (shape, k) not in self._applied]
         return super().notes() + missed
+
+
+_PAST = {"move": "moved", "fail": "failed"}
 
 
 def _shape(call: Call) -> tuple[str, int, int, int]:
