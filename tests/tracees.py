@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Builder:
 
 
 @pytest.fixture(scope="session")
-def go_alloc(tmp_path_factory: pytest.TempPathFactory):
+def go_alloc(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
     """``go_alloc(bits)``: tests/programs/tracee/alloc.go built with Debian's Go for amd64 or 386 (CGO off)."""
     root = tmp_path_factory.mktemp("go")
     built: dict[int, Path] = {}
@@ -111,7 +112,7 @@ def leftovers(before: set[int]) -> list[str]:
 
 
 @pytest.fixture(autouse=False)
-def no_leftover_processes():
+def no_leftover_processes() -> Iterator[None]:
     """No process the test started may remain: not running, not stopped, not a zombie."""
     before = set(_processes())
     yield

@@ -156,7 +156,7 @@ class Abi:
 
     def result(self, regs: ctypes.Structure) -> int:
         """The call's result: an address (or 0), or ``-errno`` for a failure."""
-        r = getattr(regs, self._result) & self._mask
+        r = int(getattr(regs, self._result)) & self._mask
         # The kernel's error returns are -1..-4095; no mapping starts in that last page.
         return r - (1 << self.bits) if r > self._mask - 4095 else r
 

@@ -31,7 +31,8 @@ class Call(NamedTuple):
     the new one, ``flags`` mremap's flags.
     """
 
-    index: int
+    # Shadows tuple.index: a Call is read by field, never searched.
+    index: int  # type: ignore[assignment]
     nth: int
     tid: int
     pid: int

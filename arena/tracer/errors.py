@@ -1,9 +1,21 @@
 """The tracer's exceptions: each message is one line that names the fix."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .outcome import Outcome
+
 
 class TracerError(Exception):
-    """Base of every error the tracer raises about a program or a run."""
+    """Base of every error the tracer raises about a program or a run.
+
+    ``outcome``: the run so far, when the error stopped a run that had started (else None).
+    """
+
+    def __init__(self, message: str, outcome: Outcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class ProgramError(TracerError, ValueError):

@@ -119,9 +119,7 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
     error = report.get("error")
     if error:
         cls = AdversaryError if error["type"] == AdversaryError.__name__ else TracerFailed
-        exc = cls(error["message"])
-        exc.outcome = outcome  # type: ignore[attr-defined]
-        raise exc
+        raise cls(error["message"], outcome)
     return outcome
 
 

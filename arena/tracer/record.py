@@ -83,10 +83,11 @@ def _call(r: Record) -> dict[str, Any]:
     out: dict[str, Any] = {"index": c.index, "nth": c.nth, "tid": c.tid, "pid": c.pid, "syscall": c.syscall,
                            "bits": c.bits, "hint": hex(c.hint), "size": hex(c.size)}
     # Fields at their default are left out; sizes and flags are written in hex.
-    for key, value in (("prot", c.prot), ("flags", c.flags), ("fd", c.fd), ("offset", c.offset),
-                       ("old_size", c.old_size), ("decision", r.decision)):
+    for key, value in (("prot", c.prot), ("flags", c.flags), ("fd", c.fd), ("offset", c.offset), ("old_size", c.old_size)):
         if value != _DEFAULTS[key]:
-            out[key] = hex(value) if key in ("flags", "offset", "old_size") else value
+            out[key] = value if key in ("prot", "fd") else hex(value)
+    if r.decision != "keep":
+        out["decision"] = r.decision
     if r.moved_to is not None:
         out["moved_to"] = hex(r.moved_to)
     out["answer"] = None if r.answer is None else r.answer if r.answer < 0 else hex(r.answer)
@@ -188,7 +189,7 @@ def _record(path: str, position: int, value: object) -> Record:
         raise TraceFileError(f'{path}.decision: expected "keep", "move" or "fail", got {json.dumps(decision)}')
     if decision != "keep" and not call.adjustable:
         raise TraceFileError(f"{path}.decision: a {syscall} call{' with MAP_FIXED' if syscall.startswith('mmap') else ''} "
-                             f"is only observed, never {decision}d")
+                             f"is only observed, never {'moved' if decision == 'move' else 'failed'}")
     if (decision == "move") != ("moved_to" in c):
         raise TraceFileError(f"{path}.moved_to: present exactly when the decision is a move")
     moved_to = _int(f"{path}.moved_to", c["moved_to"], 0, top) if "moved_to" in c else None
@@ -252,4 +253,4 @@ def _optional_int(path: str, value: object, low: int, high: int) -> int | None:
 def _bits(path: str, value: object) -> int:
     if value not in (32, 64) or isinstance(value, bool):
         raise TraceFileError(f"{path}: expected 32 or 64, got {json.dumps(value)}")
-    return int(value)  # type: ignore[call-overload]
+    return 32 if value == 32 else 64
