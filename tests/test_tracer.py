@@ -67,15 +67,33 @@ def test_a_moved_hint_is_where_the_kernel_really_maps(build, bits):
     assert o.rewritten == sum(r.call.adjustable and r.call.hint != 0 for r in o.calls) >= 8
 
 
+@pytest.mark.skipif(sysmem.NATIVE_BITS == 32, reason="a 32-bit Python traces only 32-bit programs")
+def test_a_64_bit_program_starting_a_32_bit_one(build):
+    o = tracer.run(["sh", "-c", f"{build('mapper', 32)} -n 1"], "displace,by=8K,min=1M", capture=True, timeout=60)
+    assert o.exit_status == 0 and o.processes == 2
+    assert {r.call.bits for r in o.calls} == {64, 32}
+    (moved,) = [r for r in o.calls if r.rewritten]
+    assert (moved.call.syscall, moved.call.bits, moved.answer) == ("mmap2", 32, moved.call.hint + 8192)
+    assert landed(o)[0][4] == hex(moved.answer)
+
+
+def test_the_old_i386_mmap_is_read_never_changed(build):
+    o = tracer.run([str(build("old_mmap", 32))], "displace,by=4K", capture=True, timeout=60)
+    assert o.stdout == b"old_mmap 0x30000000\n" and o.exit_status == 0
+    (old,) = [r for r in o.calls if r.call.syscall == "old_mmap"]
+    assert (old.call.hint, old.call.size, old.call.prot, old.call.flags, old.call.fd) == (0x30000000, 8192, 3, 0x22, -1)
+    assert (old.decision, old.answer, old.call.adjustable) == ("keep", 0x30000000, False)
+
+
 def test_observed_calls_are_never_changed(build):
     o = tracer.run([str(build("mapper")), "-f"], "displace,by=4K", capture=True, timeout=60)
     assert o.exit_status == 0
     for r in o.calls:
         if not r.call.adjustable:
             assert (r.decision, r.moved_to) == ("keep", None), r.describe()
-    kinds = {r.call.syscall for r in o.calls}
-    assert {"mmap", "munmap"} <= kinds
-    fixed = [r for r in o.calls if r.call.syscall == "mmap" and r.call.flags & 0x10]
+    mmap = "mmap" if sysmem.NATIVE_BITS == 64 else "mmap2"
+    assert {mmap, "munmap"} <= {r.call.syscall for r in o.calls}
+    fixed = [r for r in o.calls if r.call.syscall == mmap and r.call.flags & 0x10]
     assert fixed and all(r.answer == r.call.hint for r in fixed)  # ld.so's MAP_FIXED segments, as asked
 
 
@@ -126,6 +144,12 @@ def test_how_a_program_ended():
     segv = tracer.run(["sh", "-c", "kill -SEGV $$"])
     assert (segv.exit_status, segv.signal, segv.failed) == (None, signal.SIGSEGV, True)
     assert segv.describe().startswith("killed by SIGSEGV")
+
+
+def test_a_traced_program_cannot_be_left_stopped():
+    # Without PTRACE_SEIZE a job-control stop cannot be held without losing the process to the tracer: it is resumed.
+    o = tracer.run(["sh", "-c", "kill -STOP $$; echo after"], capture=True, timeout=60)
+    assert o.stdout == b"after\n" and o.exit_status == 0
 
 
 def test_a_program_that_exits_at_once(build):
@@ -313,14 +337,13 @@ def _reap_orphans(pids, timeout=5.0):
 @pytest.mark.parametrize("victim", ["tracer", "caller"])
 def test_killing_the_tracer_or_its_caller_kills_the_program(build, victim):
     from arena.tracer import _ptrace
-    program = str(build("ignore_term"))
+    program = build("ignore_term")
     _subreaper()
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, str(program)], stdout=subprocess.PIPE, text=True)
     try:
-        caller = subprocess.Popen([sys.executable, "-c", CALLER, program], stdout=subprocess.PIPE, text=True)
-        tree = _find(lambda: (lambda d: d if len(d) >= 2 else None)(descendants(caller.pid)))
-        tracer_pid = min(tree)  # forked first
-        # The program is running once it has exec'd (until then it is a copy of the tracer).
-        tracee = _find(lambda: [p for p in descendants(caller.pid) if _comm(p) == "ignore_term"])[0]
+        # The program is running once it has exec'd (until then it is a copy of the tracer, its parent).
+        tracee = _find(lambda: [p for p in descendants(caller.pid) if _comm(p) == program.name[:15]])[0]
+        tracer_pid = _ppid(tracee)
         os.kill(tracer_pid if victim == "tracer" else caller.pid, signal.SIGKILL)
         caller.wait(timeout=30)
         out = caller.stdout.read()
@@ -329,7 +352,14 @@ def test_killing_the_tracer_or_its_caller_kills_the_program(build, victim):
             assert "tracer failed: the tracer process ended (killed by signal 9) without reporting" in out
         assert not _reap_orphans({tracer_pid, tracee}), "the program outlived its tracer"
     finally:
+        caller.kill()
+        caller.wait()
         _ptrace.prctl(_ptrace.PR_SET_CHILD_SUBREAPER, 0)
+
+
+def _ppid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
 def _comm(pid):
@@ -353,16 +383,18 @@ INTERRUPTED = textwrap.dedent("""
 def test_ctrl_c_in_the_caller_kills_the_program(build):
     _subreaper()
     from arena.tracer import _ptrace
+    program = build("ignore_term")
+    caller = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(program)], stdout=subprocess.PIPE, text=True)
     try:
-        caller = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(build("ignore_term"))], stdout=subprocess.PIPE,
-                                  text=True)
-        tracee = _find(lambda: [p for p in descendants(caller.pid) if _comm(p) == "ignore_term"])[0]
+        tracee = _find(lambda: [p for p in descendants(caller.pid) if _comm(p) == program.name[:15]])[0]
         os.kill(caller.pid, signal.SIGINT)
         assert caller.wait(timeout=30) == 0
         assert caller.stdout.read().endswith("interrupted\n")
         caller.stdout.close()
         assert not _reap_orphans({tracee})
     finally:
+        caller.kill()
+        caller.wait()
         _ptrace.prctl(_ptrace.PR_SET_CHILD_SUBREAPER, 0)
 
 
@@ -413,7 +445,7 @@ def test_the_leftover_check_can_fail(build):
     before = set(os.listdir("/proc"))
     child = subprocess.Popen([str(build("ignore_term"))], stdout=subprocess.DEVNULL)
     try:
-        _find(lambda: _comm(child.pid) == "ignore_term")
+        _find(lambda: _comm(child.pid) == build("ignore_term").name[:15])
         assert any(str(child.pid) in line for line in leftovers({int(p) for p in before if p.isdigit()}))
     finally:
         child.kill()

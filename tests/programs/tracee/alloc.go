@@ -1,4 +1,5 @@
-// Allocates MIB mebibytes (default 300) in 1 MiB slices kept live, checks them, prints "ok".
+// Allocates MIB mebibytes (default 300) in 1 MiB slices kept live, writes every page of each (as a program
+// using its memory does), checks them, prints "ok MIB MiB".
 package main
 
 import (
@@ -15,7 +16,10 @@ func main() {
 	live := make([][]byte, 0, mib)
 	for i := 0; i < mib; i++ {
 		b := make([]byte, 1<<20)
-		b[0], b[len(b)-1] = byte(i), byte(i)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = byte(i)
+		}
+		b[len(b)-1] = byte(i)
 		live = append(live, b)
 	}
 	for i, b := range live {
