@@ -450,3 +450,14 @@ def test_the_leftover_check_can_fail(build):
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_failing_tracer_kills_and_reaps_the_program(build, monkeypatch):
+    from arena.tracer import tracing
+
+    def broken(self, tid, th):
+        raise KeyError("a bug in the tracer")
+
+    monkeypatch.setattr(tracing.Tracer, "_exit_stop", broken)
+    with pytest.raises(tracer.TracerFailed, match=r"the tracer failed \(KeyError: 'a bug in the tracer', at test_tracer.py"):
+        tracer.run([str(build("mapper")), "-t", "2", "-f"], capture=True, timeout=60)

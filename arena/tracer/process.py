@@ -115,11 +115,13 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
     if "start_failed" in report:
         kind, code = report["start_failed"]
         raise _start_error(kind, code, program, where)
-    outcome = _outcome(report, program, args, spec, capture, out, err, scanner)
+    # A tracer that failed reports no run; one that stopped the run for an adversary's error reports it.
+    outcome = _outcome(report, program, args, spec, capture, out, err, scanner) if "calls" in report else None
     error = report.get("error")
     if error:
         cls = AdversaryError if error["type"] == AdversaryError.__name__ else TracerFailed
         raise cls(error["message"], outcome)
+    assert outcome is not None
     return outcome
 
 
@@ -139,9 +141,10 @@ def _tracer_main(settings: Settings, adversary: Adversary, caller: int, result_w
     except StartFailed as exc:
         report = {"start_failed": [exc.kind, exc.errno]}
     except BaseException as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
         report = {"error": {"type": TracerFailed.__name__,
-                            "message": f"the tracer failed: {type(exc).__name__}: {exc} "
-                                       f"({traceback.format_exc(limit=-3).strip().splitlines()[-3:]})"}}
+                            "message": f"the tracer failed ({type(exc).__name__}: {exc}, at {os.path.basename(where.filename)}:"
+                                       f"{where.lineno}); the program was killed: please report this"}}
     try:
         data = json.dumps(report).encode()
         while data:

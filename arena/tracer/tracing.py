@@ -173,9 +173,12 @@ class Tracer:
             P.prctl(P.PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:
                 os._exit(126)  # the tracer is already gone
+            # dup2 onto itself (a pipe that got fd 1 or 2) keeps close-on-exec: clear it.
             if self.s.stdout_fd is not None:
                 os.dup2(self.s.stdout_fd, 1)
+                os.set_inheritable(1, True)
             os.dup2(self.s.stderr_fd, 2)
+            os.set_inheritable(2, True)
             os.closerange(3, err_w)
             os.closerange(err_w + 1, max(os.sysconf("SC_OPEN_MAX"), err_w + 2))
             # The tracer ignores SIGINT and catches SIGALRM; Python ignores SIGPIPE and SIGXFSZ.
