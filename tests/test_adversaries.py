@@ -9,7 +9,10 @@ from hypothesis import given, settings, strategies as st
 
 from arena import sysmem, tracer
 from arena.tracer import Below, Displace, Enomem, Gap, Observe, Space
-from tracees import WIDTHS, build, go_alloc, no_leftover_processes  # noqa: F401
+
+# Fixtures for the test programs: tests/tracees.py.
+pytest_plugins = ["tracees"]
+WIDTHS = [64, 32] if sysmem.NATIVE_BITS == 64 else [32]
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -160,7 +163,7 @@ def test_free_ranges_of_a_real_process(where, pages, shift):
 
 def test_space_of_a_process_that_ended():
     with pytest.raises(ProcessLookupError):
-        Space(2**22 + 1, 64).mappings
+        _ = Space(2**22 + 1, 64).mappings
 
 
 # -- the built-ins against real programs ------------------------------------------------
@@ -256,7 +259,7 @@ def test_scripted_moves_relative_to_a_new_hint(build, bits):
     shifted = tracer.run([program, "go1.8", "3", "0x1000000", hex(base + 0x4000000)], tracer.Scripted(first),
                          capture=True, timeout=60)
     assert shifted.fatal == FATAL and shifted.notes == []
-    for old, new in zip([r for r in first.calls if r.rewritten], [r for r in shifted.calls if r.rewritten]):
+    for old, new in zip([r for r in first.calls if r.rewritten], [r for r in shifted.calls if r.rewritten], strict=True):
         assert new.call.hint == old.call.hint + 0x4000000
         assert new.moved_to - new.call.hint == old.moved_to - old.call.hint
 

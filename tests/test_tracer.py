@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,10 @@ import time
 import pytest
 
 from arena import sysmem, tracer
-from tracees import WIDTHS, build, descendants, leftovers, no_leftover_processes  # noqa: F401
+
+# Fixtures and helpers for the test programs: tests/tracees.py.
+pytest_plugins = ["tracees"]
+WIDTHS = [64, 32] if sysmem.NATIVE_BITS == 64 else [32]
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -59,7 +61,7 @@ def test_a_moved_hint_is_where_the_kernel_really_maps(build, bits):
     assert o.exit_status == 0, o.describe()
     maps = landed(o)
     assert len(maps) == 8
-    for pid, tid, hint, size, address in maps:
+    for _, tid, hint, _, address in maps:
         # The program wrote to the mapping where it landed, 12 KiB off its own 2 MiB alignment.
         assert int(address, 16) == hint + 12 * 1024
         r = record_of(o, tid, hint)
@@ -302,6 +304,16 @@ CALLER = textwrap.dedent("""
     """)
 
 
+def _descendants(pid):
+    from tracees import descendants  # imported after pytest registered it (pytest_plugins), so it is rewritten
+    return descendants(pid)
+
+
+def _leftovers(before):
+    from tracees import leftovers
+    return leftovers(before)
+
+
 def _find(predicate, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -342,7 +354,7 @@ def test_killing_the_tracer_or_its_caller_kills_the_program(build, victim):
     caller = subprocess.Popen([sys.executable, "-c", CALLER, str(program)], stdout=subprocess.PIPE, text=True)
     try:
         # The program is running once it has exec'd (until then it is a copy of the tracer, its parent).
-        tracee = _find(lambda: [p for p in descendants(caller.pid) if _comm(p) == program.name[:15]])[0]
+        tracee = _find(lambda: [p for p in _descendants(caller.pid) if _comm(p) == program.name[:15]])[0]
         tracer_pid = _ppid(tracee)
         os.kill(tracer_pid if victim == "tracer" else caller.pid, signal.SIGKILL)
         caller.wait(timeout=30)
@@ -386,7 +398,7 @@ def test_ctrl_c_in_the_caller_kills_the_program(build):
     program = build("ignore_term")
     caller = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(program)], stdout=subprocess.PIPE, text=True)
     try:
-        tracee = _find(lambda: [p for p in descendants(caller.pid) if _comm(p) == program.name[:15]])[0]
+        tracee = _find(lambda: [p for p in _descendants(caller.pid) if _comm(p) == program.name[:15]])[0]
         os.kill(caller.pid, signal.SIGINT)
         assert caller.wait(timeout=30) == 0
         assert caller.stdout.read().endswith("interrupted\n")
@@ -446,7 +458,7 @@ def test_the_leftover_check_can_fail(build):
     child = subprocess.Popen([str(build("ignore_term"))], stdout=subprocess.DEVNULL)
     try:
         _find(lambda: _comm(child.pid) == build("ignore_term").name[:15])
-        assert any(str(child.pid) in line for line in leftovers({int(p) for p in before if p.isdigit()}))
+        assert any(str(child.pid) in line for line in _leftovers({int(p) for p in before if p.isdigit()}))
     finally:
         child.kill()
         child.wait()

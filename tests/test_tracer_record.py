@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from arena import tracer
 from arena.tracer import record
-from tracees import build, no_leftover_processes  # noqa: F401
+pytest_plugins = ["tracees"]
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 

@@ -116,10 +116,6 @@ class Record(NamedTuple):
     def rewritten(self) -> bool:
         return self.decision != "keep"
 
-    @property
-    def failed(self) -> bool:
-        return self.answer is not None and self.answer < 0
-
     def describe(self) -> str:
         """One line for people: the call, the decision and the answer."""
         text = f"#{self.call.index} {self.call.pid}/{self.call.tid} {self.call.describe()}"

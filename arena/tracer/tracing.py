@@ -101,9 +101,7 @@ class Tracer:
         self.deadline: float | None = None
         self.alarm = False
         self.regs = P.Regs()
-        self._regs_addr = ctypes.addressof(self.regs)
         self._msg = ctypes.c_ulong()
-        self._msg_addr = ctypes.addressof(self._msg)
         self.started_at = self.ended_at = 0.0
         self.err_r = -1
 
