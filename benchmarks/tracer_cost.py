@@ -8,6 +8,9 @@
   to read the answer).
 - per run: the traced - untraced time of a program making no call of its
   own (churn 0): forking the tracer process and the program, exec, the report.
+  Of it, the separate tracer process (which keeps the tracer's waitpid from
+  reaping the caller's other children) costs one fork of the caller and its
+  exit: measured alone as ``tracer_process_ms``.
 - Go: tests/programs/tracee/alloc.go (allocates and writes 300 MiB), built
   with the installed Go (CGO off) for amd64 and 386 where they run; the
   median wall time of ``tracer.run`` (from the caller, everything included)
@@ -79,11 +82,25 @@ def _build_go(out: Path, goarch: str) -> Path | None:
     return exe if r.returncode == 0 else None
 
 
+def _fork_cost(repeats: int) -> float:
+    """The median time to fork this process, have the child exit and reap it."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def measure(quick: bool = False) -> dict[str, Any]:
     """Measure everything the module's docstring lists; the numbers as a dict (seconds, microseconds, ratios)."""
     repeats = 5 if quick else 15
     n = 2000 if quick else 10000
-    out: dict[str, Any] = {"python_bits": BITS, "repeats": repeats}
+    out: dict[str, Any] = {"python_bits": BITS, "repeats": repeats,
+                           "tracer_process_ms": round(_fork_cost(4 * repeats) * 1e3, 2)}
     with tempfile.TemporaryDirectory() as tmp:
         churn = _build_c(Path(tmp))
         if churn is not None:
@@ -112,6 +129,7 @@ def table(r: dict[str, Any]) -> str:
     if "per_call_us" in r:
         lines.append(f"| cost per traced call (two stops) | {r['per_call_us']} us |")
         lines.append(f"| fixed cost per run | {r['per_run_ms']} ms |")
+    lines.append(f"| of which the separate tracer process (a fork of the caller) | {r['tracer_process_ms']} ms |")
     for goarch in ("amd64", "386"):
         g = r.get(f"go_{goarch}")
         if g:

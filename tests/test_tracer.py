@@ -473,3 +473,19 @@ def test_a_failing_tracer_kills_and_reaps_the_program(build, monkeypatch):
     monkeypatch.setattr(tracing.Tracer, "_exit_stop", broken)
     with pytest.raises(tracer.TracerFailed, match=r"the tracer failed \(KeyError: 'a bug in the tracer', at test_tracer.py"):
         tracer.run([str(build("mapper")), "-t", "2", "-f"], capture=True, timeout=60)
+
+
+SIGCHLD_IGNORED = textwrap.dedent("""
+    import signal, sys
+    from arena import tracer
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    o = tracer.run(["/bin/sh", "-c", "exit 3"], capture=True, timeout=60)
+    print(o.exit_status, len(o.calls) > 0)
+    """)
+
+
+def test_a_caller_that_ignores_sigchld():
+    # The kernel reaps its (untraced) tracer for it, so run() cannot wait for it: the report still counts. The
+    # program's processes are traced, and a traced process is never reaped that way: the tracer sees each end.
+    r = subprocess.run([sys.executable, "-c", SIGCHLD_IGNORED], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "3 True\n", "")

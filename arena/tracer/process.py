@@ -103,13 +103,13 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
     try:
         backstop = None if limit is None else time.monotonic() + limit + grace_s + _BACKSTOP
         report, out, err, scanner = _collect(pid, result_r, err_r, out_r, capture, cap, backstop)
-        _, status = os.waitpid(pid, 0)
+        status = _reap(pid)
         reaped = True
     finally:
         if not reaped:
             # Interrupted (Ctrl-C) or failed: the tracer's death kills the program (EXITKILL).
             _kill_quietly(pid)
-            os.waitpid(pid, 0)
+            _reap(pid)
     if report is None:
         raise TracerFailed(f"the tracer process ended ({_how(status)}) without reporting; the program was killed with it")
     if "start_failed" in report:
@@ -206,6 +206,15 @@ def _tee(chunk: bytes) -> None:
             chunk = chunk[os.write(2, chunk):]
     except OSError:
         pass  # our own stderr is closed or broken: the program's output is still scanned
+
+
+def _reap(pid: int) -> int:
+    """The tracer's wait status; 0 if it was reaped by someone else (SIGCHLD ignored, a child watcher calling
+    waitpid(-1)): its report, read already, is what counts."""
+    try:
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return 0
 
 
 def _kill_quietly(pid: int) -> None:
