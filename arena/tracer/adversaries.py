@@ -23,7 +23,9 @@ Specs, for the command line and for records: ``NAME`` or
 ``at=N`` is the first matching call acted on, counting from 1 (default 1);
 ``calls=N`` how many matching calls from there (default all; enomem: 1);
 ``min=SIZE`` matches only calls of at least that size. See each class for
-what it matches and does.
+what it matches and does. The classes take the same parameters as keywords
+(sizes in bytes, ``calls=None`` for all) and raise ``AdversarySpecError``
+for a bad one.
 """
 from __future__ import annotations
 
