@@ -489,3 +489,29 @@ def test_a_caller_that_ignores_sigchld():
     # program's processes are traced, and a traced process is never reaped that way: the tracer sees each end.
     r = subprocess.run([sys.executable, "-c", SIGCHLD_IGNORED], capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout, r.stderr) == (0, "3 True\n", "")
+
+
+def tiny_x86_64_program(path):
+    """A static x86-64 ELF of 129 bytes that exits with status 0 at once (it makes no other call)."""
+    import struct
+    code = bytes.fromhex("31ff" "b83c000000" "0f05")  # xor edi, edi; mov eax, 60 (exit); syscall
+    size = 64 + 56 + len(code)
+    header = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 2, 0x3E, 1, 0x400000 + 120, 64, 0, 0,
+                         64, 56, 1, 0, 0, 0)
+    segment = struct.pack("<IIQQQQQQ", 1, 5, 0, 0x400000, 0x400000, size, size, 0x1000)
+    path.write_bytes(header + segment + code)
+    path.chmod(0o755)
+    return path
+
+
+def test_64_bit_programs_and_a_32_bit_tracer(tmp_path):
+    tiny = str(tiny_x86_64_program(tmp_path / "tiny64"))
+    if sysmem.NATIVE_BITS == 64:
+        o = tracer.run([tiny], timeout=60)
+        assert (o.exit_status, o.calls, o.bits) == (0, [], 64)
+        return
+    with pytest.raises(tracer.WrongWidth, match="64-bit program and this Python is 32-bit"):
+        tracer.run([tiny])
+    # Started by a 32-bit program, it is caught at its exec: everything is killed, and the outcome says why.
+    o = tracer.run(["/bin/sh", "-c", f"{tiny}; exit 0"], capture=True, timeout=60)
+    assert o.failed and o.stopped and "started a 64-bit program" in o.stopped and tiny in o.stopped
