@@ -515,3 +515,20 @@ def test_64_bit_programs_and_a_32_bit_tracer(tmp_path):
     # Started by a 32-bit program, it is caught at its exec: everything is killed, and the outcome says why.
     o = tracer.run(["/bin/sh", "-c", f"{tiny}; exit 0"], capture=True, timeout=60)
     assert o.failed and o.stopped and "started a 64-bit program" in o.stopped and tiny in o.stopped
+
+
+def test_runs_leave_no_open_files(build):
+    class Broken(tracer.Adversary):
+        def decide(self, call, space):
+            raise RuntimeError("broken")
+
+    def fds():
+        return sorted(os.listdir("/proc/self/fd"))
+
+    before = fds()
+    for capture in (False, True):
+        tracer.run(["/bin/true"], capture=capture, timeout=60)
+        with pytest.raises(tracer.AdversaryError):
+            tracer.run(["/bin/true"], Broken(), capture=capture, timeout=60)
+        tracer.run([str(build("ignore_term"))], capture=capture, timeout=0.2, grace=0.1)
+    assert fds() == before

@@ -26,7 +26,7 @@ from .calls import Call, Record
 from .errors import (AdversaryError, NotExecutable, ProgramError, ProgramNotFound, PtraceRefused, TracerFailed)
 from .outcome import Outcome
 from .output import Capture, FatalScanner
-from .program import Program, find
+from .program import Program, find, sha256
 from .record import MAX_ARGS, MAX_ARGV_BYTES, MAX_CALLS
 from .tracing import Settings, StartFailed, Tracer
 
@@ -82,25 +82,36 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
     cap = _count("capture_limit", capture_limit, 0, 1 << 40)
     program = find(args[0] if executable is None else _path("executable", executable), where, environ)
 
-    result_r, result_w = os.pipe()
-    err_r, err_w = os.pipe()
-    out_r, out_w = os.pipe() if capture else (None, None)
-    settings = Settings(program, args, environ, where, limit, grace_s, procs, calls, out_w, err_w)
-    caller = os.getpid()
+    # Opened now, hashed while the program runs: what ran, even if the program deletes or replaces its file.
     try:
+        exe_fd = os.open(program.path, os.O_RDONLY)
+    except OSError as exc:
+        raise NotExecutable(f"{program.path}: cannot be read ({exc.strerror}): check its permissions") from None
+    caller = os.getpid()
+    fds: list[int] = [exe_fd]
+    try:
+        result_r, result_w = os.pipe()
+        fds += (result_r, result_w)
+        err_r, err_w = os.pipe()
+        fds += (err_r, err_w)
+        out_r, out_w = os.pipe() if capture else (None, None)
+        fds += [fd for fd in (out_r, out_w) if fd is not None]
         pid = os.fork()
     except OSError:
-        for fd in (result_r, result_w, err_r, err_w, out_r, out_w):
-            if fd is not None:
-                os.close(fd)
+        for fd in fds:
+            os.close(fd)
         raise
     if pid == 0:
-        _tracer_main(settings, adv, caller, result_w, [fd for fd in (result_r, err_r, out_r) if fd is not None])
-    for fd in (result_w, err_w, out_w):
-        if fd is not None:
-            os.close(fd)
+        settings = Settings(program, args, environ, where, limit, grace_s, procs, calls, out_w, err_w)
+        _tracer_main(settings, adv, caller, result_w, [fd for fd in (exe_fd, result_r, err_r, out_r) if fd is not None])
+    for end in (result_w, err_w, out_w):
+        if end is not None:
+            os.close(end)
     reaped = False
+    ours = [fd for fd in (exe_fd, result_r, err_r, out_r) if fd is not None]
     try:
+        # While the program runs: hashing a large program takes milliseconds.
+        digest = sha256(exe_fd)
         backstop = None if limit is None else time.monotonic() + limit + grace_s + _BACKSTOP
         report, out, err, scanner = _collect(pid, result_r, err_r, out_r, capture, cap, backstop)
         status = _reap(pid)
@@ -110,13 +121,15 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
             # Interrupted (Ctrl-C) or failed: the tracer's death kills the program (EXITKILL).
             _kill_quietly(pid)
             _reap(pid)
+        for fd in ours:
+            os.close(fd)
     if report is None:
         raise TracerFailed(f"the tracer process ended ({_how(status)}) without reporting; the program was killed with it")
     if "start_failed" in report:
         kind, code = report["start_failed"]
         raise _start_error(kind, code, program, where)
     # A tracer that failed reports no run; one that stopped the run for an adversary's error reports it.
-    outcome = _outcome(report, program, args, spec, capture, out, err, scanner) if "calls" in report else None
+    outcome = _outcome(report, program, digest, args, spec, capture, out, err, scanner) if "calls" in report else None
     error = report.get("error")
     if error:
         cls = AdversaryError if error["type"] == AdversaryError.__name__ else TracerFailed
@@ -194,9 +207,6 @@ def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bo
                     out.feed(chunk)
     finally:
         sel.close()
-        for fd in (result_r, err_r, out_r):
-            if fd is not None:
-                os.close(fd)
     return (json.loads(report) if report else None), out, err, scanner
 
 
@@ -230,11 +240,11 @@ def _how(status: int) -> str:
     return f"status {os.WEXITSTATUS(status)}"
 
 
-def _outcome(report: dict[str, Any], program: Program, argv: list[str], spec: str, capture: bool,
+def _outcome(report: dict[str, Any], program: Program, digest: str, argv: list[str], spec: str, capture: bool,
              out: Capture | None, err: Capture | None, scanner: FatalScanner) -> Outcome:
     records = [Record(Call(*row[:13]), row[13], row[14], row[15]) for row in report["calls"]]
     return Outcome(
-        argv=argv, executable=program.path, sha256=program.sha256, bits=program.bits, adversary=spec,
+        argv=argv, executable=program.path, sha256=digest, bits=program.bits, adversary=spec,
         exit_status=report["exit_status"], signal=report["signal"], timed_out=report["timed_out"],
         stopped=report["stopped"], wall_time=report["wall_time"], processes=report["processes"],
         leftovers=report["leftovers"], calls=records, calls_dropped=report["calls_dropped"],

@@ -32,11 +32,10 @@ _HEAD = 256
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """The file a command runs: its absolute ``path``, the ``sha256`` of its contents, and ``bits``: the width
-    of the program that runs first (for a ``#!`` script, its interpreter's)."""
+    """The file a command runs: its absolute ``path``, and ``bits``: the width of the program that runs first
+    (for a ``#!`` script, its interpreter's)."""
 
     path: str
-    sha256: str
     bits: int
 
 
@@ -61,7 +60,7 @@ def find(command: str, cwd: str | None, env: Mapping[str, str]) -> Program:
     st = _stat(path)
     _refuse_privileges(path, st)
     bits = _width(path, base, _SCRIPT_DEPTH)
-    return Program(path, _sha256(path), bits)
+    return Program(path, bits)
 
 
 def _stat(path: str) -> os.stat_result:
@@ -148,9 +147,10 @@ def _elf_width(path: str, head: bytes) -> int:
     return bits
 
 
-def _sha256(path: str) -> str:
+def sha256(fd: int) -> str:
+    """The SHA-256 of the file open at ``fd`` (read from where it stands), in hex."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(fd, "rb", closefd=False) as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
