@@ -532,3 +532,20 @@ def test_runs_leave_no_open_files(build):
             tracer.run(["/bin/true"], Broken(), capture=capture, timeout=60)
         tracer.run([str(build("ignore_term"))], capture=capture, timeout=0.2, grace=0.1)
     assert fds() == before
+
+
+def test_runs_from_several_threads_at_once(build):
+    results = {}
+
+    def one(k):
+        results[k] = tracer.run(["/bin/sh", "-c", f"sleep 0.3; echo {k}"], capture=True, timeout=60)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(4)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Each run ends when its program does: no run waits for another's tracer to let go of its pipes.
+    assert time.monotonic() - start < 5
+    assert {k: o.stdout for k, o in results.items()} == {k: f"{k}\n".encode() for k in range(4)}

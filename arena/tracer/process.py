@@ -15,6 +15,7 @@ import operator
 import os
 import selectors
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,10 @@ CAPTURE_LIMIT = 16 << 20
 _DRAIN = 1.0
 # Past timeout + grace, the tracer itself gets this long before it is killed (and the program with it).
 _BACKSTOP = 30.0
+# The descriptors of the runs under way in this process. A tracer forked by one run closes the others' (run()
+# from several threads): a copy of another run's pipe would hold back that run's end of output.
+_OPEN: set[int] = set()
+_OPEN_LOCK = threading.Lock()
 
 
 def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | None = None, *,
@@ -88,27 +93,30 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
     except OSError as exc:
         raise NotExecutable(f"{program.path}: cannot be read ({exc.strerror}): check its permissions") from None
     caller = os.getpid()
-    fds: list[int] = [exe_fd]
-    try:
-        result_r, result_w = os.pipe()
-        fds += (result_r, result_w)
-        err_r, err_w = os.pipe()
-        fds += (err_r, err_w)
-        out_r, out_w = os.pipe() if capture else (None, None)
-        fds += [fd for fd in (out_r, out_w) if fd is not None]
-        pid = os.fork()
-    except OSError:
-        for fd in fds:
-            os.close(fd)
-        raise
-    if pid == 0:
-        settings = Settings(program, args, environ, where, limit, grace_s, procs, calls, out_w, err_w)
-        _tracer_main(settings, adv, caller, result_w, [fd for fd in (exe_fd, result_r, err_r, out_r) if fd is not None])
-    for end in (result_w, err_w, out_w):
-        if end is not None:
-            os.close(end)
+    with _OPEN_LOCK:
+        fds: list[int] = [exe_fd]
+        try:
+            result_r, result_w = os.pipe()
+            fds += (result_r, result_w)
+            err_r, err_w = os.pipe()
+            fds += (err_r, err_w)
+            out_r, out_w = os.pipe() if capture else (None, None)
+            fds += [fd for fd in (out_r, out_w) if fd is not None]
+            pid = os.fork()
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        if pid == 0:
+            settings = Settings(program, args, environ, where, limit, grace_s, procs, calls, out_w, err_w)
+            keep = {result_w, err_w, out_w}
+            _tracer_main(settings, adv, caller, result_w, sorted((_OPEN | set(fds)) - keep))
+        for end in (result_w, err_w, out_w):
+            if end is not None:
+                os.close(end)
+        ours = [fd for fd in (exe_fd, result_r, err_r, out_r) if fd is not None]
+        _OPEN.update(ours)
     reaped = False
-    ours = [fd for fd in (exe_fd, result_r, err_r, out_r) if fd is not None]
     try:
         # While the program runs: hashing a large program takes milliseconds.
         digest = sha256(exe_fd)
@@ -121,8 +129,10 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
             # Interrupted (Ctrl-C) or failed: the tracer's death kills the program (EXITKILL).
             _kill_quietly(pid)
             _reap(pid)
-        for fd in ours:
-            os.close(fd)
+        with _OPEN_LOCK:
+            _OPEN.difference_update(ours)
+            for fd in ours:
+                os.close(fd)
     if report is None:
         raise TracerFailed(f"the tracer process ended ({_how(status)}) without reporting; the program was killed with it")
     if "start_failed" in report:
@@ -168,7 +178,12 @@ def _tracer_main(settings: Settings, adversary: Adversary, caller: int, result_w
 
 def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bool, limit: int,
              backstop: float | None) -> tuple[dict[str, Any] | None, Capture | None, Capture | None, FatalScanner]:
-    """Read the report and the program's output until all of them end."""
+    """Read the report and the program's output until the tracer has ended and the output with it.
+
+    The tracer's end is watched through a pidfd, not only through the end of
+    its pipe: a process forked meanwhile by another thread of the caller holds
+    copies of the pipes, and their end would wait for it.
+    """
     scanner = FatalScanner()
     out = Capture(limit) if capture else None
     err = Capture(limit) if capture else None
@@ -177,6 +192,8 @@ def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bo
     for fd in (result_r, err_r, out_r):
         if fd is not None:
             sel.register(fd, selectors.EVENT_READ)
+    pidfd = os.pidfd_open(pid)
+    sel.register(pidfd, selectors.EVENT_READ)
     drain_until: float | None = None
     try:
         while sel.get_map():
@@ -189,12 +206,17 @@ def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bo
             wait = [t - now for t in (drain_until, backstop) if t is not None]
             for key, _ in sel.select(max(min(wait), 0) if wait else None):
                 fd = key.fd
+                if fd == pidfd:
+                    # The tracer has ended: the rest of its report is in the pipe (it wrote all before exiting).
+                    sel.unregister(pidfd)
+                    if result_r in sel.get_map():
+                        sel.unregister(result_r)
+                        report += _rest(result_r)
+                    drain_until = time.monotonic() + _DRAIN
+                    continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     sel.unregister(fd)
-                    if fd == result_r:
-                        # The tracer has reported: every traced process is gone; output in flight may lag.
-                        drain_until = time.monotonic() + _DRAIN
                 elif fd == result_r:
                     report += chunk
                 elif fd == err_r:
@@ -207,7 +229,20 @@ def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bo
                     out.feed(chunk)
     finally:
         sel.close()
+        os.close(pidfd)
     return (json.loads(report) if report else None), out, err, scanner
+
+
+def _rest(fd: int) -> bytes:
+    """What is left in the pipe ``fd`` now, without waiting for its writers (which may never close it)."""
+    os.set_blocking(fd, False)
+    parts = []
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            parts.append(chunk)
+    except BlockingIOError:
+        pass
+    return b"".join(parts)
 
 
 def _tee(chunk: bytes) -> None:
