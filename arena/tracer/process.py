@@ -192,8 +192,12 @@ def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bo
     for fd in (result_r, err_r, out_r):
         if fd is not None:
             sel.register(fd, selectors.EVENT_READ)
-    pidfd = os.pidfd_open(pid)
-    sel.register(pidfd, selectors.EVENT_READ)
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except OSError:
+        pidfd = None  # before Linux 5.3: the end of the report's pipe says the tracer is done
+    if pidfd is not None:
+        sel.register(pidfd, selectors.EVENT_READ)
     drain_until: float | None = None
     try:
         while sel.get_map():
@@ -217,6 +221,8 @@ def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bo
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     sel.unregister(fd)
+                    if fd == result_r and pidfd is None:
+                        drain_until = time.monotonic() + _DRAIN
                 elif fd == result_r:
                     report += chunk
                 elif fd == err_r:
@@ -229,7 +235,8 @@ def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bo
                     out.feed(chunk)
     finally:
         sel.close()
-        os.close(pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
     return (json.loads(report) if report else None), out, err, scanner
 
 
