@@ -549,3 +549,12 @@ def test_runs_from_several_threads_at_once(build):
     # Each run ends when its program does: no run waits for another's tracer to let go of its pipes.
     assert time.monotonic() - start < 5
     assert {k: o.stdout for k, o in results.items()} == {k: f"{k}\n".encode() for k in range(4)}
+
+
+def test_without_pidfd(monkeypatch):
+    def unavailable(pid, flags=0):
+        raise OSError(errno.ENOSYS, "pidfd_open")
+
+    monkeypatch.setattr(os, "pidfd_open", unavailable)
+    o = tracer.run(["/bin/sh", "-c", "echo out; echo err >&2; exit 4"], capture=True, timeout=60)
+    assert (o.exit_status, o.stdout, o.stderr) == (4, b"out\n", b"err\n")
