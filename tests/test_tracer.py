@@ -558,3 +558,25 @@ def test_without_pidfd(monkeypatch):
     monkeypatch.setattr(os, "pidfd_open", unavailable)
     o = tracer.run(["/bin/sh", "-c", "echo out; echo err >&2; exit 4"], capture=True, timeout=60)
     assert (o.exit_status, o.stdout, o.stderr) == (4, b"out\n", b"err\n")
+
+
+SIGNALS_KEPT = textwrap.dedent("""
+    import signal, sys
+    from arena import tracer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGALRM})
+    o = tracer.run(["/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"], capture=True, timeout=60)
+    print(o.stdout.decode(), end="")
+    slow = tracer.run(["/bin/sleep", "10"], timeout=0.3)
+    print("timed out", slow.timed_out)
+    """)
+
+
+def test_the_program_starts_with_the_callers_signals():
+    # As under subprocess: the caller's mask and ignored SIGINT are the program's; the timeout still works.
+    r = subprocess.run([sys.executable, "-c", SIGNALS_KEPT], capture_output=True, text=True, timeout=60)
+    lines = dict(line.split(":\t") for line in r.stdout.splitlines() if ":\t" in line)
+    blocked, ignored = int(lines["SigBlk"], 16), int(lines["SigIgn"], 16)
+    assert blocked & (1 << (signal.SIGUSR1 - 1)) and blocked & (1 << (signal.SIGALRM - 1))
+    assert ignored & (1 << (signal.SIGINT - 1)) and not ignored & (1 << (signal.SIGPIPE - 1))
+    assert r.stdout.endswith("timed out True\n"), r.stderr

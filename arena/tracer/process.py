@@ -93,6 +93,8 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
     except OSError as exc:
         raise NotExecutable(f"{program.path}: cannot be read ({exc.strerror}): check its permissions") from None
     caller = os.getpid()
+    mask = {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])}
+    sigint_ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     with _OPEN_LOCK:
         fds: list[int] = [exe_fd]
         try:
@@ -108,7 +110,8 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
                 os.close(fd)
             raise
         if pid == 0:
-            settings = Settings(program, args, environ, where, limit, grace_s, procs, calls, out_w, err_w)
+            settings = Settings(program, args, environ, where, limit, grace_s, procs, calls, out_w, err_w, mask,
+                                sigint_ignored)
             keep = {result_w, err_w, out_w}
             _tracer_main(settings, adv, caller, result_w, sorted((_OPEN | set(fds)) - keep))
         for end in (result_w, err_w, out_w):
@@ -160,6 +163,8 @@ def _tracer_main(settings: Settings, adversary: Adversary, caller: int, result_w
         P.prctl(P.PR_SET_CHILD_SUBREAPER, 1)
         # Ctrl-C reaches the program (and the caller, which then kills this process): not this loop.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The timeout's timer must reach this loop, whatever the calling thread blocked.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
         report = Tracer(settings, adversary).run()
     except StartFailed as exc:
         report = {"start_failed": [exc.kind, exc.errno]}

@@ -48,6 +48,9 @@ class Settings:
     max_calls: int
     stdout_fd: int | None  # the capture pipe, or None to inherit the caller's
     stderr_fd: int
+    # The caller's signal mask and whether it ignores SIGINT: the program starts with them, as under subprocess.
+    mask: set[int]
+    sigint_ignored: bool
 
 
 class _Thread:
@@ -140,9 +143,10 @@ class Tracer:
         program = _seccomp.mmap_filter()
         err_r, err_w = os.pipe()
         self.started_at = time.monotonic()
+        tracer = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._child(err_w, program)
+            self._child(tracer, err_w, program)
         os.close(err_w)
         for fd in (self.s.stdout_fd, self.s.stderr_fd):
             if fd is not None:
@@ -163,13 +167,12 @@ class Tracer:
             signal.setitimer(signal.ITIMER_REAL, self.s.timeout, _TICK)
         self._resume(pid, 0)
 
-    def _child(self, err_w: int, program: ctypes.Array[_seccomp.SockFilter]) -> None:
+    def _child(self, tracer: int, err_w: int, program: ctypes.Array[_seccomp.SockFilter]) -> None:
         """The program's process until exec: traced, stopped once, filtered, then exec'd. Never returns."""
         stage = "setup"
         try:
-            parent = os.getppid()
             P.prctl(P.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:
+            if os.getppid() != tracer:
                 os._exit(126)  # the tracer is already gone
             # dup2 onto itself (a pipe that got fd 1 or 2) keeps close-on-exec: clear it.
             if self.s.stdout_fd is not None:
@@ -179,10 +182,12 @@ class Tracer:
             os.set_inheritable(2, True)
             os.closerange(3, err_w)
             os.closerange(err_w + 1, max(os.sysconf("SC_OPEN_MAX"), err_w + 2))
-            # The tracer ignores SIGINT and catches SIGALRM; Python ignores SIGPIPE and SIGXFSZ.
-            for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM):
+            # The tracer ignores SIGINT and catches SIGALRM; Python ignores SIGPIPE and SIGXFSZ (subprocess
+            # restores those two too).
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM):
                 signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            signal.signal(signal.SIGINT, signal.SIG_IGN if self.s.sigint_ignored else signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.s.mask)
             if self.s.cwd is not None:
                 stage = "chdir"
                 os.chdir(self.s.cwd)
