@@ -15,15 +15,16 @@ writes the program's memory. Linux x86-64 (or i386) only.
 """
 from __future__ import annotations
 
-from .adversaries import (NAMES, Adversary, Below, Displace, Enomem, Gap, Observe, Scripted, parse_size, resolve)
+from .adversaries import Adversary, Below, Displace, Enomem, Gap, Observe, Scripted
 from .calls import FAIL, KEEP, Call, Decision, Record, move
 from .errors import (AdversaryError, AdversarySpecError, NotExecutable, ProgramError, ProgramNotFound, PtraceRefused,
                      SetuidProgram, TracerError, TracerFailed, WrongWidth)
 from .outcome import Outcome
-from .procmaps import Space
 from .process import run
+from .procmaps import Space
 from .record import TraceFileError, dump, load, parse, save
 from .replay import Replay, replay
+from .spec import NAMES, parse_size, resolve
 
 __all__ = [
     "NAMES", "Adversary", "Below", "Displace", "Enomem", "Gap", "Observe", "Scripted", "parse_size", "resolve",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
-import operator
 import os
 import selectors
 import signal
@@ -22,13 +20,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _ptrace as P
-from .adversaries import Adversary, resolve
+from . import arguments
+from .adversaries import Adversary
 from .calls import Call, Record
-from .errors import (AdversaryError, NotExecutable, ProgramError, ProgramNotFound, PtraceRefused, TracerFailed)
+from .errors import AdversaryError, NotExecutable, ProgramError, ProgramNotFound, PtraceRefused, TracerFailed
 from .outcome import Outcome
 from .output import Capture, FatalScanner
 from .program import Program, find, sha256
-from .record import MAX_ARGS, MAX_ARGV_BYTES, MAX_CALLS
+from .record import MAX_CALLS
+from .spec import resolve
 from .tracing import Settings, StartFailed, Tracer
 
 CAPTURE_LIMIT = 16 << 20
@@ -72,20 +72,20 @@ def run(argv: Sequence[str | os.PathLike[str]], adversary: Adversary | str | Non
     returned a bad decision (the program is killed; ``exc.outcome`` holds the
     run so far), ``TracerFailed`` if the tracer process itself failed.
     """
-    args = _argv(argv)
+    args = arguments.argv(argv)
     adv = resolve(adversary)
     spec = adversary.strip() if isinstance(adversary, str) else adv.name
-    environ = _env(env)
-    where = _cwd(cwd)
-    limit = _seconds("timeout", timeout, allow_zero=False)
-    grace_s = _seconds("grace", grace, allow_zero=True)
+    environ = arguments.env(env)
+    where = arguments.cwd(cwd)
+    limit = arguments.seconds("timeout", timeout, allow_zero=False)
+    grace_s = arguments.seconds("grace", grace, allow_zero=True)
     assert grace_s is not None
     if not isinstance(capture, bool):
         raise TypeError(f"capture must be True or False, got {capture!r}")
-    procs = _count("max_processes", max_processes, 1, 1 << 22)
-    calls = _count("max_calls", max_calls, 0, MAX_CALLS)
-    cap = _count("capture_limit", capture_limit, 0, 1 << 40)
-    program = find(args[0] if executable is None else _path("executable", executable), where, environ)
+    procs = arguments.count("max_processes", max_processes, 1, 1 << 22)
+    calls = arguments.count("max_calls", max_calls, 0, MAX_CALLS)
+    cap = arguments.count("capture_limit", capture_limit, 0, 1 << 40)
+    program = find(args[0] if executable is None else arguments.path("executable", executable), where, environ)
 
     # Opened now, hashed while the program runs: what ran, even if the program deletes or replaces its file.
     try:
@@ -323,92 +323,3 @@ def _start_error(kind: str, code: int, program: Program, cwd: str | None) -> Exc
         return TracerFailed(f"the kernel refused the tracer's seccomp filter ({reason}): the tracer needs seccomp "
                             "filters (CONFIG_SECCOMP_FILTER), which a container's profile may forbid")
     return TracerFailed(f"the program could not be started: {kind} failed ({reason})")
-
-
-# -- arguments -------------------------------------------------------------------
-
-
-def _argv(argv: object) -> list[str]:
-    if isinstance(argv, (str, bytes)):
-        raise TypeError(f"argv must be a list such as ['./prog', 'arg'], not a {type(argv).__name__} ({argv!r})")
-    try:
-        items = list(argv)  # type: ignore[call-overload]
-    except TypeError:
-        raise TypeError(f"argv must be a list such as ['./prog', 'arg'], not {type(argv).__name__}") from None
-    if not items:
-        raise ValueError("argv is empty: give the program and its arguments, e.g. ['./prog', 'arg']")
-    if len(items) > MAX_ARGS:
-        raise ValueError(f"argv has {len(items):,} arguments, more than {MAX_ARGS:,}: pass fewer (or a file of them)")
-    out = []
-    for i, item in enumerate(items):
-        try:
-            text = os.fspath(item)
-        except TypeError:
-            raise TypeError(f"argv[{i}] must be a str, not {type(item).__name__} ({item!r})") from None
-        if not isinstance(text, str):
-            raise TypeError(f"argv[{i}] must be a str, not {type(text).__name__} ({text!r})")
-        if "\0" in text:
-            raise ValueError(f"argv[{i}] contains a NUL character, which no argument can hold")
-        out.append(text)
-    if sum(len(a.encode(errors="surrogateescape")) + 1 for a in out) > MAX_ARGV_BYTES:
-        raise ValueError(f"argv is longer than {MAX_ARGV_BYTES >> 20} MiB in all: pass fewer or shorter arguments")
-    return out
-
-
-def _env(env: object) -> dict[str, str]:
-    if env is None:
-        return dict(os.environ)
-    if not isinstance(env, Mapping):
-        raise TypeError(f"env must be a mapping of str to str (like os.environ), not {type(env).__name__}")
-    out = {}
-    for k, v in env.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise TypeError(f"env must map str to str, got {k!r}: {v!r}")
-        if not k or "=" in k or "\0" in k or "\0" in v:
-            raise ValueError(f"env: {k!r} is not a usable variable (a name without '=' or NUL, a value without NUL)")
-        out[k] = v
-    return out
-
-
-def _path(name: str, value: object) -> str:
-    try:
-        path = os.fspath(value)  # type: ignore[call-overload]
-    except TypeError:
-        raise TypeError(f"{name} must be a path, not {type(value).__name__}") from None
-    if not isinstance(path, str):
-        raise TypeError(f"{name} must be a str path, not {type(path).__name__}")
-    return path
-
-
-def _cwd(cwd: object) -> str | None:
-    if cwd is None:
-        return None
-    path = _path("cwd", cwd)
-    if not os.path.isdir(path):
-        raise ValueError(f"cwd {path!r} is not a directory: give an existing directory")
-    return os.path.abspath(path)
-
-
-def _seconds(name: str, value: object, allow_zero: bool) -> float | None:
-    if value is None and name == "timeout":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__} ({value!r})")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
-        what = "a positive" if not allow_zero else "a non-negative"
-        raise ValueError(f"{name} must be {what} number of seconds, got {value!r}" +
-                         (" (use None for no timeout)" if name == "timeout" else ""))
-    return seconds
-
-
-def _count(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not a bool")
-    try:
-        n = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {type(value).__name__} ({value!r})") from None
-    if not low <= n <= high:
-        raise ValueError(f"{name} must be between {low:,} and {high:,}, got {n:,}")
-    return n

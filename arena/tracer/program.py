@@ -11,10 +11,10 @@ them without their privileges, as it does for any traced program.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import hashlib
 import os
 import pwd
-import grp
 import shutil
 import stat
 import struct
