@@ -9,6 +9,7 @@ tracer waits on the program's processes, so the caller's other children
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import selectors
@@ -155,6 +156,8 @@ def _tracer_main(settings: Settings, adversary: Adversary, caller: int, result_w
     """The tracer process: trace, report on ``result_w``, exit. Never returns."""
     report: dict[str, Any]
     try:
+        # The caller's objects are left to the caller: a collection here would touch (and so copy) its whole heap.
+        gc.freeze()
         for fd in others:
             os.close(fd)
         P.prctl(P.PR_SET_PDEATHSIG, signal.SIGKILL)
