@@ -92,6 +92,8 @@ def test_names_round_trip(by, at, calls, low):
     ("enomem,min=lots", "is not a size"),
     ("observe,x=1", "it takes none"),
     ("scripted", "scripted needs file"),
+    ("scripted,file=/no/such/run.json", "scripted: cannot read /no/such/run.json .No such file or directory.: give"),
+    ("scripted,file=/proc/self/status", "scripted: /proc/self/status is not a saved run: .*not UTF-8 JSON"),
     ("os:path,x=1", "module:attr takes no parameters"),
     (":x", "write module:attr"),
     ("no_such_module_here:X", "cannot import no_such_module_here"),

@@ -57,7 +57,12 @@ def _int(text: str) -> int:
 
 
 def _scripted(file: str) -> Scripted:
-    return Scripted(record.load(file), file=file)
+    try:
+        return Scripted(record.load(file), file=file)
+    except OSError as exc:
+        raise AdversarySpecError(f"cannot read {file} ({exc.strerror}): give the path of a saved run") from None
+    except record.TraceFileError as exc:
+        raise AdversarySpecError(f"{file} is not a saved run: {exc}") from None
 
 
 # name -> (factory, its parameters and how to read each from text, the required ones, an example)
@@ -78,7 +83,7 @@ def resolve(spec: object) -> Adversary:
 
     ``AdversarySpecError`` (a ValueError) for an unknown name, a bad or
     missing parameter, a module that does not import, or an attribute that is
-    not an Adversary; ``OSError``/``record.TraceFileError`` from ``scripted``'s file.
+    not an Adversary, and for a ``scripted`` file that cannot be read or is not a saved run.
     ``module:attr`` is imported with the current directory first on
     ``sys.path``, as ``python -m`` does; a class is made with no arguments,
     and only if it subclasses ``Adversary``.
