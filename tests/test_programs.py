@@ -1,6 +1,6 @@
 """The real test programs: the C allocator stress program under each allocator, the Go program under each Go toolchain.
 
-Builds are kept in the user's cache (``arena.toolchains.cache_dir()``), keyed
+Builds are kept in the user's cache (``arena.tracer.toolchains.cache_dir()``), keyed
 by their sources, so a second run builds nothing. The old Go toolchains come
 from ``make go-toolchains``; without them those tests skip and say so.
 """
@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arena import toolchains
-from arena.toolchains import ToolchainMissing, build_program
+from arena.tracer import toolchains
+from arena.tracer.toolchains import ToolchainMissing, build_program
 
 PROGRAMS = Path(__file__).parent / "programs"
 # What each build's malloc must come from: proves the link picked the allocator.
