@@ -20,7 +20,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "needs_shim: needs the compiled shim; deselect with -m 'not needs_shim' where it was not built")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    # Minutes-long tests (real programs hunted for minutes) run when asked for: ARENA_SLOW_TESTS=1, or -m slow.
+    if not os.environ.get("ARENA_SLOW_TESTS") and "slow" not in (config.getoption("-m") or ""):
+        slow = pytest.mark.skip(reason="minutes long: run with ARENA_SLOW_TESTS=1 (or -m slow)")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(slow)
     # In a 32-bit process, hundreds of tests leave Python's own heap scattered
     # through the 4 GiB space; tests that need particular ranges free run
     # before that happens (a stable sort keeps the rest in order).

@@ -56,6 +56,7 @@ examples:
   arena demo --rule legacy --save-trace t.json --svg t.svg
   arena replay t.json --rule all   a saved trace under every rule
   arena hunt --rule legacy         search for a counterexample to a rule
+  arena hunt --program -- ./prog   search for the mmap answers that break a real program
   arena maps --pid 1234            another process's mappings
 
 exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found, {EXIT_USAGE} usage (a bad argument,
@@ -434,11 +435,66 @@ def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: l
     return "\n".join(lines)
 
 
+def _program_options(args: argparse.Namespace) -> list[str]:
+    """The options given that only a hunt of a real program takes."""
+    given = [("--jobs", args.jobs), ("--shard", args.shard), ("--timeout", args.timeout), ("--answers", args.answers),
+             ("--min-size", args.min_size), ("--out-of-memory", args.out_of_memory)]
+    return [name for name, value in given if value is not None]
+
+
+def _program_hunt(args: argparse.Namespace) -> tuple[int, str]:
+    """``hunt --program -- PROG ARGS``: search the program's mmap answers for a placement that breaks it."""
+    from .. import tracer
+    from ..harness import program_hunt
+    from . import program_report
+
+    if not args.argv:
+        raise UsageError("--program needs the program to run after --: arena hunt --program -- PROG ARGS")
+    rule_only = [name for name, value in (("--rule", args.rule), ("--layout", args.layout), ("--crowd", args.crowd),
+                                          ("--svg", args.svg), ("--no-maps", args.no_maps or None)) if value is not None]
+    if rule_only:
+        raise UsageError(f"{', '.join(rule_only)} belong{'s' * (len(rule_only) == 1)} to a rule's hunt, not to --program")
+    _check_writable(args.save_trace, "--save-trace")
+    min_size = 0
+    if args.min_size is not None:
+        try:
+            min_size = tracer.parse_size(args.min_size)
+        except tracer.AdversarySpecError as exc:
+            raise UsageError(f"--min-size: {exc}") from None
+
+    def tell(p: program_hunt.ProgramProgress) -> None:
+        start, end = ("\r", "") if sys.stderr.isatty() else ("", "\n")
+        _note(f"{start}{program_report.progress_line(p)}", end=end)
+
+    try:
+        result = program_hunt.hunt_program(
+            args.argv, examples=args.examples, seconds=args.time, seed=args.seed, jobs=args.jobs,
+            shard=args.shard or (1, 1), timeout=args.timeout, answers=args.answers or program_hunt.ANSWERS,
+            min_size=min_size, refusals=args.out_of_memory or (), save_trace=args.save_trace, progress=tell)
+    except (program_hunt.ProgramFailsAlone, tracer.ProgramError, tracer.PtraceRefused, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--save-trace {args.save_trace}: {exc.strerror}: give a path in a writable directory") from None
+    finally:
+        if sys.stderr.isatty():
+            _note("")
+    code = EXIT_VIOLATION if result.counterexample is not None else EXIT_OK
+    if args.json:
+        return code, json.dumps({"command": "hunt", "program": True, **result.as_json(), "exit": code}) + "\n"
+    return code, program_report.hunt_text(result, args.time)
+
+
 def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
     from ..harness import hunt as hunting
 
-    layout = trace.LAYOUTS[args.layout]
-    target = hunting.target_for(args.rule)
+    if args.program:
+        return _program_hunt(args)
+    if args.argv:
+        raise UsageError(f"a program to run ({' '.join(args.argv)}) is hunted with --program: arena hunt --program -- PROG ARGS")
+    if _program_options(args):
+        raise UsageError(f"{', '.join(_program_options(args))}: only with --program (a hunt of a real program)")
+    layout = trace.LAYOUTS[args.layout or "32"]
+    target = hunting.target_for(args.rule or "fixed")
     _outputs(args)
     try:
         hunting.require_hypothesis()
@@ -571,23 +627,47 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--trace", metavar="FILE", help="replay this trace instead of the 20259 scenario (default: none)")
     m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory")
     m.set_defaults(run=cmd_maps)
-    h = commands.add_parser("hunt", parents=[common, picture, crowding], help="search for a counterexample to a rule, with real memory",
+    h = commands.add_parser("hunt", parents=[common, picture, crowding], help="search for a counterexample to a rule, "
+                            "or for the mmap answers that break a real program, with real memory",
                             description="Search for requests and kernel answers that break a placement rule (verify's "
                             "invariants, allocations reading back their bytes), with real mappings; the first one found "
                             "is shrunk to a minimal one. Exit 1 if found, 0 if none was within the budget, 2 for usage. "
-                            "Needs hypothesis (the 'hunt' extra). Writing your own rule: docs/rules.md.")
-    h.add_argument("--rule", type=_rule_or_release, default="fixed", metavar="RULE",
+                            "Needs hypothesis (the 'hunt' extra). Writing your own rule: docs/rules.md. "
+                            "With --program -- PROG ARGS: run a real program again and again, each time with some of its "
+                            "mmap calls answered elsewhere (below or above the address it asked for, into a hole, "
+                            "misaligned by whole pages) or refused, until it fails (a non-zero exit, a signal, a "
+                            "runtime's fatal line, a timeout); shrink that to the fewest, simplest rewrites and save "
+                            "the run as a trace that arena replay repeats (docs/program-hunt.md).")
+    h.add_argument("--rule", type=_rule_or_release, metavar="RULE",
                    help=f"{', '.join(RULES)}, module:attr of your own rule, or {RELEASE} (Go 1.11's sparse heap arenas) "
                         "(default: fixed)")
-    h.add_argument("--layout", choices=sorted(trace.LAYOUTS), default="32", help="the address-space layout (default: 32)")
+    h.add_argument("--layout", choices=sorted(trace.LAYOUTS), help="the address-space layout (default: 32)")
     h.add_argument("--examples", type=_positive(int, "scenarios"), metavar="N",
-                   help="at most N scenarios (default: 1000, or as many as --time allows)")
+                   help="at most N scenarios (default: 1000, or 200 with --program; or as many as --time allows)")
     h.add_argument("--time", type=_positive(float, "seconds"), metavar="SECONDS",
                    help="stop searching after SECONDS (default: no limit)")
     h.add_argument("--seed", type=_seed, help="repeat a hunt: the seed it printed (default: a random one)")
     h.add_argument("--save-trace", metavar="PATH", help="save the counterexample as a trace (arena replay PATH exits 1)")
     h.add_argument("--no-maps", action="store_true", help="check against the arena's history only, without reading "
                    "/proc/self/maps (faster)")
+    h.add_argument("--program", action="store_true", help="hunt a real program, given after --, instead of a rule")
+    h.add_argument("--jobs", type=_positive(int, "runs at once"), metavar="N",
+                   help="with --program: run N scenarios at once (default: the number of cores)")
+    h.add_argument("--shard", metavar="I/N", help="with --program: run part I (from 1) of a search split N ways, "
+                   "e.g. over N machines with the same --seed; no two parts run the same scenario (default: 1/1)")
+    h.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",
+                   help="with --program: a run taking longer counts as failed (default: 5 times the program's "
+                        "plain run, at least 30 s)")
+    h.add_argument("--answers", metavar="KINDS", help="with --program: the kinds of answer to try, comma-separated: "
+                   "moved, misaligned, refused (ENOMEM) (default: all three)")
+    h.add_argument("--min-size", metavar="SIZE", help="with --program: leave calls smaller than SIZE alone, e.g. 64K "
+                   "to spare the dynamic loader's own small mappings (default: 0)")
+    h.add_argument("--out-of-memory", action="append", metavar="PATTERN",
+                   help="with --program: a regular expression for a line your program prints when it gives up for want "
+                        "of memory, besides the known ones (Go's out of memory, strerror(ENOMEM), ...); a failure after "
+                        "a refused call that prints one is reported as refused memory, not as a counterexample "
+                        "(repeatable)")
+    h.add_argument("argv", nargs="*", metavar="PROG ARGS", help="with --program, after --: the program and its arguments")
     h.set_defaults(run=cmd_hunt)
     b = commands.add_parser("bench", parents=[common], help="run the benchmarks (from a source checkout)",
                             description="Run benchmarks/run.py: the OS layer, arena growth and allocation against a C "

@@ -218,6 +218,8 @@ def _collect(pid: int, result_r: int, err_r: int, out_r: int | None, capture: bo
             wait = [t - now for t in (drain_until, backstop) if t is not None]
             for key, _ in sel.select(max(min(wait), 0) if wait else None):
                 fd = key.fd
+                if fd not in sel.get_map():
+                    continue  # the report's pipe, read to its end when the tracer's end came in the same batch
                 if fd == pidfd:
                     # The tracer has ended: the rest of its report is in the pipe (it wrote all before exiting).
                     sel.unregister(pidfd)
