@@ -13,6 +13,14 @@ Enabled by the ``pytest11`` entry point (or ``-p arena.pytest_plugin``):
 - ``scripted_memory(answers=(), address_bits=32)``: a ``ScriptedMemory``; whatever
   it reserved and the test did not release is released after it, failing it.
 - ``crowd``: a ``Crowd`` of blocker mappings (32-bit space), released after the test.
+- ``arena_run(argv, adversary=None, *, timeout=60, **options)``: runs a real
+  program (your allocator's test binary, say) with its mmap answers decided
+  by ``adversary`` (a spec such as ``"displace,by=12K"``, an
+  ``arena.tracer.Adversary``, or a ``Plan`` a hunt found) and returns its
+  ``arena.tracer.Outcome`` (``failed``, ``fatal``, ``describe()``, ``calls``).
+- ``arena_hunt_program(argv, examples=20, **options)``: a short hunt of a real
+  program (``arena.harness.program_hunt.hunt_program``; seed 0 and one job
+  unless told), its result: ``counterexample`` is None when nothing broke it.
 - ``arena_leak_check``: fails the test (an error at teardown) if a mapping it
   reserved through arena's memory layers is still mapped. Every fixture above
   uses it; request it to check other tests. Mappings the test makes any other
@@ -21,11 +29,14 @@ Enabled by the ``pytest11`` entry point (or ``-p arena.pytest_plugin``):
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+import os
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pytest
 
-from . import sysmem
+from . import sysmem, tracer
+from .harness.program_hunt import ProgramHuntResult, hunt_program
+from .harness.program_plan import Plan, PlanAdversary
 from .managers import Arena
 from .policy import LAYOUT_32, LAYOUT_64, Layout, Rule
 from .spaces import Answer, Crowd, ScriptedMemory, reservations
@@ -154,3 +165,36 @@ def crowd(arena_leak_check: None) -> Iterator[Crowd]:
     """Blocker mappings in a 32-bit space, to make the kernel itself answer low."""
     with Crowd(sysmem.default(address_bits=32)) as c:
         yield c
+
+
+def _run_program(argv: Sequence[str | os.PathLike[str]], adversary: tracer.Adversary | Plan | str | None = None, *,
+                 timeout: float | None = 60.0, **options: Any) -> tracer.Outcome:
+    """Run ``argv`` traced, its mmap answers decided by ``adversary``; its output captured unless ``capture=False``."""
+    chosen = PlanAdversary(adversary) if isinstance(adversary, Plan) else adversary
+    options.setdefault("capture", True)
+    return tracer.run(argv, chosen, timeout=timeout, **options)
+
+
+@pytest.fixture
+def arena_run() -> Callable[..., tracer.Outcome]:
+    """``arena_run(argv, adversary=None, *, timeout=60, **options)``: the ``arena.tracer.Outcome`` of a real program run
+    with its mmap answers made adversarial (``adversary``: a spec, an ``Adversary`` or a hunt's ``Plan``; ``options``:
+    ``arena.tracer.run``'s, output captured by default). The tracer leaves no process behind.
+
+    ``outcome = arena_run(["./my_alloc_test"], "displace,by=12K,min=1M"); assert not outcome.failed, outcome.describe()``
+    """
+    return _run_program
+
+
+@pytest.fixture
+def arena_hunt_program() -> Callable[..., ProgramHuntResult]:
+    """``arena_hunt_program(argv, examples=20, **options)``: a short hunt of a real program (``hunt_program``'s options;
+    seed 0 and one job unless given: the same scenarios every run, and tests running side by side share the
+    machine); ``.counterexample`` is None when no scenario broke it."""
+
+    def hunt(argv: Sequence[str | os.PathLike[str]], examples: int = 20, **options: Any) -> ProgramHuntResult:
+        options.setdefault("jobs", 1)
+        options.setdefault("seed", 0)
+        return hunt_program(argv, examples=examples, **options)
+
+    return hunt

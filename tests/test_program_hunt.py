@@ -15,7 +15,7 @@ from arena.harness.program_plan import ACTIONS, FAMILIES, UPWARD, Plan, PlanAdve
 from arena.harness.program_search import Observation, Search, draw, owner, simpler
 from arena.interface import cli
 
-pytest_plugins = ["tracees"]
+pytest_plugins = ["tracees", "pytester"]
 WIDTHS = [64, 32] if sysmem.NATIVE_BITS == 64 else [32]
 pytestmark = [pytest.mark.usefixtures("no_leftover_processes"), pytest.mark.backend_independent]
 
@@ -280,3 +280,43 @@ def test_the_hunt_writes_nothing_in_the_working_directory(build, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     hunt_program([str(build("linear_arena")), "go1.8", "2"], examples=5, seed=1, jobs=1)
     assert os.listdir(tmp_path) == []
+
+
+# -- in a user's own tests (the pytest plugin) ----------------------------------------
+
+USERS_TESTS = """
+from arena.harness.program_plan import Plan, Rewrite, Shape
+
+ALLOCATOR = {fixed!r}
+BROKEN = {broken!r}
+
+
+def test_my_allocator_survives_misaligned_answers(arena_run):
+    outcome = arena_run([ALLOCATOR, "fixed", "3"], "displace,by=12K,min=1M")
+    assert not outcome.failed, outcome.describe()
+    assert outcome.rewritten == 4
+
+
+def test_my_allocator_survives_a_short_hunt(arena_hunt_program):
+    result = arena_hunt_program([ALLOCATOR, "fixed", "3"], examples=15, min_size=1 << 20)
+    assert result.counterexample is None
+
+
+def test_the_broken_one_does_not(arena_hunt_program, arena_run):
+    result = arena_hunt_program([BROKEN, "go1.8", "3"], examples=30)
+    assert result.counterexample is not None
+    # A hunt's plan replays as an adversary of its own.
+    again = arena_run([BROKEN, "go1.8", "3"], result.counterexample.plan)
+    assert again.fatal == "fatal error: heapBitsForSpan: base out of range"
+
+
+def test_a_failing_run_is_told(arena_run):
+    outcome = arena_run([BROKEN, "go1.8", "3"], "below,at=2")
+    assert outcome.failed, outcome.describe()
+"""
+
+
+def test_the_plugin_runs_and_hunts_a_users_own_program(build, pytester):
+    binary = str(build("linear_arena"))
+    pytester.makepyfile(USERS_TESTS.format(fixed=binary, broken=binary))
+    pytester.runpytest_subprocess().assert_outcomes(passed=4)

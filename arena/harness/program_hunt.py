@@ -6,19 +6,26 @@ plan's scenario: one traced run of the program (``arena.tracer.run``), up to
 ``jobs`` at once. A run *fails* when the program exits non-zero, dies of a
 signal, prints a runtime's fatal line, or times out. A failure is:
 
-- **refused memory** when the plan failed a call with ENOMEM in that run,
-  the program exited (no signal, no timeout) and its output says it gave up
-  for want of memory (``REFUSALS``, plus the caller's own patterns; the fatal
-  line must be one of them when there is one): the program's documented
-  reaction to a refused allocation, not a placement bug. Counted, shown,
-  never shrunk or reported as a counterexample.
+- **refused memory** when the plan failed a call with ENOMEM in that run
+  and the program said it gave up for want of memory (``REFUSALS``, plus
+  the caller's own patterns; its fatal line must be one of them when it
+  has one), however it then ended: the program's documented reaction to a
+  refused allocation, not a placement bug. Counted, shown, never shrunk or
+  reported as a counterexample. A crash after ENOMEM that says nothing of
+  memory (a SIGSEGV from an unchecked MAP_FAILED) is a counterexample.
 - **flaky** when the plan, run ``reruns`` times more, does not fail the same
   way every time: reported with its rate, and the search goes on.
 - else a **counterexample**: shrunk (``program_search.simpler``: fewer
-  rewrites, simpler answers) while it still fails the same way (same end,
-  same fatal line with its numbers blanked), its last run saved as a process
-  trace, and that trace replayed ``reruns`` times (``arena.tracer.replay``):
-  a trace that does not repeat every time makes it flaky after all.
+  rewrites, simpler answers) while it still fails the same way, its last run
+  saved as a process trace, and that trace replayed ``reruns`` times
+  (``arena.tracer.replay``): a trace that does not repeat every time makes
+  it flaky after all, and the search goes on.
+
+"The same way" is the same *ending*: the same exit status, the same signal,
+or a timeout. The fatal line may differ from run to run: one heap corrupted
+the same way fails where the runtime first looks (Go 1.8 says
+"heapBitsForSpan: base out of range" or "addspecial on invalid pointer" for
+one plan, by timing); every fatal line seen is kept (``Finding.seen``).
 
 Nothing is written but the trace asked for: no database, no cache.
 """
@@ -64,19 +71,29 @@ class ProgramFailsAlone(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """How one run is judged: ``kind`` is passed, refused or failed; ``signature`` what a failure looks like."""
+    """How one run is judged: ``kind`` is passed, refused or failed; ``ending`` how a failure ended (what a
+    repeat must share); ``signature`` that and what it said (see ``signature``)."""
 
     kind: str
+    ending: str = ""
     signature: str = ""
+
+
+def ending(outcome: Outcome) -> str:
+    """How a failed run ended: ``exited with status 2``, ``killed by SIGSEGV``, ``timed out``, or why it was stopped."""
+    if outcome.timed_out:
+        return "timed out"
+    if outcome.stopped and outcome.signal is not None:
+        return f"stopped ({outcome.stopped})"
+    return outcome.ended()
 
 
 def signature(outcome: Outcome) -> str:
     """How a run failed: how it ended, its fatal line (else its stderr's last line), with addresses and
     numbers blanked: two runs of one bug share it."""
-    how = "timed out" if outcome.timed_out else outcome.ended()
     last = [line.strip() for line in (outcome.stderr or b"").decode("utf-8", "replace").splitlines() if line.strip()]
     said = outcome.fatal or (last[-1] if last else None)
-    text = how + (f": {said}" if said else "") + (f" ({outcome.stopped})" if outcome.stopped and not outcome.timed_out else "")
+    text = ending(outcome) + (f": {said}" if said else "")
     return re.sub(r"\d+", "N", re.sub(r"0x[0-9a-fA-F]+", "0x_", text))
 
 
@@ -84,12 +101,13 @@ def judge(outcome: Outcome, refusals: Sequence[re.Pattern[str]]) -> Verdict:
     """``outcome`` passed, failed, or was refused memory (see the module's docstring)."""
     if not outcome.failed:
         return Verdict("passed")
-    refused_a_call = any(r.decision == "fail" for r in outcome.calls)
-    if refused_a_call and outcome.signal is None and not outcome.timed_out and not outcome.stopped:
+    # However it then ended: a runtime may hang or abort after saying so (Go 1.8 hangs after "fatal error:
+    # runtime: cannot allocate memory" when an early 256 KiB allocation is refused), still for want of memory.
+    if any(r.decision == "fail" for r in outcome.calls):
         lines = [outcome.fatal] if outcome.fatal else _lines(outcome)
         if any(p.search(line) for p in refusals for line in lines):
-            return Verdict("refused", signature(outcome))
-    return Verdict("failed", signature(outcome))
+            return Verdict("refused", ending(outcome), signature(outcome))
+    return Verdict("failed", ending(outcome), signature(outcome))
 
 
 def _lines(outcome: Outcome) -> list[str]:
@@ -99,18 +117,36 @@ def _lines(outcome: Outcome) -> list[str]:
 
 @dataclasses.dataclass
 class Finding:
-    """A failing plan, the run that showed it, how it was judged, and how often it failed again."""
+    """A failing plan, the run that showed it, how it ended, how often it failed that way again, and
+    every failure seen in its runs (``seen``: signature -> runs)."""
 
     plan: Plan
     outcome: Outcome
-    signature: str
+    verdict: Verdict
     index: int  # the scenario's number in the search (-1: found while shrinking)
-    failed: int = 1  # runs of it that failed this way ...
+    failed: int = 1  # runs of it that ended this way ...
     runs: int = 1  # ... of this many
+    seen: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.seen = self.seen or {self.verdict.signature: 1}
+
+    @property
+    def signature(self) -> str:
+        return self.verdict.signature
 
     @property
     def rate(self) -> float:
         return self.failed / self.runs
+
+    def tally(self, verdicts: Sequence[Verdict]) -> int:
+        """Count ``verdicts`` (of more runs of this plan) into ``seen``; how many ended as this one did."""
+        same = 0
+        for v in verdicts:
+            if v.kind == "failed":
+                self.seen[v.signature] = self.seen.get(v.signature, 0) + 1
+                same += v.ending == self.verdict.ending
+        return same
 
 
 @dataclasses.dataclass
@@ -175,7 +211,7 @@ class ProgramHuntResult:
                 return None
             return {"plan": f.plan.as_json(), "plan_text": f.plan.describe(), "ended": f.outcome.describe(),
                     "fatal": f.outcome.fatal, "signature": f.signature, "scenario": f.index,
-                    "failed": f.failed, "runs": f.runs}
+                    "failed": f.failed, "runs": f.runs, "seen": f.seen}
 
         return {
             "argv": self.argv, "executable": self.executable, "bits": self.bits, "seed": self.seed,
@@ -379,7 +415,7 @@ class _Hunt:
     def _refused(self, plan: Plan, outcome: Outcome, verdict: Verdict, index: int) -> None:
         self.result.refused_runs += 1
         if all(f.signature != verdict.signature for f in self.result.refused):
-            self.result.refused.append(Finding(plan, outcome, verdict.signature, index))
+            self.result.refused.append(Finding(plan, outcome, verdict, index))
 
     def search(self, search: Search, limit: int | None, deadline: float | None) -> Finding | None:
         """Run this shard's scenarios until one fails repeatably (returned), or the budget or the plans run out."""
@@ -422,13 +458,13 @@ class _Hunt:
                 if verdict.kind == "refused":
                     self._refused(plan, outcome, verdict, index)
                 elif verdict.kind == "failed":
-                    failures.append(Finding(plan, outcome, verdict.signature, index))
+                    failures.append(Finding(plan, outcome, verdict, index))
 
     def _confirm(self, found: Finding) -> bool:
         """Run ``found``'s plan again ``reruns`` times: whether it failed the same way every time."""
         self._tell("confirming", force=True)
         again = self.runs.all([found.plan] * self.reruns)
-        same = sum(judge(o, self.patterns).signature == found.signature for o in again)
+        same = found.tally([judge(o, self.patterns) for o in again])
         found.failed, found.runs = 1 + same, 1 + self.reruns
         return same == self.reruns
 
@@ -457,8 +493,8 @@ class _Hunt:
                     verdict = judge(outcome, self.patterns)
                     if verdict.kind == "refused":
                         self._refused(plan, outcome, verdict, -1)
-                    if taken is None and verdict.kind == "failed" and verdict.signature == found.signature:
-                        taken = Finding(plan, outcome, verdict.signature, found.index)
+                    if taken is None and verdict.kind == "failed" and verdict.ending == found.verdict.ending:
+                        taken = Finding(plan, outcome, verdict, found.index)
                 if taken is not None:
                     break
             if taken is None:
@@ -474,8 +510,8 @@ class _Hunt:
             tracer.save(found.outcome, path)
         self._tell("replaying", force=True)
         replays = self.runs.replays(path if path is not None else found.outcome, self.reruns)
-        # The same end and fatal line, numbers aside (a runtime's message may hold addresses).
-        found.failed = sum(signature(rp.outcome) == found.signature for rp in replays)
+        found.seen = {found.signature: 1}
+        found.failed = found.tally([judge(rp.outcome, self.patterns) for rp in replays])
         found.runs = self.reruns
         if found.failed == found.runs:
             r.counterexample, r.found_as, r.stopped = found, first, "found"

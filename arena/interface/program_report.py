@@ -34,6 +34,13 @@ def _plan(f: Finding, indent: str = "  ") -> list[str]:
     return [indent + line for line in f.plan.describe()]
 
 
+def _variety(f: Finding, indent: str = "") -> list[str]:
+    """The failures its runs showed, when they differ (addresses and numbers shown as 0x_ and N)."""
+    if len(f.seen) < 2:
+        return []
+    return [f"{indent}its runs failed {len(f.seen)} ways:"] + [f"{indent}  {n} x {text}" for text, n in f.seen.items()]
+
+
 def _seen(result: ProgramHuntResult) -> list[str]:
     lines = []
     if result.refused:
@@ -45,6 +52,7 @@ def _seen(result: ProgramHuntResult) -> list[str]:
         lines += ["", f"flaky: {plural(len(result.flaky), 'failure')} did not repeat on every rerun (not counterexamples):"]
         for f in result.flaky:
             lines += [f"  failed {f.failed} of {plural(f.runs, 'run')} ({f.rate:.0%}): {f.outcome.describe()}"] + _plan(f, "    ")
+            lines += _variety(f, "    ")
     return lines
 
 
@@ -72,7 +80,7 @@ def hunt_text(result: ProgramHuntResult, time_budget: float | None) -> str:
     lines += _plan(ce)
     if result.found_as is not None and result.found_as != ce.plan:
         lines += ["as found, before shrinking:"] + ["  " + line for line in result.found_as.describe()]
-    lines += ["", f"the program {ce.outcome.describe()}", "the calls rewritten:"]
+    lines += ["", f"the program {ce.outcome.describe()}"] + _variety(ce) + ["the calls rewritten:"]
     lines += [f"  {r.describe()}" for r in ce.outcome.calls if r.rewritten]
     lines += _last_words(ce)
     lines += _seen(result)
