@@ -17,6 +17,7 @@ statistic), the table to stdout; JSON, table and chart land in --json-dir:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -94,6 +95,14 @@ def main() -> None:
     print(f"{time.monotonic() - t0:6.1f}s done: {final}, {stem}-summary.json, {stem}-table.md, {stem}.png",
           file=sys.stderr, flush=True)
     print((args.json_dir / f"{stem}-summary.json").read_text() if args.json else text, end="")
+    if not args.only or args.only in "program-hunt":
+        # A real program's hunt (arena hunt --program): seconds per scenario, not pyperf's microseconds.
+        import program_hunt
+        print(f"{time.monotonic() - t0:6.1f}s real-program hunt, 1 job then 2 (benchmarks/program_hunt.py)",
+              file=sys.stderr, flush=True)
+        figures = program_hunt.measure(args.quick)
+        (args.json_dir / f"{stem}-program-hunt.json").write_text(json.dumps(figures, indent=1) + "\n")
+        print("\n" + program_hunt.table(figures), end="")
 
 
 if __name__ == "__main__":
