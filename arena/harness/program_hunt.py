@@ -3,31 +3,22 @@
 ``hunt_program(argv, ...)`` runs the program once under ``observe`` (it must
 pass), draws plans from the calls it saw (``program_search``), and runs each
 plan's scenario: one traced run of the program (``arena.tracer.run``), up to
-``jobs`` at once. A run *fails* when the program exits non-zero, dies of a
-signal, prints a runtime's fatal line, or times out. A failure is:
+``jobs`` at once, each judged by ``program_verdict``: passed, refused memory
+(counted, never a counterexample) or failed. A failure is then:
 
-- **refused memory** when the plan failed a call with ENOMEM in that run
-  and the program said it gave up for want of memory (``REFUSALS``, plus
-  the caller's own patterns; its fatal line must be one of them when it
-  has one), however it then ended: the program's documented reaction to a
-  refused allocation, not a placement bug. Counted, shown, never shrunk or
-  reported as a counterexample. A crash after ENOMEM that says nothing of
-  memory (a SIGSEGV from an unchecked MAP_FAILED) is a counterexample.
-- **flaky** when the plan, run ``reruns`` times more, does not fail the same
-  way every time: reported with its rate, and the search goes on.
-- else a **counterexample**: shrunk (``program_search.simpler``: fewer
-  rewrites, simpler answers) while it still fails the same way, its last run
-  saved as a process trace, and that trace replayed ``reruns`` times
-  (``arena.tracer.replay``): a trace that does not repeat every time makes
-  it flaky after all, and the search goes on.
+- **flaky** when the plan, run ``reruns`` times more, does not end the same
+  way every time: reported with its rate, and the search goes on;
+- else shrunk (``program_search.simpler``: fewer rewrites, simpler answers)
+  while it still fails the same way, its last run saved as a process trace,
+  and that trace replayed ``reruns`` times (``arena.tracer.replay``): the
+  **counterexample** if every replay repeats it, else flaky after all, and
+  the search goes on.
 
-"The same way" is the same *ending*: the same exit status, the same signal,
-or a timeout. The fatal line may differ from run to run: one heap corrupted
-the same way fails where the runtime first looks (Go 1.8 says
-"heapBitsForSpan: base out of range" or "addspecial on invalid pointer" for
-one plan, by timing); every fatal line seen is kept (``Finding.seen``).
-
-Nothing is written but the trace asked for: no database, no cache.
+The fatal line may differ from run to run: one heap corrupted the same way
+fails where the runtime first looks (Go 1.8 says "heapBitsForSpan: base out
+of range" or "addspecial on invalid pointer" for one plan, by timing); every
+failure seen is kept (``Finding.seen``). Nothing is written but the trace
+asked for: no database, no cache.
 """
 from __future__ import annotations
 
@@ -44,17 +35,17 @@ from ..tracer import Outcome
 from ..tracer import arguments as tracer_arguments
 from .program_plan import FAMILIES, Plan, PlanAdversary, applied
 from .program_search import Observation, Search, simpler
+from .program_verdict import REFUSALS, Finding, Verdict, judge
 
-# A program that gives up for want of memory says one of these (case ignored): Go's "fatal error: out of
-# memory" and "runtime: out of memory: cannot allocate ...", its "cannot reserve arena virtual address
-# space" when the first reservation is refused; strerror(ENOMEM); C++'s bad_alloc; strerror(EAGAIN), what
-# pthread_create answers when a thread's stack cannot be mapped.
-REFUSALS = (r"out of memory", r"cannot allocate\b", r"cannot reserve arena", r"std::bad_alloc",
-            r"resource temporarily unavailable")
+__all__ = ["ANSWERS", "REFUSALS", "Finding", "ProgramFailsAlone", "ProgramHuntResult", "ProgramProgress", "Verdict",
+           "default_jobs", "hunt_program", "judge"]
+
 # The kinds of answer a hunt tries, all unless told (``answers``).
 ANSWERS = tuple(FAMILIES)
 # A run's time limit, unless given: this many times the plain run's, and at least MIN_TIMEOUT seconds.
 TIMEOUT_FACTOR, MIN_TIMEOUT = 5.0, 30.0
+# The plain run's own limit, unless given: a program that takes longer is no hunt's subject.
+PLAIN_TIMEOUT = 600.0
 # Shrinking stops after this many runs, keeping the simplest failing plan so far.
 MAX_SHRINK_RUNS = 200
 # What each run keeps of the program's output (enough for its last words).
@@ -67,86 +58,6 @@ class ProgramFailsAlone(Exception):
     def __init__(self, message: str, outcome: Outcome) -> None:
         super().__init__(message)
         self.outcome = outcome
-
-
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    """How one run is judged: ``kind`` is passed, refused or failed; ``ending`` how a failure ended (what a
-    repeat must share); ``signature`` that and what it said (see ``signature``)."""
-
-    kind: str
-    ending: str = ""
-    signature: str = ""
-
-
-def ending(outcome: Outcome) -> str:
-    """How a failed run ended: ``exited with status 2``, ``killed by SIGSEGV``, ``timed out``, or why it was stopped."""
-    if outcome.timed_out:
-        return "timed out"
-    if outcome.stopped and outcome.signal is not None:
-        return f"stopped ({outcome.stopped})"
-    return outcome.ended()
-
-
-def signature(outcome: Outcome) -> str:
-    """How a run failed: how it ended, its fatal line (else its stderr's last line), with addresses and
-    numbers blanked: two runs of one bug share it."""
-    last = [line.strip() for line in (outcome.stderr or b"").decode("utf-8", "replace").splitlines() if line.strip()]
-    said = outcome.fatal or (last[-1] if last else None)
-    text = ending(outcome) + (f": {said}" if said else "")
-    return re.sub(r"\d+", "N", re.sub(r"0x[0-9a-fA-F]+", "0x_", text))
-
-
-def judge(outcome: Outcome, refusals: Sequence[re.Pattern[str]]) -> Verdict:
-    """``outcome`` passed, failed, or was refused memory (see the module's docstring)."""
-    if not outcome.failed:
-        return Verdict("passed")
-    # However it then ended: a runtime may hang or abort after saying so (Go 1.8 hangs after "fatal error:
-    # runtime: cannot allocate memory" when an early 256 KiB allocation is refused), still for want of memory.
-    if any(r.decision == "fail" for r in outcome.calls):
-        lines = [outcome.fatal] if outcome.fatal else _lines(outcome)
-        if any(p.search(line) for p in refusals for line in lines):
-            return Verdict("refused", ending(outcome), signature(outcome))
-    return Verdict("failed", ending(outcome), signature(outcome))
-
-
-def _lines(outcome: Outcome) -> list[str]:
-    text = b"\n".join(x for x in (outcome.stdout, outcome.stderr) if x)
-    return text.decode("utf-8", "replace").splitlines()
-
-
-@dataclasses.dataclass
-class Finding:
-    """A failing plan, the run that showed it, how it ended, how often it failed that way again, and
-    every failure seen in its runs (``seen``: signature -> runs)."""
-
-    plan: Plan
-    outcome: Outcome
-    verdict: Verdict
-    index: int  # the scenario's number in the search (-1: found while shrinking)
-    failed: int = 1  # runs of it that ended this way ...
-    runs: int = 1  # ... of this many
-    seen: dict[str, int] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.seen = self.seen or {self.verdict.signature: 1}
-
-    @property
-    def signature(self) -> str:
-        return self.verdict.signature
-
-    @property
-    def rate(self) -> float:
-        return self.failed / self.runs
-
-    def tally(self, verdicts: Sequence[Verdict]) -> int:
-        """Count ``verdicts`` (of more runs of this plan) into ``seen``; how many ended as this one did."""
-        same = 0
-        for v in verdicts:
-            if v.kind == "failed":
-                self.seen[v.signature] = self.seen.get(v.signature, 0) + 1
-                same += v.ending == self.verdict.ending
-        return same
 
 
 @dataclasses.dataclass
@@ -359,7 +270,7 @@ def hunt_program(
         limit = 200
 
     t0 = time.monotonic()
-    observed = tracer.run(args, "observe", env=env, cwd=where, timeout=run_limit, capture=True,
+    observed = tracer.run(args, "observe", env=env, cwd=where, timeout=run_limit or PLAIN_TIMEOUT, capture=True,
                           capture_limit=CAPTURE_LIMIT)
     if observed.failed:
         raise ProgramFailsAlone(f"the program fails with no rewrite at all ({observed.describe()}): a hunt needs "
