@@ -26,6 +26,7 @@ import concurrent.futures as futures
 import dataclasses
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -169,11 +170,14 @@ class _Runs:
         self.runs = 0
         self.program_seconds = 0.0
         self.busy_seconds = 0.0
+        self._lock = threading.Lock()
 
     def _account(self, t0: float, outcome: Outcome) -> Outcome:
-        self.runs += 1
-        self.program_seconds += outcome.wall_time
-        self.busy_seconds += time.monotonic() - t0
+        # Runs end in several threads at once.
+        with self._lock:
+            self.runs += 1
+            self.program_seconds += outcome.wall_time
+            self.busy_seconds += time.monotonic() - t0
         return outcome
 
     def _run(self, plan: Plan) -> Outcome:

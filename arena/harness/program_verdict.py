@@ -52,11 +52,21 @@ def ending(outcome: Outcome) -> str:
     return outcome.ended()
 
 
+def last_words(outcome: Outcome) -> str | None:
+    """What a failed run said: its fatal line, else the last line of its stderr, else of its stdout."""
+    if outcome.fatal:
+        return outcome.fatal
+    for stream in (outcome.stderr, outcome.stdout):
+        lines = [line.strip() for line in (stream or b"").decode("utf-8", "replace").splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    return None
+
+
 def signature(outcome: Outcome) -> str:
-    """How a run failed: how it ended, its fatal line (else its stderr's last line), with addresses and
-    numbers blanked: two runs of one bug share it."""
-    last = [line.strip() for line in (outcome.stderr or b"").decode("utf-8", "replace").splitlines() if line.strip()]
-    said = outcome.fatal or (last[-1] if last else None)
+    """How a run failed: how it ended and what it said (``last_words``), with addresses and numbers
+    blanked: two runs of one bug share it."""
+    said = last_words(outcome)
     text = ending(outcome) + (f": {said}" if said else "")
     return re.sub(r"\d+", "N", re.sub(r"0x[0-9a-fA-F]+", "0x_", text))
 

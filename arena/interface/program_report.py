@@ -3,6 +3,7 @@ shows a rule's, with the refused-memory and flaky failures seen on the way."""
 from __future__ import annotations
 
 from ..harness.program_hunt import Finding, ProgramHuntResult, ProgramProgress
+from ..harness.program_verdict import last_words
 from ..words import plural
 
 # How much of the program's stderr is shown, from its fatal line on.
@@ -47,11 +48,12 @@ def _seen(result: ProgramHuntResult) -> list[str]:
         lines += ["", f"refused memory: {plural(result.refused_runs, 'run')} failed a call with ENOMEM and the program gave up "
                       "for want of memory, as it documents: not a placement bug, not a counterexample. First of each kind:"]
         for f in result.refused:
-            lines += [f"  {f.outcome.describe()}"] + _plan(f, "    ")
+            lines += [f"  {f.outcome.describe()}", f"    it said: {last_words(f.outcome)}"] + _plan(f, "    ")
     if result.flaky:
         lines += ["", f"flaky: {plural(len(result.flaky), 'failure')} did not repeat on every rerun (not counterexamples):"]
         for f in result.flaky:
-            lines += [f"  failed {f.failed} of {plural(f.runs, 'run')} ({f.rate:.0%}): {f.outcome.describe()}"] + _plan(f, "    ")
+            lines += [f"  failed {f.failed} of {plural(f.runs, 'run')} ({f.rate:.0%}): {f.outcome.describe()}",
+                      f"    it said: {last_words(f.outcome)}"] + _plan(f, "    ")
             lines += _variety(f, "    ")
     return lines
 
