@@ -227,6 +227,7 @@ def test_a_program_that_fails_alone_cannot_be_hunted(build):
     ({"jobs": 0}, ValueError, "jobs"),
     ({"shard": "2/1"}, ValueError, "part must be from 1 to 1"),
     ({"shard": "x"}, ValueError, "I/N"),
+    ({"shard": "1/2"}, ValueError, "give the seed"),
     ({"answers": "moved,sideways"}, ValueError, "answers must be some of"),
     ({"refusals": "out of memory"}, TypeError, "a list of regular expressions"),
     ({"seconds": -1}, ValueError, "seconds"),

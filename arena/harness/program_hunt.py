@@ -249,9 +249,12 @@ def hunt_program(
     args = tracer_arguments.argv(argv)
     limit = None if examples is None else tracer_arguments.count("examples", examples, 1, 1 << 40)
     budget = None if seconds is None else tracer_arguments.seconds("seconds", seconds, allow_zero=False)
-    seed = int.from_bytes(os.urandom(4), "big") if seed is None else tracer_arguments.count("seed", seed, 0, 1 << 64)
     workers = default_jobs() if jobs is None else tracer_arguments.count("jobs", jobs, 1, 1024)
     part, parts = _parse_shard(shard)
+    if parts > 1 and seed is None:
+        raise ValueError(f"shard {part}/{parts}: give the seed, the same on every machine: a shard of a random search "
+                         "splits nothing")
+    seed = int.from_bytes(os.urandom(4), "big") if seed is None else tracer_arguments.count("seed", seed, 0, 1 << 64)
     run_limit = None if timeout is None else tracer_arguments.seconds("timeout", timeout, allow_zero=False)
     again = tracer_arguments.count("reruns", reruns, 1, 100)
     if isinstance(answers, str):

@@ -56,7 +56,7 @@ examples:
   arena demo --rule legacy --save-trace t.json --svg t.svg
   arena replay t.json --rule all   a saved trace under every rule
   arena hunt --rule legacy         search for a counterexample to a rule
-  arena hunt --program -- ./prog   search for the mmap answers that break a real program
+  arena hunt --program -- ./prog   the mmap answers that break a real program
   arena maps --pid 1234            another process's mappings
 
 exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found, {EXIT_USAGE} usage (a bad argument,
@@ -653,8 +653,8 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--program", action="store_true", help="hunt a real program, given after --, instead of a rule")
     h.add_argument("--jobs", type=_positive(int, "runs at once"), metavar="N",
                    help="with --program: run N scenarios at once (default: the number of cores)")
-    h.add_argument("--shard", metavar="I/N", help="with --program: run part I (from 1) of a search split N ways, "
-                   "e.g. over N machines with the same --seed; no two parts run the same scenario (default: 1/1)")
+    h.add_argument("--shard", metavar="I/N", help="with --program and --seed: run part I (from 1) of a search split N "
+                   "ways, e.g. over N machines given the same --seed; no two parts run the same scenario (default: 1/1)")
     h.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",
                    help="with --program: a run taking longer counts as failed (default: 5 times the program's "
                         "plain run, at least 30 s)")
