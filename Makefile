@@ -11,10 +11,10 @@ BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 ARENA_REQUIRE_SHIM ?= 1
 export ARENA_REQUIRE_SHIM
 
-.PHONY: help install lint demo test bench bench-quick profile test32 bench32 docker32 dist check-dist clean
+.PHONY: help install lint demo test test-full bench bench-quick bench-ab bench-ab-quick profile test32 bench32 docker32 dist check-dist clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml setup.py arena/__init__.py native/shim.h native/shim.c native/build.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,11 +33,14 @@ lint: $(VENV)/.lint-installed ## Check the layers: no import goes up a layer or 
 demo: install ## Replay Go issue 20259 with real memory under every rule
 	$(PY) -m arena demo
 
-test: install ## Run the test suite once per backend (cffi, ctypes)
-	@status=0; for b in $(BACKENDS); do \
-		echo "== backend: $$b"; \
-		ARENA_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS) || status=1; \
-	done; exit $$status
+# Both backends' runs at once, each over pytest-xdist workers (tools/test-backends.sh).
+# The profile (tests/budget.py): dev, a fifth of each property test's examples and
+# loop's repeats, unless $$CI is set or ARENA_TEST_PROFILE=ci names the whole budget.
+test: install ## Run the test suite once per backend (cffi, ctypes), both at once (~1 min; dev profile)
+	@tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
+
+test-full: install ## The same with every test's whole budget (the ci profile, as CI runs it; ~2 min)
+	@ARENA_TEST_PROFILE=ci tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
@@ -54,6 +57,14 @@ bench-quick: $(VENV)/.bench-installed ## The benchmark in quick mode (< 60 s), a
 $(VENV)/.profile-installed: $(VENV)/.bench-installed
 	$(PY) -m pip install -q -e '.[bench,profile]'
 	touch $@
+
+# BASE: a commit, tag or branch; empty: the newest tag, else benchmarks/last-release.
+BASE ?=
+bench-ab: $(VENV)/.bench-installed ## Compare BASE=<rev> with the working tree, case by case, interleaved (~10 min)
+	$(PY) benchmarks/ab.py $(BASE) $(AB_ARGS)
+
+bench-ab-quick: $(VENV)/.bench-installed ## The same in quick mode (< 2 min), as CI runs it against the last release
+	$(PY) benchmarks/ab.py $(BASE) --quick $(AB_ARGS)
 
 profile: $(VENV)/.profile-installed ## Profile the benchmark's hot paths with pyinstrument (benchmarks/results/profile-*.txt)
 	$(PY) benchmarks/profile.py
@@ -75,6 +86,6 @@ check-dist: ## Build both, then install each as a user would and check it (what 
 
 clean: ## Remove .venv, build products and caches
 	rm -rf $(VENV) build dist *.egg-info arena/_native*.so arena/_native.c arena/_native.o \
-		.pytest_cache .hypothesis
+		.pytest_cache .hypothesis .bench-ab
 	$(MAKE) -C benchmarks clean
 	find . -name __pycache__ -prune -exec rm -rf {} +
