@@ -33,7 +33,8 @@ lint: $(VENV)/.lint-installed ## Check the layers: no import goes up a layer or 
 demo: install ## Replay Go issue 20259 with real memory under every rule
 	$(PY) -m arena demo
 
-# Both backends' runs at once, each over pytest-xdist workers (tools/test-backends.sh).
+# Both backends' runs at once, sharing the cores (tools/test-backends.sh: pytest-xdist
+# workers when a run has more than one core to itself, as ARENA_BACKEND=cffi make test has).
 # The profile (tests/budget.py): dev, a fifth of each property test's examples and
 # loop's repeats, unless $$CI is set or ARENA_TEST_PROFILE=ci names the whole budget.
 test: install ## Run the test suite once per backend (cffi, ctypes), both at once (~1 min; dev profile)

@@ -25,7 +25,8 @@ PROFILES = {"ci": THOROUGH, "dev": THOROUGH // 5}
 
 def chosen() -> str:
     """The profile $ARENA_TEST_PROFILE names; ``ci`` under CI, else ``dev``."""
-    name = os.environ.get("ARENA_TEST_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+    under_ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
+    name = os.environ.get("ARENA_TEST_PROFILE") or ("ci" if under_ci else "dev")
     if name not in PROFILES:
         raise ValueError(f"ARENA_TEST_PROFILE={name!r}: set it to one of {', '.join(PROFILES)}")
     return name

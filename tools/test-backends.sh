@@ -2,10 +2,12 @@
 # tools/test-backends.sh PYTHON BACKEND... [-- PYTEST_ARGS...]
 #
 # Engine behind `make test` and `make test-full`: the suite once per memory
-# backend (ARENA_BACKEND), every backend's run at the same time, each spread
-# over $TEST_JOBS pytest-xdist workers (default: the number of cores). The runs
-# share the cores, so one run's slow tail overlaps the other's. Each run's
-# output is shown whole as it ends; the exit status is 1 if any run failed.
+# backend (ARENA_BACKEND), every backend's run at the same time, each over
+# $TEST_JOBS pytest-xdist workers (default: the cores shared out among the
+# runs; one means no workers, the run is its pytest process). Two backends on
+# two cores: a process each, as fast as two workers each and with less start-up
+# work (measured); one backend: a worker per core. Each run's output is shown
+# whole as it ends; the exit status is 1 if any run failed.
 #
 # Every worker is a process of its own: the leak check (tests/conftest.py)
 # compares that process's mappings before and after each of its tests.
@@ -15,7 +17,8 @@ python="$1"; shift
 backends=()
 while (($#)) && [[ "$1" != "--" ]]; do backends+=("$1"); shift; done
 (($#)) && shift
-jobs="${TEST_JOBS:-$(nproc)}"
+jobs="${TEST_JOBS:-$(($(nproc) / ${#backends[@]}))}"
+((jobs > 1)) && spread=(-n "$jobs" --dist worksteal) || spread=(-p no:xdist)
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 
@@ -26,11 +29,11 @@ declare -A pid_of backend_of
 start=$SECONDS
 for b in "${backends[@]}"; do
     ARENA_BACKEND="$b" env -u PYTHONDONTWRITEBYTECODE \
-        "$python" -m pytest -n "$jobs" --dist worksteal "$@" >"$logs/$b.log" 2>&1 &
+        "$python" -m pytest "${spread[@]}" "$@" >"$logs/$b.log" 2>&1 &
     pid_of[$b]=$!
     backend_of[$!]=$b
 done
-echo "== backends ${backends[*]}: at once, $jobs pytest workers each; each one's output as it ends"
+echo "== backends ${backends[*]}: at once, $([[ ${spread[0]} == -n ]] && echo "$jobs pytest workers" || echo "one process") each; each one's output as it ends"
 
 status=0 summary=()
 while ((${#pid_of[@]})); do
