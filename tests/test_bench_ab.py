@@ -63,12 +63,20 @@ def test_a_slow_moment_of_the_machine_cancels_against_the_c_limit_in_the_same_wo
     assert row["verdict"] == "within noise" and slower == []
 
 
-def test_a_c_row_compares_raw_times_and_a_change_inside_the_noise_band_is_not_slower(tmp_path):
+def test_a_change_inside_the_noise_band_is_not_slower(tmp_path):
     # 5 % slower, consistently: significant for the t-test, but inside a 10 % band.
-    rows, slower = verdicts(tmp_path, {"os/64/64KiB/C": (C, None)}, {"os/64/64KiB/C": (scaled(C, 1.05), None)})
-    assert rows["os/64/64KiB/C"]["measure"] == "raw" and rows["os/64/64KiB/C"]["verdict"] == "within noise"
-    rows, slower = verdicts(tmp_path, {"os/64/64KiB/C": (C, None)}, {"os/64/64KiB/C": (scaled(C, 1.05), None)}, 2.0)
-    assert slower == ["os/64/64KiB/C"]
+    t = [3.0e-6, 3.1e-6, 2.9e-6, 3.05e-6, 2.95e-6, 3.0e-6]
+    base, new = {"alloc/32/8KiB/arena-cffi": (t, None)}, {"alloc/32/8KiB/arena-cffi": (scaled(t, 1.05), None)}
+    rows, slower = verdicts(tmp_path, base, new)
+    assert rows["alloc/32/8KiB/arena-cffi"]["measure"] == "raw" and slower == []
+    rows, slower = verdicts(tmp_path, base, new, 2.0)
+    assert slower == ["alloc/32/8KiB/arena-cffi"]
+
+
+def test_the_c_limit_moving_is_the_machines_noise_never_a_slower_case(tmp_path):
+    rows, slower = verdicts(tmp_path, {"os/64/64KiB/C": (C, None)}, {"os/64/64KiB/C": (scaled(C, 1.5), None)})
+    assert rows["os/64/64KiB/C"]["verdict"] == "noise (slower)" and slower == []
+    assert "moved beyond the band in os/64/64KiB/C" in ab.footer(list(rows.values()), slower)
 
 
 def test_the_table_names_ratio_spread_and_verdict(tmp_path):
