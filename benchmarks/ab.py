@@ -125,7 +125,9 @@ def case_names(side: Side, quick: bool) -> list[str]:
 
 
 def chosen(base: list[str], new: list[str], quick: bool, only: str) -> list[str]:
-    common = [n for n in new if n in set(base) and only in n]
+    """The cases both sides have, in the new side's order; in quick mode the hot paths only."""
+    have = set(base)
+    common = [n for n in new if n in have and only in n]
     if quick:
         stems = [s.format(bits=b) for s in QUICK_CASES for b in (32, 64)]
         common = [n for n in common if any(n.startswith(s) for s in stems) and n.rsplit("/", 1)[1] in QUICK_VARIANTS]
