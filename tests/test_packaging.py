@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -114,6 +115,31 @@ def test_the_built_shim_has_no_runpath():
     dynamic = subprocess.run(["readelf", "-d", _native.__file__], capture_output=True, text=True, check=True).stdout
     assert "libc.so" in dynamic  # readelf read the dynamic section: a pass is not an empty answer
     assert not re.search(r"\b(RPATH|RUNPATH)\b", dynamic), dynamic
+
+
+# -- a clean build: what setuptools and the compiler would warn about --------------------------------
+
+
+def test_every_folder_of_the_package_is_a_listed_package():
+    # A folder Python can import (a data folder too) left out of the list is setuptools' "Package would be ignored".
+    import arena
+
+    package = Path(arena.__file__).parent  # the checkout's, or the installed one (check-dist)
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(("arena", *d.relative_to(package).parts)) for d in package.rglob("*")
+               if d.is_dir() and d.name != "__pycache__"} | {"arena"}
+    assert "arena.data" in folders and folders == listed
+
+
+@pytest.mark.skipif(shutil.which("cc") is None or not Path(sysconfig.get_paths()["include"], "Python.h").is_file(),
+                    reason="no C compiler or no Python headers")
+def test_the_shim_compiles_after_python_h_without_a_warning(tmp_path):
+    # cffi's generated module includes Python.h before the shim's own source, as here.
+    source = tmp_path / "module.c"
+    source.write_text('#include <Python.h>\n#include "shim.c"\n')
+    done = subprocess.run(["cc", "-Wall", "-Werror", "-fsyntax-only", f"-I{sysconfig.get_paths()['include']}",
+                           f"-I{ROOT / 'native'}", str(source)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 # -- psutil is optional -------------------------------------------------------------------------

@@ -17,7 +17,8 @@
 #             the shim; the build prints no setuptools "Package would be ignored"
 #             box and no compiler warning; the shim has no RUNPATH; `auditwheel
 #             repair` makes it manylinux (`auditwheel show` says which);
-#   i686      the same, in the i386 root (tools/i386.sh wheel);
+#   i686      the same, in the i386 root (tools/i386.sh wheel), in the background
+#             while the x86-64 checks below run; `auditwheel show` here agrees;
 #   twine     `twine check --strict` on all three; the description the index
 #             shows has no relative link.
 # Checking, each in a fresh virtualenv and run from outside the source tree, so
@@ -53,7 +54,13 @@ DIST="$ROOT/dist"
 PYTHON="${PYTHON:-python3}"
 PYTHONS="${ARENA_DIST_PYTHONS:-3.11 3.12 3.13}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/arena-dist.XXXXXX")"
-trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+I686_PID=""
+# The i686 job runs in its own process group (setsid): ending this script ends all of it.
+cleanup() {
+    [ -z "$I686_PID" ] || { kill -TERM -- "-$I686_PID" 2>/dev/null; wait "$I686_PID" 2>/dev/null; } || true
+    [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
 # The settings of the caller's own runs must not leak into a user's install.
 unset ARENA_BACKEND ARENA_REQUIRE_SHIM
 # What the index would show above all else: a wheel it refuses, a build that warns.
@@ -177,7 +184,7 @@ if [ "${1:-}" = wheel-here ]; then
 fi
 
 # --------------------------------------------------------------------- build ----
-build() {  # build check|only: the sdist and both wheels into dist/; `check` also tests the i686 wheel
+build() {  # build check|only: the sdist and the x86-64 wheel into dist/, the i686 wheel begun
     local mode="$1"
     tools build twine $([ "$mode" = only ] || echo mypy)
     rm -rf "$DIST"
@@ -193,12 +200,24 @@ build() {  # build check|only: the sdist and both wheels into dist/; `check` als
     repair "$WORK"/raw/*.whl "$DIST"
     WHEEL="$REPAIRED"
     step build "$(basename "$SDIST") $(basename "$WHEEL"): clean build, no RUNPATH, auditwheel show: $TAG"
-    # i686, in the i386 root; the suite runs there too unless only building.
-    "$ROOT/tools/i386.sh" wheel "$SDIST" "$DIST" $([ "$mode" = check ] || echo build) >"$WORK/i686.log" 2>&1 ||
-        { tail -n 40 "$WORK/i686.log" >&2; die "the i686 wheel failed (log above)"; }
-    grep -E '^(== |32-bit proof)' "$WORK/i686.log" | sed 's/^/   /'
+    # i686 in the i386 root (the suite runs there too unless only building), in
+    # the background: it takes minutes, and mostly waits for one core.
+    setsid "$ROOT/tools/i386.sh" wheel "$SDIST" "$DIST" $([ "$mode" = check ] || echo build) >"$WORK/i686.log" 2>&1 &
+    I686_PID=$!
+    step i686 "building$([ "$mode" = only ] || echo ", installing and testing") the i686 wheel in the i386 root (tools/i386.sh wheel), in the background"
+}
+
+publishable() {  # the i686 job's result; then what the index checks, on all three
+    local rc=0
+    wait "$I686_PID" || rc=$?
+    I686_PID=""
+    grep -E '^(== |32-bit proof)' "$WORK/i686.log" | sed 's/^/   /' || true
+    [ "$rc" = 0 ] || { tail -n 40 "$WORK/i686.log" >&2; die "the i686 wheel failed (log above)"; }
     WHEEL32="$(echo "$DIST"/*i686*.whl)"
     [ -f "$WHEEL32" ] || die "tools/i386.sh wheel left no i686 wheel in $DIST"
+    logged show32 auditwheel show "$WHEEL32"
+    tr '\n' ' ' <"$WORK/show32.log" | grep -q 'platform tag: *"manylinux_[0-9_]*_i686"' ||
+        die "auditwheel show names no manylinux i686 tag for $(basename "$WHEEL32")"
     # The index refuses what twine check refuses; its page shows the description.
     logged twine twine check --strict "$DIST"/*
     "$PYTHON" - "$WHEEL" <<'EOF' || die "the description the index shows has a relative link (above)"
@@ -209,11 +228,12 @@ description = text.partition("\n\n")[2]
 relative = [t for t in re.findall(r"\]\(([^)\s]+)\)", description) if not re.match(r"[a-z][a-z0-9+.-]*:", t)]
 assert description.startswith("# ") and not relative, relative or "no description"
 EOF
-    step twine "twine check --strict: $(grep -c PASSED "$WORK/twine.log") passed; no relative link in the description"
+    step twine "twine check --strict: $(grep -c PASSED "$WORK/twine.log") passed; auditwheel show here agrees on i686; no relative link in the description"
 }
 
 if [ "${1:-check}" = build ]; then
     build only
+    publishable
     exit 0
 fi
 [ "${1:-check}" = check ] || die "usage: tools/check-dist.sh [build | wheel-here SDIST OUTDIR [build]]"
@@ -225,7 +245,7 @@ NAME="mmap_arena-$VERSION"
 tar tzf "$SDIST" | sed "s|^$NAME/||" | sort >"$WORK/sdist.txt"
 for f in native/shim.c native/shim.h native/build.py setup.py pyproject.toml MANIFEST.in README.md LICENSE \
          CHANGELOG.md Makefile docs/trace-format.md arena/py.typed tests/conftest.py tests/test_sysmem.py \
-         $(grep -o '](\([^)#:]*\))' README.md | sed 's/^](\(.*\))$/\1/' | sort -u); do
+         $(grep -o '](\([^)#:]*\))' "$ROOT/README.md" | sed 's/^](\(.*\))$/\1/' | sort -u); do
     grep -qx "$f" "$WORK/sdist.txt" || die "the sdist lacks $f"
 done
 ! grep -E '\.(so|o|pyc)$|_native\.c$|__pycache__' "$WORK/sdist.txt" || die "the sdist holds build products (above)"
@@ -291,6 +311,7 @@ if py="$(find_python 3.10)"; then
     step py3.10 "$(grep -o "requires a different Python.*" "$WORK/py310.log" | head -n 1)"
 fi
 
+publishable
 step upload "twine upload dist/* would send:"
 (cd "$DIST" && ls -l --block-size=K -- * | awk 'NR > 0 {printf "   %7s  %s\n", $5, $9}')
 step done "the sdist and both manylinux wheels install and work as a user takes them"

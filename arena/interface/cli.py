@@ -574,7 +574,8 @@ def _parser() -> argparse.ArgumentParser:
                             description="Run the 20259 demo (or --trace) and print the mappings its live arena holds, "
                                         "annotated with their roles; or, with --pid, another process's mappings.")
     m.add_argument("--trace", metavar="FILE", help="replay this trace instead of the 20259 scenario (default: none)")
-    m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory")
+    m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory "
+                   "(needs psutil: the 'maps' extra)")
     m.set_defaults(run=cmd_maps)
     h = commands.add_parser("hunt", parents=[common, picture, crowding], help="search for a counterexample to a rule, with real memory",
                             description="Search for requests and kernel answers that break a placement rule (verify's "
