@@ -250,7 +250,7 @@ for f in native/shim.c native/shim.h native/build.py setup.py pyproject.toml MAN
 done
 ! grep -E '\.(so|o|pyc)$|_native\.c$|__pycache__' "$WORK/sdist.txt" || die "the sdist holds build products (above)"
 "$WORK/tools/bin/python" -m zipfile -l "$WHEEL" | awk 'NR > 1 {print $1}' >"$WORK/wheel.txt"
-for f in 'arena/_native\.abi3\.so' 'arena/py\.typed' 'arena/data/maps-python3-i386\.txt' "$NAME\.dist-info/licenses/LICENSE"; do
+for f in 'arena/_native\.abi3\.so' 'arena/py\.typed' 'arena/data/maps-python3-i386\.txt' 'arena/data/programs/grow\.go' "$NAME\.dist-info/licenses/LICENSE"; do
     grep -qx "$f" "$WORK/wheel.txt" || die "the wheel lacks $f"
 done
 step sdist "$(wc -l <"$WORK/sdist.txt") files (every path the README names), the wheel $(wc -l <"$WORK/wheel.txt"), both complete"
