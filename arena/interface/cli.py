@@ -18,8 +18,6 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
-import psutil
-
 from .. import __version__, sysmem
 from ..harness import trace
 from ..harness.run import Outcome, Replay, observe
@@ -36,6 +34,9 @@ if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
     from ..harness import hunt as hunting
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Where --help sends a reader: documentation installed with the package (the
+# modules' own), since the docs/ folder is in the source distribution only.
+TRACE_DOC, RULES_DOC = "python3 -m pydoc arena.harness.trace", "python3 -m pydoc arena.policy.rules"
 # A hunt bounded by --time only: more scenarios than any time allows.
 UNBOUNDED = 10**9
 # A /proc/PID/maps dump of vm.max_map_count's 65,530 lines is ~10 MB: larger is not one.
@@ -287,6 +288,10 @@ def _process_maps(args: argparse.Namespace) -> tuple[int, str]:
     """``maps --pid``: another process's mappings with resident bytes; no arena runs."""
     if (args.trace, args.rule, args.layout) != (None, None, None):
         raise UsageError("--pid lists another process's mappings; it takes no --trace, --rule or --layout")
+    try:  # optional (the maps extra): it needs a compiler where it has no wheel, as on i686
+        import psutil
+    except ImportError:
+        raise UsageError("arena maps --pid needs psutil, which is not installed: pip install 'mmap-arena[maps]'") from None
     try:
         rows = process_rows(args.pid)
     except psutil.NoSuchProcess:
@@ -530,7 +535,7 @@ def _rule_options(default: str) -> argparse.ArgumentParser:
     """--rule and --layout, each saying its default for this command."""
     rules = argparse.ArgumentParser(add_help=False)
     rules.add_argument("--rule", type=_rule_or_all, metavar="RULE",
-                       help=f"a placement rule: {', '.join(RULES)}, or module:attr of your own rule (docs/rules.md); "
+                       help=f"a placement rule: {', '.join(RULES)}, or module:attr of your own rule ({RULES_DOC}); "
                             f"{RELEASE} (Go 1.11's sparse heap arenas); or all, side by side (default: {default})")
     layouts = " or ".join(sorted(trace.LAYOUTS))
     rules.add_argument("--layout", choices=sorted(trace.LAYOUTS),
@@ -559,7 +564,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--save-trace", metavar="PATH", help="save the run as a replayable trace (needs a single --rule)")
     d.set_defaults(run=cmd_demo)
     r = commands.add_parser("replay", parents=[common, _rule_options("the trace's own rule"), picture, crowding],
-                            help="replay a saved trace (docs/trace-format.md)",
+                            help=f"replay a saved trace (its format: {TRACE_DOC})",
                             description="Replay a trace's kernel answers with real memory and check the result; "
                                         f"exit 1 if a rule is violated. A trace holds at most {trace.MAX_STEPS:,} requests.")
     r.add_argument("trace", metavar="TRACE.json", help="a trace saved by arena demo, arena hunt or Arena.save_trace")
@@ -569,13 +574,14 @@ def _parser() -> argparse.ArgumentParser:
                             description="Run the 20259 demo (or --trace) and print the mappings its live arena holds, "
                                         "annotated with their roles; or, with --pid, another process's mappings.")
     m.add_argument("--trace", metavar="FILE", help="replay this trace instead of the 20259 scenario (default: none)")
-    m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory")
+    m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory "
+                   "(needs psutil: the 'maps' extra)")
     m.set_defaults(run=cmd_maps)
     h = commands.add_parser("hunt", parents=[common, picture, crowding], help="search for a counterexample to a rule, with real memory",
                             description="Search for requests and kernel answers that break a placement rule (verify's "
                             "invariants, allocations reading back their bytes), with real mappings; the first one found "
                             "is shrunk to a minimal one. Exit 1 if found, 0 if none was within the budget, 2 for usage. "
-                            "Needs hypothesis (the 'hunt' extra). Writing your own rule: docs/rules.md.")
+                            f"Needs hypothesis (the 'hunt' extra). Writing your own rule: {RULES_DOC}.")
     h.add_argument("--rule", type=_rule_or_release, default="fixed", metavar="RULE",
                    help=f"{', '.join(RULES)}, module:attr of your own rule, or {RELEASE} (Go 1.11's sparse heap arenas) "
                         "(default: fixed)")

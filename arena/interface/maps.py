@@ -7,8 +7,6 @@ gave back: those are listed from its events though no longer mapped.
 """
 from __future__ import annotations
 
-import psutil
-
 from .. import sysmem
 from ..harness.run import arena_part
 from ..managers import Arena, HeapArenas
@@ -65,10 +63,13 @@ def rows_text(rows: list[dict[str, object]]) -> str:
 def process_rows(pid: int) -> list[dict[str, object]]:
     """Process ``pid``'s mappings, lowest first, each with the bytes of it resident in memory.
 
-    Reads ``/proc/PID/smaps`` through psutil. Raises ``psutil.NoSuchProcess``
-    if there is no such running process, ``psutil.AccessDenied`` if this user
-    may not read its mappings.
+    Reads ``/proc/PID/smaps`` through psutil (the ``maps`` extra). Raises
+    ``ImportError`` if psutil is not installed, ``psutil.NoSuchProcess`` if
+    there is no such running process, ``psutil.AccessDenied`` if this user may
+    not read its mappings.
     """
+    import psutil  # here, not at the top: it is optional, and this is its only use
+
     rows: list[dict[str, object]] = []
     for m in psutil.Process(pid).memory_maps(grouped=False):
         start, end = (int(x, 16) for x in m.addr.split("-"))
