@@ -126,8 +126,9 @@ def test_every_folder_of_the_package_is_a_listed_package():
 
     package = Path(arena.__file__).parent  # the checkout's, or the installed one (check-dist)
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    # Tools' caches (a folder whose name starts with a dot, __pycache__) are not importable folders.
     folders = {".".join(("arena", *d.relative_to(package).parts)) for d in package.rglob("*")
-               if d.is_dir() and d.name != "__pycache__"} | {"arena"}
+               if d.is_dir() and not any(part.startswith((".", "__pycache__")) for part in d.relative_to(package).parts)} | {"arena"}
     assert "arena.data" in folders and folders == listed
 
 
