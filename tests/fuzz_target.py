@@ -644,9 +644,10 @@ class ShiftingRule(arena.Rule):
 
 
 def shifting_scripts():
-    parts = {part: st.lists(st.booleans(), min_size=1, max_size=6) for part in RULE_PARTS}
-    refusals = st.lists(st.sampled_from([None, "no", "no", 0, b"no"]), min_size=1, max_size=4)
-    return st.fixed_dictionaries({**parts, "refusal": refusals})
+    """Each part: a value that holds, or turns after 1-4 reads; refusal: what it answers, call by call."""
+    part = st.tuples(st.booleans(), st.integers(0, 4)).map(lambda vk: [vk[0]] * vk[1] + [not vk[0]] if vk[1] else [vk[0]])
+    refusals = st.lists(st.sampled_from(["no", "no", "no", None, 0, b"no"]), min_size=1, max_size=3)
+    return st.fixed_dictionaries({**{name: part for name in RULE_PARTS}, "refusal": refusals})
 
 
 @group
@@ -661,7 +662,10 @@ def shifting_rules(examples):
     page = layout.page_size
 
     @settings(max_examples=examples, **SETTINGS)
-    @given(shifting_scripts(), st.lists(st.sampled_from([page, 16 * MiB, 16 * MiB + page]), min_size=1, max_size=5))
+    # A page, then a request the block cannot hold (growth answered low, refused: a fallback high),
+    # then one that the forbidden pair would commit from the block's end into the sandbox; then any.
+    @given(shifting_scripts(), st.lists(st.sampled_from([page, 16 * MiB, 16 * MiB + page]), max_size=2).map(
+        lambda more: [page, 16 * MiB, 16 * MiB, *more]))
     def prop(script, requests):
         from arena.harness.hunt import free_spot
 
