@@ -137,7 +137,7 @@ def _layout(value: object) -> Layout:
         if field.startswith("Layout.") and field[7:] in fields:
             raise TraceError(f"layout.{field[7:]}: {rest}") from None
         raise TraceError(f"layout: {exc}") from None
-    if layout.arena_l1_bits > MAX_L1_BITS:
+    if (layout.arena_l1_bits or 0) > MAX_L1_BITS:
         # HeapArenas makes the index's first level whole, 2**arena_l1_bits entries, before any request.
         raise TraceError(f"layout.arena_l1_bits: {layout.arena_l1_bits} would make an index of 2**{layout.arena_l1_bits} "
                          f"entries; a trace's layout may have at most {MAX_L1_BITS} (Go: 0 on Linux, 6 on Windows)")
@@ -237,12 +237,12 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
     """Run ``trace`` with real memory, under its own or the given rule (``"go1.11"``: ``HeapArenas``) and layout; the caller closes the arena."""
     name = rule or trace.rule
     layout = layout or trace.layout
-    rule: str | rules.Parts = name
+    resolved: str | rules.Parts = name
     if name != RELEASE:
         try:
             # A user's rule is loaded here, where the replay needs it (its module must be importable),
             # and read once (RuleFailed if reading it raises).
-            rule = rules.read(name)
+            resolved = rules.read(name)
         except (TypeError, ValueError) as exc:
             raise TraceError(str(exc)) from None  # it starts with "rule", the field
     span = "max_alloc" if name == RELEASE else "max_mem"
@@ -272,7 +272,7 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
         # 64-bit heap arenas have no first reservation to size (a linear arena's trace has one).
         initial_size = None
     try:
-        arena = open_manager(rule, layout, memory=memory, start=trace.start, initial_size=initial_size)
+        arena = open_manager(resolved, layout, memory=memory, start=trace.start, initial_size=initial_size)
     except (TypeError, ValueError) as exc:
         field = "start" if str(exc).startswith("start") else "initial_size" if "initial_size" in str(exc) else "layout"
         raise TraceError.of(field, exc) from None
@@ -288,7 +288,7 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
 def _check_heap_arenas(requests: list[int], layout: Layout) -> None:
     """``TraceError`` if replaying ``requests`` under ``go1.11`` could register more than ``MAX_HEAP_ARENAS``:
     each request is rounded up to whole heap arenas, plus one where an aligned reservation is kept whole."""
-    size, total = layout.heap_arena_size, 0
+    size, total = layout.heap_arena_size or layout.page_size, 0  # never None: Layout fills it in
     for i, n in enumerate(requests):
         total += -(-n // size) + 1
         if total > MAX_HEAP_ARENAS:

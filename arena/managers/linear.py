@@ -67,7 +67,7 @@ class Arena(Manager):
     def __init__(
         self,
         layout: Layout = LAYOUT_64,
-        rule: str | Rule = "fixed",
+        rule: str | Rule | rules.Parts = "fixed",
         memory: sysmem.Memory | None = None,
         start: int | None = None,
         initial_size: int | None = None,

@@ -251,7 +251,7 @@ def name_of(rule: object) -> str:
     else ``module:QualifiedName`` of its class."""
     if isinstance(rule, Parts):
         return rule.name
-    return rule.name if _sets_name(rule) else _default_name(type(rule))  # type: ignore[attr-defined, no-any-return]
+    return rule.name if _sets_name(rule) else _default_name(type(rule))  # type: ignore[attr-defined]
 
 
 def _default_name(cls: type) -> str:
