@@ -62,8 +62,9 @@ examples:
   arena maps --pid 1234            another process's mappings
 
 exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found, {EXIT_USAGE} usage (a bad argument,
-a malformed or unreplayable trace, an output path that cannot be written, your own rule failing: it
-raised, or returned neither None nor a str; arena hunt reports that as a counterexample, exit {EXIT_VIOLATION})
+a malformed or unreplayable trace, an output path that cannot be written, your
+own rule failing: it raised, or returned neither None nor a str; arena hunt
+reports that as a counterexample, exit {EXIT_VIOLATION})
 
 environment: ARENA_BACKEND=cffi or ctypes chooses the memory backend
 (default: the compiled shim if it was built, else ctypes); COLUMNS is the
