@@ -277,7 +277,8 @@ class Arena(Manager):
         try:
             why, failure = self._accepts(p, p_size), None
         except BaseException as exc:
-            # A rule that fails (RuleFailed), or is interrupted, refuses: the region is given back and recorded before the error is raised.
+            # A rule that fails (RuleFailed), or is interrupted, refuses: the region
+            # is given back and recorded before the error is raised.
             why, failure = str(exc) if isinstance(exc, rules.RuleFailed) else f"the rule failed ({type(exc).__name__}: {exc})", exc
         if why is None:
             before = Bounds(self._start, self._used, self._alloc, self._end)

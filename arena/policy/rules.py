@@ -294,17 +294,18 @@ def _read(rule: object) -> Parts:
             raise TypeError(f"rule {short} has no {part}: a bool (see arena.rules)")
         if not isinstance(values[part], bool):
             raise TypeError(f"rule {short}: {part} must be a bool, got {_shown(values[part])}")
-    if not callable(values["refusal"]):
+    refusal = values["refusal"]
+    if not callable(refusal):
         raise TypeError(f"rule {short} has no refusal(bounds, p, p_size, layout) method (see arena.rules)")
-    if values["separate_cursor"] and values["fallback_raises_end"]:
+    separate, on_no_room, raises_end = (values[part] is True for part in _PARTS)
+    if separate and raises_end:
         # With its own cursor the arena allocates from arena_alloc up to
         # arena_end: raising arena_end to a fallback mapping elsewhere would
         # let it commit the memory in between, which it does not own.
         raise ValueError(f"rule {short}: fallback_raises_end needs separate_cursor False (Go 1.8's pair)")
-    if type(name) is not str or not name:
+    if not isinstance(name, str) or type(name) is not str or not name:
         raise TypeError(f"rule {short}: name must be a non-empty str, got {_shown(name)}")
-    return Parts(rule, name, values["refusal"], values["separate_cursor"], values["fallback_on_no_room"],  # type: ignore[arg-type]
-                 values["fallback_raises_end"])  # type: ignore[arg-type]
+    return Parts(rule, name, refusal, separate, on_no_room, raises_end)
 
 
 _BUILTIN_PARTS = {name: _read(rule) for name, rule in BUILTIN.items()}
