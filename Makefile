@@ -11,7 +11,7 @@ BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 ARENA_REQUIRE_SHIM ?= 1
 export ARENA_REQUIRE_SHIM
 
-.PHONY: help install lint demo test test-full bench bench-quick bench-ab bench-ab-quick profile test32 bench32 docker32 dist check-dist clean
+.PHONY: help install lint demo test test-full bench bench-quick bench-ab bench-ab-quick profile test32 bench32 docker32 go-toolchains dist check-dist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,6 +78,9 @@ bench32: ## Run the benchmarks as a 32-bit i386 program (results in benchmarks/r
 
 docker32: ## Run the tests in the i386 Docker image (docker/Dockerfile.i386; base made here if it cannot be pulled)
 	tools/i386.sh docker test
+
+go-toolchains: ## Build Go 1.4, 1.8, e5a5c03, 1.9 from a git copy of Go (ARENA_GO_SRC) into ~/.cache/arena/go
+	tools/go-toolchains.sh "$(ARENA_GO_SRC)"
 
 dist: ## Build the sdist and the wheel into dist/ (python -m build)
 	tools/check-dist.sh build

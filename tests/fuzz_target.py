@@ -34,6 +34,7 @@ import arena  # noqa: E402
 from arena import LAYOUT_32, LAYOUT_64, Arena, ArenaClosed, GoThrow, HeapArenas, Layout, ReservationFailed, sysmem  # noqa: E402
 from arena.harness.check import InvariantViolation, verify, verify_or_raise  # noqa: E402
 from arena.spaces import NO_ROOM, Crowd, Fail, ScriptedMemory, peek, poke, reservations  # noqa: E402
+from arena.policy.rules import RuleFailed  # noqa: E402
 
 # -- the contract -----------------------------------------------------------------
 # callable -> (exceptions it may raise, what it returns). Nothing else may escape.
@@ -597,6 +598,97 @@ def testing_helpers(examples):
                 expect_ok(r is None or (isinstance(r, bytes) and len(r) == operator.index(size)), f"peek -> {r!r}")
                 if OWNER.may_touch(addr, len(data) if isinstance(data, bytes) else 1):
                     answered("testing.peek(addr, size) / poke(addr, data)", poke, addr, data)
+        finally:
+            OWNER.reset()
+
+    prop()
+
+
+# -- a user's rule whose parts change between reads ------------------------------------------
+# An arena reads its rule once and decides by the values it checked. A rule that answers
+# differently each time a part is read must never get past the check with the pair it forbids
+# (a separate cursor with a fallback that raises arena_end): that pair commits memory between the
+# arena's block and a fallback mapping far above, memory the arena does not own.
+
+CONTRACT.update({
+    "Arena(layout, shifting_rule, memory, start, initial_size)": (
+        (TypeError, ValueError, ReservationFailed, OSError, RuleFailed, RuntimeError),
+        "an Arena; ValueError for the forbidden pair; RuleFailed if a part raises; RuntimeError: an answer's spot is taken"),
+    "Arena.sys_alloc(n) under a shifting rule": (
+        (ArenaClosed, OSError, RuleFailed, RuntimeError), "an address or None; RuleFailed if refusal answers neither None nor a str"),
+})
+RULE_PARTS = ("separate_cursor", "fallback_on_no_room", "fallback_raises_end")
+
+
+class ShiftingRule(arena.Rule):
+    """Each part read from a script, one value per read (the last one repeats)."""
+
+    def __init__(self, script):
+        self.script, self.reads = script, {}
+
+    def _next(self, part):
+        i = self.reads.get(part, 0)
+        self.reads[part] = i + 1
+        values = self.script[part]
+        return values[min(i, len(values) - 1)]
+
+    separate_cursor = property(lambda self: self._next("separate_cursor"))
+    fallback_on_no_room = property(lambda self: self._next("fallback_on_no_room"))
+    fallback_raises_end = property(lambda self: self._next("fallback_raises_end"))
+
+    def refusal(self, bounds, p, p_size, layout):
+        return self._next("refusal")
+
+    def __repr__(self):
+        return f"ShiftingRule({self.script})"
+
+
+def shifting_scripts():
+    """Each part: a value that holds, or turns after 1-4 reads; refusal: what it answers, call by call."""
+    part = st.tuples(st.booleans(), st.integers(0, 4)).map(lambda vk: [vk[0]] * vk[1] + [not vk[0]] if vk[1] else [vk[0]])
+    refusals = st.lists(st.sampled_from(["no", "no", "no", None, 0, b"no"]), min_size=1, max_size=3)
+    return st.fixed_dictionaries({**{name: part for name in RULE_PARTS}, "refusal": refusals})
+
+
+@group
+def shifting_rules(examples):
+    """The arena's first block ends where the 32-bit sandbox (owned by this process, PROT_NONE) starts; its
+    growth is answered low, its fallback high. Whatever the rule says, and however often, the sandbox stays
+    PROT_NONE and verify finds no allocation in memory the arena did not make."""
+    layout = dataclasses.replace(LAYOUT_32, metadata_size=8192, first_sizes=(16 * MiB,), growth_step=16 * MiB)
+    mem = OWNER.memory32 if sysmem.NATIVE_BITS == 64 else OWNER.memory
+    sandbox, size, _ = OWNER.sandboxes[0]
+
+    page = layout.page_size
+
+    @settings(max_examples=examples, **SETTINGS)
+    # A page, then a request the block cannot hold (growth answered low, refused: a fallback high),
+    # then one that the forbidden pair would commit from the block's end into the sandbox; then any.
+    @given(shifting_scripts(), st.lists(st.sampled_from([page, 16 * MiB, 16 * MiB + page]), max_size=2).map(
+        lambda more: [page, 16 * MiB, 16 * MiB, *more]))
+    def prop(script, requests):
+        from arena.harness.hunt import free_spot
+
+        before = reservations()
+        low = free_spot(mem, 0x10000000, sandbox - 64 * MiB, 32 * MiB, 0.0)
+        high = free_spot(mem, 0xB0000000, 0xF0000000, 32 * MiB, 0.0)
+        memory = ScriptedMemory(mem, [None, low, high])
+        try:
+            a, _ = answered("Arena(layout, shifting_rule, memory, start, initial_size)", Arena, layout,
+                            ShiftingRule(script), memory, sandbox - 16 * MiB, 16 * MiB)
+            if a is None:
+                return
+            try:
+                for n in requests:
+                    answered("Arena.sys_alloc(n) under a shifting rule", a.sys_alloc, n)
+                foreign = [v for v in verify(a) if v.kind == "foreign"]
+                expect_ok(not foreign, f"{script}: {foreign}")
+                touched = [m for m in sysmem.mappings() if m.start < sandbox + size and sandbox < m.end and m.perms != "---p"]
+                expect_ok(not touched, f"{script}: the sandbox it does not own became {touched}")
+            finally:
+                a.close()
+            leaked = reservations() - before
+            expect_ok(not leaked, f"mappings left behind: {sorted(leaked)}")
         finally:
             OWNER.reset()
 

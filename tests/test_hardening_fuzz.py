@@ -57,3 +57,10 @@ def test_the_contract_names_every_public_callable():
     assert set(arena.__all__) >= {"Arena", "Layout"} and callable(check.verify) and callable(spaces.peek)
     assert all(isinstance(v[0], tuple) for v in fuzz_target.CONTRACT.values())
     assert sysmem.default is not None
+
+
+def test_rules_whose_parts_change_between_reads():
+    # Its own group (fuzz_target.shifting_rules): an arena decides by the values it read once and checked.
+    out = run("--examples", str(EXAMPLES), "shifting_rules")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "shifting_rules: ok" in out.stdout

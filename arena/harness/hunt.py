@@ -117,12 +117,13 @@ def arena_setups(layout: Layout) -> list[dict[str, int | None]]:
     return [{"start": s, "initial_size": n} for s in starts for n in sizes]
 
 
-def arena_target(rule: str | rules.Rule = "fixed") -> Target:
+def arena_target(rule: str | rules.Rule | rules.Parts = "fixed") -> Target:
     """The linear arena (``Arena``) under ``rule``: a built-in name, ``module:attr`` or a rule."""
-    rule = rules.resolve(rule)
+    # Read once: every scenario's arena decides by the same values, the ones checked here.
+    parts = rules.read(rule)
     return Target(
-        name=rules.name_of(rule),
-        make=lambda memory, layout, setup: Arena(layout, rule, memory=memory, **setup),
+        name=parts.name,
+        make=lambda memory, layout, setup: Arena(layout, parts, memory=memory, **setup),
         setups=arena_setups,
         categories=ARENA_CATEGORIES,
         window=arena_window,
@@ -190,7 +191,7 @@ def heap_target() -> Target:
     )
 
 
-def target_for(name: str | rules.Rule) -> Target:
+def target_for(name: str | rules.Rule | rules.Parts) -> Target:
     """The target a command-line name stands for: ``"go1.11"``, else the linear arena under that rule."""
     return heap_target() if name == RELEASE else arena_target(name)
 
@@ -374,7 +375,8 @@ class Unplayable(Exception):
 def failures(scenario: Scenario, target: Target, layout: Layout, memory: sysmem.Memory | None = None,
              *, read_maps: bool = True) -> list[Violation]:
     """What is wrong after ``scenario``: ``verify``'s violations, allocations whose bytes changed,
-    an exception the manager raised. ``Unplayable`` if the address space stopped it."""
+    an exception the manager raised, the rule's failure ("rule-failed"). ``Unplayable`` if the
+    address space stopped it."""
     try:
         replay = play(scenario, target, layout, memory)
     except (ReservationFailed, OSError, AnswerTaken) as exc:
@@ -384,6 +386,9 @@ def failures(scenario: Scenario, target: Target, layout: Layout, memory: sysmem.
     with replay.arena:
         found = verify(replay.arena, read_maps=read_maps)
         found += [Violation("bytes-changed", f"allocation at {p:#x} does not read back what was written") for p in replay.changed()]
+    if replay.failed is not None:
+        # A user's rule that raises (or answers neither None nor a str) on some scenario is a finding.
+        found.append(Violation("rule-failed", str(replay.failed)))
     return found
 
 

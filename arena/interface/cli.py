@@ -1,7 +1,8 @@
 """The arena command line: the Go issue 20259 demo, trace replays, rule hunts, annotated maps, benchmarks.
 
-A mistake of the user's (an argument, a file, a path, the environment) is
-one line on stderr and exit 2, never a traceback. What a command prints is
+A mistake of the user's (an argument, a file, a path, the environment, their
+own rule failing) is one line on stderr and exit 2, never a traceback
+(``--traceback`` shows a failing rule's). What a command prints is
 written at its end, so that a reader that stops early (``| head``) cannot
 change its exit code.
 """
@@ -15,10 +16,9 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
-
-import psutil
 
 from .. import __version__, sysmem
 from ..harness import trace
@@ -26,7 +26,8 @@ from ..harness.run import Outcome, Replay, observe
 from ..managers import NAMES, RELEASE, ReservationFailed
 from ..policy.layout import Layout
 from ..policy.rules import RULES
-from ..policy.rules import resolve as resolve_rule
+from ..policy.rules import RuleFailed
+from ..policy.rules import read as read_rule
 from ..spaces import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
 from ..words import plural, size_text
 from . import demo, report, svg
@@ -36,6 +37,9 @@ if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
     from ..harness import hunt as hunting
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Where --help sends a reader: documentation installed with the package (the
+# modules' own), since the docs/ folder is in the source distribution only.
+TRACE_DOC, RULES_DOC = "python3 -m pydoc arena.harness.trace", "python3 -m pydoc arena.policy.rules"
 # A hunt bounded by --time only: more scenarios than any time allows.
 UNBOUNDED = 10**9
 # A /proc/PID/maps dump of vm.max_map_count's 65,530 lines is ~10 MB: larger is not one.
@@ -59,7 +63,9 @@ examples:
   arena maps --pid 1234            another process's mappings
 
 exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found, {EXIT_USAGE} usage (a bad argument,
-a malformed or unreplayable trace, an output path that cannot be written)
+a malformed or unreplayable trace, an output path that cannot be written, your
+own rule failing: it raised, or returned neither None nor a str; arena hunt
+reports that as a counterexample, exit {EXIT_VIOLATION})
 
 environment: ARENA_BACKEND=cffi or ctypes chooses the memory backend
 (default: the compiled shim if it was built, else ctypes); COLUMNS is the
@@ -127,10 +133,15 @@ def _rules(choice: str | None, default: str) -> tuple[str, ...]:
 
 
 def _live(rules: tuple[str, ...], start: Callable[[str], Replay]) -> Iterator[Replay]:
-    """Each rule's run in turn, its arena open while the caller looks at it, closed after."""
+    """Each rule's run in turn, its arena open while the caller looks at it, closed after.
+
+    A user's rule that failed stops the command: ``RuleFailed``, one line and exit 2 (``main``).
+    """
     for rule in rules:
         r = start(rule)
         with r.arena:
+            if r.failed is not None:
+                raise r.failed
             yield r
 
 
@@ -287,6 +298,10 @@ def _process_maps(args: argparse.Namespace) -> tuple[int, str]:
     """``maps --pid``: another process's mappings with resident bytes; no arena runs."""
     if (args.trace, args.rule, args.layout) != (None, None, None):
         raise UsageError("--pid lists another process's mappings; it takes no --trace, --rule or --layout")
+    try:  # optional (the maps extra): it needs a compiler where it has no wheel, as on i686
+        import psutil
+    except ImportError:
+        raise UsageError("arena maps --pid needs psutil, which is not installed: pip install 'mmap-arena[maps]'") from None
     try:
         rows = process_rows(args.pid)
     except psutil.NoSuchProcess:
@@ -364,8 +379,8 @@ def _crowded(args: argparse.Namespace, layout: Layout) -> Iterator[None]:
 def _one_rule(text: str) -> str:
     """A rule for --rule: a built-in name or module:attr (loaded now, so a bad one is a usage error)."""
     try:
-        resolve_rule(text)
-    except (TypeError, ValueError) as exc:
+        read_rule(text)
+    except (TypeError, ValueError, RuleFailed) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
@@ -420,8 +435,10 @@ def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: l
             f"{result.seconds:.1f} s, {result.rate:,.0f} scenarios/s")
     if result.counterexample is None:
         return f"no counterexample: the rule held for {budget}\n{head}"
-    lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more", head, "",
-             "minimal scenario (each answer is where the kernel's answer was placed, really mapped there):"]
+    lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more", head, ""]
+    # A rule that raised (or answered neither None nor a str) is the finding itself: say so first.
+    lines += [_paragraphs(v.detail, _width()) + "\n" for v in result.violations if v.kind == "rule-failed"][:1]
+    lines += ["minimal scenario (each answer is where the kernel's answer was placed, really mapped there):"]
     lines += ["  " + line for line in str(result.counterexample).splitlines()]
     if outcomes:
         width = _width()
@@ -446,6 +463,7 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
     except (ImportError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     outcomes: list[Outcome] = []
+    failed: RuleFailed | None = None
     with _crowded(args, layout):
         # --time alone is the whole budget; neither: 1000 scenarios.
         examples = args.examples or (UNBOUNDED if args.time else 1000)
@@ -464,10 +482,14 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
                     continue  # the address space changed under the replay: shown without it
                 with r.arena:
                     outcomes.append(observe(r))
+                    if each is target:
+                        failed = r.failed
                     if args.save_trace and each is target:
                         _save(r.arena, args.save_trace)
         if outcomes and (outcomes[0].rule != result.target or not outcomes[0].violations):
             outcomes = []  # the hunted rule's replay must come first and show the failure
+    if failed is not None and args.traceback:
+        _note("".join(traceback.format_exception(failed)).rstrip("\n"))
     code = EXIT_VIOLATION if result.counterexample is not None else EXIT_OK
     if args.json:
         out = json.dumps({"command": "hunt", **result.as_json(), "rules": [o.as_json() for o in outcomes], "exit": code}) + "\n"
@@ -530,7 +552,7 @@ def _rule_options(default: str) -> argparse.ArgumentParser:
     """--rule and --layout, each saying its default for this command."""
     rules = argparse.ArgumentParser(add_help=False)
     rules.add_argument("--rule", type=_rule_or_all, metavar="RULE",
-                       help=f"a placement rule: {', '.join(RULES)}, or module:attr of your own rule (docs/rules.md); "
+                       help=f"a placement rule: {', '.join(RULES)}, or module:attr of your own rule ({RULES_DOC}); "
                             f"{RELEASE} (Go 1.11's sparse heap arenas); or all, side by side (default: {default})")
     layouts = " or ".join(sorted(trace.LAYOUTS))
     rules.add_argument("--layout", choices=sorted(trace.LAYOUTS),
@@ -548,34 +570,39 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of text")
     picture = argparse.ArgumentParser(add_help=False)
     picture.add_argument("--svg", metavar="PATH", help="also draw the address space as an SVG picture to PATH")
+    debugging = argparse.ArgumentParser(add_help=False)
+    debugging.add_argument("--traceback", action="store_true",
+                           help="when your own rule fails, show the whole traceback (default: one line naming the rule, "
+                                "the method and the exception)")
     crowding = argparse.ArgumentParser(add_help=False)
     crowding.add_argument("--crowd", metavar="MAPS", help="run among placeholders for the mappings of a /proc/PID/maps "
                           f"dump: a file, or a shipped one ({', '.join(EXAMPLE_MAPS)}) (default: none)")
 
-    d = commands.add_parser("demo", parents=[common, _rule_options("all"), picture, crowding],
+    d = commands.add_parser("demo", parents=[common, _rule_options("all"), picture, crowding, debugging],
                             help="replay Go issue 20259 with real memory, under every rule",
                             description="Replay Go issue 20259 with real memory, under each rule side by side. On 32-bit, "
                                         "legacy's violations are the bug being shown: the demo still exits 0.")
     d.add_argument("--save-trace", metavar="PATH", help="save the run as a replayable trace (needs a single --rule)")
     d.set_defaults(run=cmd_demo)
-    r = commands.add_parser("replay", parents=[common, _rule_options("the trace's own rule"), picture, crowding],
-                            help="replay a saved trace (docs/trace-format.md)",
+    r = commands.add_parser("replay", parents=[common, _rule_options("the trace's own rule"), picture, crowding, debugging],
+                            help=f"replay a saved trace (its format: {TRACE_DOC})",
                             description="Replay a trace's kernel answers with real memory and check the result; "
                                         f"exit 1 if a rule is violated. A trace holds at most {trace.MAX_STEPS:,} requests.")
     r.add_argument("trace", metavar="TRACE.json", help="a trace saved by arena demo, arena hunt or Arena.save_trace")
     r.set_defaults(run=cmd_replay)
-    m = commands.add_parser("maps", parents=[common, _rule_options("all")],
+    m = commands.add_parser("maps", parents=[common, _rule_options("all"), debugging],
                             help="the mappings of a live arena, annotated; or another process's",
                             description="Run the 20259 demo (or --trace) and print the mappings its live arena holds, "
                                         "annotated with their roles; or, with --pid, another process's mappings.")
     m.add_argument("--trace", metavar="FILE", help="replay this trace instead of the 20259 scenario (default: none)")
-    m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory")
+    m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory "
+                   "(needs psutil: the 'maps' extra)")
     m.set_defaults(run=cmd_maps)
-    h = commands.add_parser("hunt", parents=[common, picture, crowding], help="search for a counterexample to a rule, with real memory",
+    h = commands.add_parser("hunt", parents=[common, picture, crowding, debugging], help="search for a counterexample to a rule, with real memory",
                             description="Search for requests and kernel answers that break a placement rule (verify's "
                             "invariants, allocations reading back their bytes), with real mappings; the first one found "
                             "is shrunk to a minimal one. Exit 1 if found, 0 if none was within the budget, 2 for usage. "
-                            "Needs hypothesis (the 'hunt' extra). Writing your own rule: docs/rules.md.")
+                            f"Needs hypothesis (the 'hunt' extra). Writing your own rule: {RULES_DOC}.")
     h.add_argument("--rule", type=_rule_or_release, default="fixed", metavar="RULE",
                    help=f"{', '.join(RULES)}, module:attr of your own rule, or {RELEASE} (Go 1.11's sparse heap arenas) "
                         "(default: fixed)")
@@ -614,6 +641,13 @@ def main(argv: list[str] | None = None) -> int:
         # A bad ARENA_BACKEND, or ARENA_BACKEND=cffi without the shim, is the
         # environment's mistake, reported like a bad argument.
         _note(f"arena {args.command}: {exc}")
+        return EXIT_USAGE
+    except RuleFailed as exc:
+        # The user's rule failed, not a rule violation: exit 1 would read as
+        # "violation found". One line; --traceback shows where it failed.
+        _note(f"arena {args.command}: {exc}" + ("" if getattr(args, "traceback", False) else " (--traceback shows where)"))
+        if getattr(args, "traceback", False):
+            _note("".join(traceback.format_exception(exc)).rstrip("\n"))
         return EXIT_USAGE
     except KeyboardInterrupt:
         _note(f"\narena {args.command}: interrupted")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import sysmem
 from ..policy.layout import Layout
-from ..policy.rules import RULES, Rule
+from ..policy.rules import RULES, Parts, Rule
 from .heaparenas import RELEASE, GoThrow, HeapArenas
 from .linear import Arena, ReservationFailed
 from .vocabulary import ArenaClosed, Bounds, Event, HeapState, Region, Stats
@@ -13,7 +13,7 @@ NAMES = (*RULES, RELEASE)
 
 
 def open_manager(
-    rule: str | Rule,
+    rule: str | Rule | Parts,
     layout: Layout,
     memory: sysmem.Memory | None = None,
     start: int | None = None,

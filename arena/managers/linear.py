@@ -13,7 +13,7 @@ import dataclasses
 import errno
 import sys
 from collections import deque
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
 from .. import sysmem
 from ..policy import rules
@@ -21,15 +21,6 @@ from ..policy.layout import LAYOUT_64, Layout, MiB, check_layout
 from ..policy.rules import Bounds, Rule
 from .lifetime import Manager, _Ranges
 from .vocabulary import ArenaClosed, Event, Stats, binary_end, round_up
-
-
-class _RuleParts(NamedTuple):
-    """What the arena reads of its rule, read once when it is made (see ``arena.rules.Rule``)."""
-
-    refusal: Callable[[Bounds, int, int, Layout], str | None]
-    separate_cursor: bool
-    fallback_on_no_room: bool
-    fallback_raises_end: bool
 
 
 class ReservationFailed(MemoryError):
@@ -50,6 +41,9 @@ class Arena(Manager):
       (Go issue 20259); ``"go1.9"``, Go 1.9: a separate allocation cursor;
       ``"strict"``: only the exact hint. Or ``"module:attr"`` naming a rule of
       your own, or a ``Rule`` object. (Go 1.11's sparse heap is ``HeapArenas``.)
+      It is read once (``rules.read``); a rule that fails is a
+      ``rules.RuleFailed``, from ``sys_alloc`` after the region it was asked
+      about is given back.
     - ``memory``: the OS memory layer (``arena.sysmem``); ``None`` takes
       ``sysmem.default()``. An ``arena.testing.ScriptedMemory`` places the
       kernel's answers where a test says.
@@ -73,7 +67,7 @@ class Arena(Manager):
     def __init__(
         self,
         layout: Layout = LAYOUT_64,
-        rule: str | Rule = "fixed",
+        rule: str | Rule | rules.Parts = "fixed",
         memory: sysmem.Memory | None = None,
         start: int | None = None,
         initial_size: int | None = None,
@@ -85,14 +79,14 @@ class Arena(Manager):
             if not 0 <= history < sys.maxsize:
                 raise ValueError(f"history must be None or the number of decisions to keep (0: none), got {history}")
         check_layout(layout)  # before the rule: a wrong layout is reported first
-        rule = rules.resolve(rule)
+        # Read once, into the values that were checked (rules.Parts): a rule
+        # whose parts change later cannot change how the arena behaves, nor
+        # slip a pair the check forbids past it. One attribute, not four: past
+        # 30 instance attributes CPython 3.11 loses its fast attribute access.
+        self._rule = parts = rules.read(rule)
         memory = self._take(layout, memory)
         # rule is the rule's name (what reports, JSON and traces show); placement the rule itself.
-        self.placement, self.rule = rule, rules.name_of(rule)
-        # Read once: a rule cannot change how an arena behaves after it is made.
-        # One attribute, not four: past 30 instance attributes CPython 3.11
-        # loses its fast attribute access, and the hot path pays for it.
-        self._rule = _RuleParts(rule.refusal, rule.separate_cursor, rule.fallback_on_no_room, rule.fallback_raises_end)
+        self.placement, self.rule = parts.rule, parts.name
         # The hot path reads these as plain attributes, not through layout and memory
         # (_take keeps _top, _limit and _mem_reserve so too).
         self._page, self._step, self._max_mem = layout.page_size, layout.growth_step, layout.max_mem
@@ -282,9 +276,10 @@ class Arena(Manager):
         hint, used_before = self._end, self._used
         try:
             why, failure = self._accepts(p, p_size), None
-        except Exception as exc:
-            # A rule that fails refuses: the region is given back and recorded before the error is raised.
-            why, failure = f"the rule failed ({type(exc).__name__}: {exc})", exc
+        except BaseException as exc:
+            # A rule that fails (RuleFailed), or is interrupted, refuses: the region
+            # is given back and recorded before the error is raised.
+            why, failure = str(exc) if isinstance(exc, rules.RuleFailed) else f"the rule failed ({type(exc).__name__}: {exc})", exc
         if why is None:
             before = Bounds(self._start, self._used, self._alloc, self._end)
             self._regions.append((p, p_size, "reservation"))
@@ -318,10 +313,8 @@ class Arena(Manager):
         # Every rule: the heap spans at most max_mem + 1 bytes from arena_start.
         if p + p_size - self._start - 1 > self.layout.max_mem:
             return f"region ends past arena_start + max_mem ({self._start + self.layout.max_mem:#x})"
-        why = self._rule.refusal(Bounds(self._start, self._used, self._alloc, self._end), p, p_size, self.layout)
-        if why is not None and not isinstance(why, str):
-            raise TypeError(f"rule {self.rule}: refusal must return None or a reason (str), not {why!r}")
-        return why
+        # RuleFailed if the rule raises or answers neither None nor a str; it is handed a copy of the layout.
+        return self._rule.refuse(Bounds(self._start, self._used, self._alloc, self._end), p, p_size, self.layout)
 
     def _commit(self, p: int, n: int) -> int | None:
         # [p, p + n) lies inside the current block, which the arena reserved and
