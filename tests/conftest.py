@@ -1,5 +1,8 @@
 import ctypes
+import fcntl
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -23,6 +26,11 @@ M_ARENA_MAX = -8
 ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
 # What a worker of pytest -n inherits from this process, as a test run without -n sees it.
 TERMINAL = ("COLUMNS", "LINES")
+# Held by each test that checks no test program outlives it (tests/tracees.py):
+# that check counts every process of a test program's name on the machine, so
+# two such tests at once (make test's other backend, a pytest -n worker) would
+# see each other's programs.
+PROGRAMS_LOCK = Path(tempfile.gettempdir()) / "arena-test-programs.lock"
 
 
 def pytest_configure(config):
@@ -99,6 +107,17 @@ class _Reservations:
 
 
 _reservations = _Reservations()
+
+
+@pytest.fixture(autouse=True)
+def one_test_with_programs_at_a_time(request):
+    """A test that uses ``no_leftover_processes`` runs while no other such test runs on this machine."""
+    if "no_leftover_processes" not in request.fixturenames:
+        yield
+        return
+    with open(PROGRAMS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(autouse=True)
