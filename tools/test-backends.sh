@@ -28,8 +28,11 @@ trap 'rm -rf "$logs"' EXIT
 declare -A pid_of backend_of
 start=$SECONDS
 for b in "${backends[@]}"; do
-    ARENA_BACKEND="$b" env -u PYTHONDONTWRITEBYTECODE \
-        "$python" -m pytest "${spread[@]}" "$@" >"$logs/$b.log" 2>&1 &
+    # A command started with & in a script ignores SIGINT, and so would every
+    # program the tests start (Python then never raises KeyboardInterrupt):
+    # the run gets the default back, as in the foreground.
+    (trap - INT QUIT; ARENA_BACKEND="$b" exec env -u PYTHONDONTWRITEBYTECODE \
+        "$python" -m pytest "${spread[@]}" "$@") >"$logs/$b.log" 2>&1 &
     pid_of[$b]=$!
     backend_of[$!]=$b
 done
