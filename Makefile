@@ -37,10 +37,10 @@ demo: install ## Replay Go issue 20259 with real memory under every rule
 # workers when a run has more than one core to itself, as ARENA_BACKEND=cffi make test has).
 # The profile (tests/budget.py): dev, a fifth of each property test's examples and
 # loop's repeats, unless $$CI is set or ARENA_TEST_PROFILE=ci names the whole budget.
-test: install ## Run the test suite once per backend (cffi, ctypes), both at once (~1 min; dev profile)
+test: install ## Run the test suite once per backend (cffi, ctypes), both at once (dev profile: see README)
 	@tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
 
-test-full: install ## The same with every test's whole budget (the ci profile, as CI runs it; ~2 min)
+test-full: install ## The same with every test's whole budget (the ci profile, as CI runs it)
 	@ARENA_TEST_PROFILE=ci tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -25,14 +25,18 @@ trap 'rm -rf "$logs"' EXIT
 # pytest rewrites the asserts of every module it imports for tests and
 # plugins (hypothesis's too) and caches the result as bytecode; with
 # PYTHONDONTWRITEBYTECODE set, each worker would redo it at every start.
+DEFAULT_SIGINT='import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]])'
 declare -A pid_of backend_of
 start=$SECONDS
 for b in "${backends[@]}"; do
-    # A command started with & in a script ignores SIGINT, and so would every
-    # program the tests start (Python then never raises KeyboardInterrupt):
-    # the run gets the default back, as in the foreground.
-    (trap - INT QUIT; ARENA_BACKEND="$b" exec env -u PYTHONDONTWRITEBYTECODE \
-        "$python" -m pytest "${spread[@]}" "$@") >"$logs/$b.log" 2>&1 &
+    # A command started with & in a script ignores SIGINT (so does one under
+    # nohup or a runner that ignores it), and so would every program the tests
+    # start: Python then never raises KeyboardInterrupt. pytest starts with
+    # the default, as from a terminal.
+    ARENA_BACKEND="$b" env -u PYTHONDONTWRITEBYTECODE "$python" -c "$DEFAULT_SIGINT" \
+        "${spread[@]}" "$@" >"$logs/$b.log" 2>&1 &
     pid_of[$b]=$!
     backend_of[$!]=$b
 done
