@@ -70,10 +70,10 @@ docker32: ## Run the tests in the i386 Docker image (docker/Dockerfile.i386; bas
 go-toolchains: ## Build Go 1.4, 1.8, e5a5c03, 1.9 from a git copy of Go (ARENA_GO_SRC) into ~/.cache/arena/go
 	tools/go-toolchains.sh "$(ARENA_GO_SRC)"
 
-dist: ## Build the sdist and the wheel into dist/ (python -m build)
+dist: ## Build the sdist and manylinux wheels (x86-64; i686 in the i386 root, as root) into dist/
 	tools/check-dist.sh build
 
-check-dist: ## Build both, then install each as a user would and check it (what CI runs; ~3 min)
+check-dist: ## Build the sdist and both wheels, install each as a user would and check it (what CI runs; root; ~7 min)
 	tools/check-dist.sh
 
 clean: ## Remove .venv, build products and caches
