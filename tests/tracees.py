@@ -17,7 +17,7 @@ SOURCES = Path(__file__).parent / "programs" / "tracee"
 # The process names (comm) of every test program: none may be left running, stopped or unreaped.
 NAMES = {"mapper", "linear_arena", "ignore_term", "forker", "self_tracer", "churn", "alloc", "mapper32",
          "linear_arena32", "ignore_term32", "forker32", "self_tracer32", "churn32", "alloc32", "alloc64",
-         "setuid_mapper", "old_mmap32"}
+         "setuid_mapper", "old_mmap32", "go_linear32"}
 WIDTHS = [64, 32] if sysmem.NATIVE_BITS == 64 else [32]
 
 

@@ -180,12 +180,11 @@ def _linear(calls: list[Record]) -> GoHeap | None:
             gone.released_at = c.index
             arena_parts = [(h, s) for h, s in arena_parts if h is not gone]
             fallbacks = True
-        elif _is_commit(r):
+        elif _is_commit(r) and _inside(arena_parts, c.hint, c.hint + c.size):
             for h, start in arena_parts:
-                if start <= c.hint and c.hint + c.size <= h.end:
+                if start < c.hint + c.size and c.hint < h.end:
                     h.used = True
-                    requests.append(c.size)
-                    break
+            requests.append(c.size)
         elif (fallbacks and c.adjustable and not c.hinted and c.prot == _READ_WRITE and c.size % GO_PAGE == 0
               and c.size >= HEAP_CHUNK + GO_PAGE):
             f = _reservation(r, "fallback")
@@ -195,6 +194,17 @@ def _linear(calls: list[Record]) -> GoHeap | None:
                 # Go moves arena_end to a fallback's end: a growth may be hinted there.
                 arena_parts.append((f, f.end))
     return GoHeap(LINEAR, 32, reservations, requests, r0.call.size - METADATA_32)
+
+
+def _inside(parts: list[tuple[Reservation, int]], start: int, end: int) -> bool:
+    """Whether arena parts cover ``[start, end)``: a commit may span a region and its contiguous growth."""
+    at = start
+    while at < end:
+        nxt = max((h.end for h, s in parts if s <= at < h.end), default=None)
+        if nxt is None:
+            return False
+        at = nxt
+    return True
 
 
 def _round(x: int) -> int:

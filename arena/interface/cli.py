@@ -59,12 +59,13 @@ examples:
   arena hunt --rule legacy         search for a counterexample to a rule
   arena maps --pid 1234            another process's mappings
   arena run --adversary gap -- ./prog arg
-                                   a real program with its mmap answers made adversarial
-  arena demo --real                Go 1.8, its fix, Go 1.9 and Debian's Go, for real
+                                   a real program, mmap answers made adversarial
+  arena demo --real                Go 1.8, its fix, Go 1.9, Debian's Go: real
 
-exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found (run, and replay of a real
-program's trace: the program failed), {EXIT_USAGE} usage (a bad argument, a malformed or unreplayable
-trace, an output path that cannot be written, a program that cannot be run or traced)
+exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found, {EXIT_USAGE} usage (a bad argument,
+a malformed or unreplayable trace, an output path that cannot be written, a
+program that cannot be run or traced); for run, and the replay of a real
+program's trace, {EXIT_VIOLATION} means the program failed
 
 environment: ARENA_BACKEND=cffi or ctypes chooses the memory backend
 (default: the compiled shim if it was built, else ctypes); COLUMNS is the
@@ -645,8 +646,8 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--no-maps", action="store_true", help="check against the arena's history only, without reading "
                    "/proc/self/maps (faster)")
     h.set_defaults(run=cmd_hunt)
-    u = commands.add_parser("run", parents=[common], usage="arena run [-h] [--json] [--adversary NAME] [--timeout SECONDS] "
-                            "[--save-trace PATH] [--all-calls] -- PROGRAM [ARG ...]", help="run a real program with its mmap answers made adversarial",
+    u = commands.add_parser("run", parents=[common], usage="arena run [-h] [--json] [--adversary NAME] [--timeout SECONDS]\n"
+                            "                 [--save-trace PATH] [--all-calls] -- PROGRAM [ARG ...]", help="run a real program with its mmap answers made adversarial",
                             description="Run PROGRAM under ptrace with the kernel's answers to its mmap calls decided by an "
                             "adversary: a hint moved (the kernel still places the mapping, for real) or a call failed "
                             "with ENOMEM; MAP_FIXED calls are never changed. Its output passes through; then the calls "

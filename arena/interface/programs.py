@@ -93,13 +93,13 @@ def run(command: list[str], adversary: str, *, timeout: float | None, save: str 
         return code, json.dumps({"command": "run", "adversary": outcome.adversary, "program": _program_json(outcome),
                                  **_calls_json(outcome), "go_heap": heap.describe() if heap else None,
                                  "trace": save, "exit": code}) + "\n"
-    lines = ["", f"arena run: {outcome.executable} ({outcome.bits}-bit) under adversary {outcome.adversary}",
+    lines = ["", realtext.wrap(f"arena run: {outcome.executable} ({outcome.bits}-bit) under adversary {outcome.adversary}", width),
              realtext.calls_table(outcome, heap, width, every)]
     if heap is not None:
-        lines.append(f"Go's heap: {heap.describe()}")
+        lines.append(realtext.wrap(f"Go's heap: {heap.describe()}", width))
     lines.append(realtext.verdict(outcome, width))
     if save:
-        lines.append(f"trace saved: {save} (replay it with: arena replay {save})")
+        lines.append(realtext.wrap(f"trace saved: {save} (replay it with: arena replay {save})", width))
     return code, "\n".join(lines) + "\n"
 
 

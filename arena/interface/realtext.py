@@ -117,17 +117,16 @@ def _rows(chosen: list[Record], notes: dict[int, str]) -> list[list[str]]:
 
 
 def _rest(rest: list[Record]) -> str:
+    """The calls not shown, counted by kind, most first."""
     kinds: dict[str, int] = {}
     for r in rest:
         c = r.call
-        if c.syscall.startswith("mmap") and c.flags & MAP_FIXED:
-            kind = "MAP_FIXED mappings (commits inside reservations)"
-        elif c.syscall.startswith(("mmap", "old")):
-            kind = "other mmaps, kept"
+        if c.syscall.startswith(("mmap", "old")):
+            kind = "MAP_FIXED mmap" if c.flags & MAP_FIXED else "other mmap"
         else:
-            kind = c.syscall + "s"
+            kind = c.syscall
         kinds[kind] = kinds.get(kind, 0) + 1
-    return ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return ", ".join(plural(n, kind) for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
 
 def calls_table(outcome: Outcome, heap: GoHeap | None, width: int, every: bool = False) -> str:
