@@ -109,6 +109,15 @@ def test_replay_options_belong_to_one_kind_of_trace(go_linear, tmp_path):
     assert "--timeout" in one_line(arena_cmd("replay", "--timeout", "5", str(model)), "replay")
 
 
+def test_a_replay_whose_program_is_gone_is_one_line(tmp_path):
+    program = tmp_path / "gone"
+    shutil.copy(shutil.which("true"), program)
+    trace = tmp_path / "run.json"
+    assert arena_cmd("run", "--save-trace", str(trace), "--", str(program)).returncode == 0
+    program.unlink()
+    assert "no such file" in one_line(arena_cmd("replay", str(trace)), "replay")
+
+
 def test_a_broken_process_trace_is_one_line(tmp_path):
     trace = tmp_path / "run.json"
     arena_cmd("run", "--save-trace", str(trace), "--", "true")
@@ -220,13 +229,30 @@ def test_setuid_programs_are_refused(build, tmp_path):
 
 
 def test_ctrl_c_kills_the_program_and_exits_130(build):
+    from arena.tracer import _ptrace
+    from tracees import descendants
+
+    # The program, killed with its tracer, is an orphan: it comes back to this process (as to init) to be reaped.
+    _ptrace.prctl(_ptrace.PR_SET_CHILD_SUBREAPER, 1)
     code = "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
     p = subprocess.Popen([sys.executable, "-c", code, "run", "--", str(build("ignore_term"))],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "ignoring SIGTERM\n"
+    running = descendants(p.pid)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    deadline = time.monotonic() + 20
+    while running and time.monotonic() < deadline:
+        for pid in list(running):
+            try:
+                gone = os.waitpid(pid, os.WNOHANG)[0] == pid
+            except ChildProcessError:
+                gone = not os.path.exists(f"/proc/{pid}")
+            if gone:
+                running.discard(pid)
+        time.sleep(0.02)
+    assert not running, f"still there: {running}"
 
 
 # -- demo --real -------------------------------------------------------------------------------------

@@ -111,9 +111,21 @@ def leftovers(before: set[int]) -> list[str]:
             if pid not in before and (pid in mine or name in NAMES)]
 
 
+@pytest.fixture(scope="session")
+def ptrace_allowed() -> None:
+    """Skip, saying why and what allows it, where this process may not trace its children (a container's
+    seccomp profile, Yama): every test of a traced run needs it."""
+    from arena import tracer
+
+    try:
+        tracer.run(["true"], timeout=60)
+    except tracer.PtraceRefused as exc:
+        pytest.skip(f"ptrace is refused here: {exc}")
+
+
 @pytest.fixture(autouse=False)
-def no_leftover_processes() -> Iterator[None]:
-    """No process the test started may remain: not running, not stopped, not a zombie."""
+def no_leftover_processes(ptrace_allowed: None) -> Iterator[None]:
+    """No process the test started may remain: not running, not stopped, not a zombie (and ptrace is allowed)."""
     before = set(_processes())
     yield
     deadline = time.monotonic() + 3
