@@ -114,12 +114,16 @@ def beside(outcome: RunOutcome, rules: tuple[str, ...] | None = None, memory: sy
         raise ValueError("the model of a 64-bit program's heap needs a 64-bit Python")
     real, real_words = real_verdict(outcome, heap)
     fit = rules_for(heap)
-    chosen = fit if rules is None else tuple(r for r in rules if r in fit)
+    # A linear heap runs under any rule of the linear arena (yours too, module:attr); heap arenas under go1.11.
+    chosen = fit if rules is None else tuple(r for r in rules if (r != RELEASE) == (heap.design == LINEAR))
+    unfit = [] if rules is None else [r for r in rules if r not in chosen]
     inner = memory if memory is not None else sysmem.default(address_bits=heap.bits)
     layout = LAYOUT_32 if heap.bits == 32 else LAYOUT_64
     shift = _shift(heap, inner)
     notes = [] if not shift else [f"the program's addresses are taken in this process: the model's are moved by "
                                   f"{shift:+#x} (shown as the program's)"]
+    notes += [f"{r}: not a model of this heap ({'Go 1.11' if heap.design == SPARSE else 'Go 1.8 to 1.10'}'s): "
+              f"use {' or '.join(fit)}" for r in unfit]
     runs = []
     for rule in chosen:
         answers = _Answers(heap, shift, inner)

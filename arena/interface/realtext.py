@@ -194,9 +194,9 @@ def beside_text(b: Beside, width: int) -> str:
     rows += [[r.rule, r.words, "yes" if r.agrees else "no"] for r in b.runs]
     text = columns(rows)
     if width_of(text) > width:
-        room = max(width - len("go1.11") - len("as the program did") - 6, 30)
+        room = max(width - max(len(r[0]) for r in rows) - len(rows[0][2]) - 8, 30)
         text = columns([[r[0], textwrap.fill(r[1], room, break_on_hyphens=False), r[2]] for r in rows])
-    lines += ["  " + line for line in text.splitlines()]
+    lines += ["  " + line for line in text.splitlines()] if b.runs else []
     lines += [wrap(f"note: {n}", width, "  ") for n in b.notes]
     return "\n".join(lines)
 
