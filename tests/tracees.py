@@ -104,11 +104,13 @@ def descendants(root: int, procs: dict[int, tuple[str, str, int]] | None = None)
 
 
 def leftovers(before: set[int]) -> list[str]:
-    """New processes that are ours (descendants of this one) or test programs, in any state (zombies too)."""
+    """New processes that are ours (descendants of this one) or orphaned test programs (their parent gone, adopted
+    by init), in any state (zombies too). A test program whose parent lives and is not ours belongs to another
+    test run on the same machine."""
     procs = _processes()
     mine = descendants(os.getpid(), procs)
     return [f"{pid} {name} state {state} parent {ppid}" for pid, (name, state, ppid) in sorted(procs.items())
-            if pid not in before and (pid in mine or name in NAMES)]
+            if pid not in before and (pid in mine or (name in NAMES and (ppid == 1 or ppid not in procs)))]
 
 
 @pytest.fixture(scope="session")

@@ -105,8 +105,8 @@ class GoHeap:
         if self.design == LINEAR:
             growths = self.role("growth")
             low = sum(g.below for g in growths)
-            return (f"Go's linear heap arena (Go 1.8 to 1.10), {self.bits}-bit: {plural(len(growths), 'growth')}"
-                    f"{f', {low:,} answered below the heap' + chr(39) + 's end' if low else ''}, "
+            below = f", {low:,} answered below the heap's end" if low else ""
+            return (f"Go's linear heap arena (Go 1.8 to 1.10), {self.bits}-bit: {plural(len(growths), 'growth')}{below}, "
                     f"{plural(len(self.role('fallback')), 'fallback')}; {plural(len(self.requests), 'request')}")
         tries = self.role("hint", "aligned")
         missed = sum(not t.at_hint for t in self.role("hint"))
@@ -126,8 +126,8 @@ def _answer(r: Record) -> int | None:
     return r.answer if r.answer is not None and r.answer >= 0 else None
 
 
-def _reservation(r: Record, role: str, **more: object) -> Reservation:
-    return Reservation(r.call.index, role, r.call.hint, r.call.size, _answer(r), r.moved_to, **more)  # type: ignore[arg-type]
+def _reservation(r: Record, role: str) -> Reservation:
+    return Reservation(r.call.index, role, r.call.hint, r.call.size, _answer(r), r.moved_to)
 
 
 def _is_commit(r: Record) -> bool:

@@ -127,6 +127,8 @@ def beside(outcome: RunOutcome, rules: tuple[str, ...] | None = None, memory: sy
     runs = []
     for rule in chosen:
         answers = _Answers(heap, shift, inner)
+        # ScriptedMemory takes a list: the same callable for every reservation the model can make (past the
+        # list it would ask the kernel, as the callable does when it has no answer).
         scripted = ScriptedMemory(inner, [answers] * (4 * (len(heap.requests) + len(heap.reservations)) + 512))
         manager = _manager(heap, rule, layout, scripted, shift)
         with manager:
@@ -199,10 +201,9 @@ class _Answers:
         return found
 
     def _moved(self, r: Reservation | None, hint: int) -> Answer:
-        """A growth: the program's answer where it was moved away from its hint; the kernel at the model's hint otherwise."""
-        if r is None or (r.at_hint and r.hint + self.shift == hint):
-            return self._exact(r)
-        if r.at_hint:
+        """A growth: where the program's was placed; but one honoured at the program's hint, asked by the model at
+        another hint, is left to the kernel at the model's hint (honoured again where it is free)."""
+        if r is not None and r.at_hint and r.hint + self.shift != hint:
             return None
         return self._exact(r)
 
