@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The tests of real programs (the tracer, the Go and C test programs, arena run/replay/demo --real).
+REAL_TESTS := tests/test_tracer.py tests/test_tracer_record.py tests/test_adversaries.py tests/test_programs.py \
+	tests/test_real_model.py tests/test_run_cli.py
 # The whole suite runs once per backend (compiled, then ctypes); ARENA_BACKEND=... picks one.
 BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 # The install compiles the shim or fails, so that the cffi run of the suite
@@ -11,7 +14,7 @@ BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 ARENA_REQUIRE_SHIM ?= 1
 export ARENA_REQUIRE_SHIM
 
-.PHONY: help install lint demo test bench bench-quick profile test32 bench32 docker32 go-toolchains dist check-dist clean
+.PHONY: help install lint demo demo-real test test-real bench bench-quick profile test32 bench32 docker32 go-toolchains dist check-dist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +35,12 @@ lint: $(VENV)/.lint-installed ## Check the layers: no import goes up a layer or 
 
 demo: install ## Replay Go issue 20259 with real memory under every rule
 	$(PY) -m arena demo
+
+demo-real: install ## Go 1.8, its fix, Go 1.9 and Debian's Go under an adversarial kernel, for real (old Go: make go-toolchains)
+	$(PY) -m arena demo --real
+
+test-real: install ## The real-program tests once, the slow ones too (arena demo --real 10 times); ~5 min
+	ARENA_SLOW=1 $(PY) -m pytest $(REAL_TESTS) $(PYTEST_ARGS)
 
 test: install ## Run the test suite once per backend (cffi, ctypes)
 	@status=0; for b in $(BACKENDS); do \
