@@ -225,11 +225,12 @@ class HeapArenas(Manager):
         memory layer raises (nothing registered then).
         """
         n = self._int("n", n)
-        # _inside, inlined: growth is measured against C.
+        # _enter, inlined: growth is measured against C.
         self._lock.acquire()
         if self._flags:
+            state = self._flags  # read under the lock: another thread may change it after
             self._lock.release()
-            self._refuse("sys_alloc", self._flags)
+            self._refuse("sys_alloc", state)
         self._flags = _INSIDE
         try:
             return self._sys_alloc(self._page_multiple("n", n, positive=True))
@@ -383,29 +384,41 @@ class HeapArenas(Manager):
         ``TypeError`` for a non-int, ``ArenaClosed``, ``ReentrantCall`` from inside another call on it.
         """
         addr = self._int("addr", addr)
-        with self._inside("contains"):
+        self._enter("contains")
+        try:
             return 0 <= addr < self._top and self._lookup(self._arena_index(addr)) is not None
+        finally:
+            self._leave()
 
     @property
     def arenas(self) -> list[int]:
         """Start addresses of the registered heap arenas, lowest first."""
-        with self._inside("arenas", open_only=False):
+        self._enter("arenas", open_only=False)
+        try:
             return sorted(
                 self._arena_base(l1 << self._l2_bits | l2)
                 for l1, l2s in enumerate(self._index) if l2s is not None for l2 in l2s
             )
+        finally:
+            self._leave()
 
     @property
     def hints(self) -> list[tuple[int, bool]]:
         """The arena hints ``(address, down)``, the next one tried first."""
-        with self._inside("hints", open_only=False):
+        self._enter("hints", open_only=False)
+        try:
             return [(addr, down) for addr, down in reversed(self._hints)]
+        finally:
+            self._leave()
 
     @property
     def state(self) -> HeapState:
         """What the manager holds now (``HeapState``): the next hint, the number of heap arenas, the pre-reservation."""
-        with self._inside("state", open_only=False):
+        self._enter("state", open_only=False)
+        try:
             return self._state()
+        finally:
+            self._leave()
 
     @property
     def events(self) -> list[Event]:
@@ -419,7 +432,8 @@ class HeapArenas(Manager):
         missed hints as rejections; what was released without a stat (missed hints, trimmed ends)
         as ``released_after_rejection``."""
         t = Stats()
-        with self._inside("stats", open_only=False):
+        self._enter("stats", open_only=False)
+        try:
             for step, request, _, size, returned, verdict, *_ in self._events:
                 if returned is not None and verdict in ANSWERED:
                     t.reservations += 1
@@ -435,6 +449,8 @@ class HeapArenas(Manager):
                 if step == "aligned" and verdict in ("reserved", "trimmed"):
                     t.noncontiguous += 1
             t.reserved = sum(size for _, size, _ in self._regions)
+        finally:
+            self._leave()
         return t
 
     def _trace_start(self) -> tuple[int, dict[str, Any]]:

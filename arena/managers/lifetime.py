@@ -16,7 +16,7 @@ import warnings
 import weakref
 from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import Any, Callable, Iterator, NoReturn, Self
+from typing import Any, Callable, NoReturn, Self
 
 from .. import sysmem
 from ..policy.layout import Layout, check_layout
@@ -26,8 +26,11 @@ from .vocabulary import ArenaClosed, ReentrantCall, Region
 
 # A manager's state (``_flags``) is bits, so that the hot path's one test sees
 # both reasons a call cannot go on: this thread is already inside a call on the
-# manager (a rule, a memory layer or an argument called back into it; the
-# lock is an RLock, so that this is an error and not a deadlock), or it is closed.
+# manager, or it is closed. Every call sets _INSIDE while it holds the lock:
+# code that runs meanwhile on this thread (a rule, a memory layer, a finalizer
+# the collector runs, a signal handler) and calls back finds it. The lock is an
+# RLock, so that such a call is an error (ReentrantCall), not a deadlock, and
+# never runs in the middle of another.
 _INSIDE, _CLOSED = 1, 2
 
 
@@ -94,7 +97,6 @@ class Manager:
         self.layout = layout
         self.memory = memory
         self._lock = threading.RLock()
-        self._flags = 0
         # Read by _reserve as plain attributes, not through layout and memory: Arena's hot path calls it.
         self._top, self._limit, self._mem_reserve = 1 << layout.address_bits, memory.limit, memory.reserve
         self._regions: list[tuple[int, int, str]] = []
@@ -105,6 +107,7 @@ class Manager:
         # needs them.
         self._exports = views.Exports(self, layout.page_size)
         self._by_address = _Ranges()
+        self._flags = 0  # last: until it is set, the finalizer has nothing to give back
         return memory
 
     # -- arguments -------------------------------------------------------------
@@ -182,12 +185,12 @@ class Manager:
                 "(a rule, a memory layer or an argument's __index__ called back into it): make it after that call returns")
         raise ArenaClosed("the arena is closed")
 
-    @contextlib.contextmanager
-    def _inside(self, call: str, open_only: bool = True) -> Iterator[None]:
-        """The lock, for a call off the hot paths (they inline it); ``open_only``: ``ArenaClosed`` once closed.
+    def _enter(self, call: str, open_only: bool = True) -> None:
+        """Take the lock for ``call`` (the hot paths inline this); ``_leave`` gives it back.
 
         Another thread waits; this thread, already inside a call on the
         manager, gets ``ReentrantCall``, and the outer call goes on.
+        ``ArenaClosed`` once closed, if ``open_only``.
         """
         self._lock.acquire()
         state = self._flags
@@ -195,11 +198,10 @@ class Manager:
             self._lock.release()
             self._refuse(call, state)
         self._flags = state | _INSIDE
-        try:
-            yield
-        finally:
-            self._flags &= _CLOSED
-            self._lock.release()
+
+    def _leave(self) -> None:
+        self._flags &= _CLOSED
+        self._lock.release()
 
     # -- queries ---------------------------------------------------------------
 
@@ -249,11 +251,12 @@ class Manager:
             addr = self._int("addr", addr)
         if size is not None and type(size) is not int:
             size = self._int("size", size)
-        # _inside, inlined: views are made often.
+        # _enter, inlined: views are made often.
         self._lock.acquire()
         if self._flags:
+            state = self._flags  # read under the lock: another thread may change it after
             self._lock.release()
-            self._refuse("view", self._flags)
+            self._refuse("view", state)
         self._flags = _INSIDE
         try:
             if self._history is None:
@@ -285,8 +288,11 @@ class Manager:
         p = self.sys_alloc(n)
         if p is None:
             return None
-        with self._inside("alloc"):  # ArenaClosed if another thread closed it since sys_alloc returned
+        self._enter("alloc")  # ArenaClosed if another thread closed it since sys_alloc returned
+        try:
             return self._exports.export(p, n)
+        finally:
+            self._leave()
 
     def address_of(self, view: memoryview) -> int:
         """The address of the first byte of ``view``: one from ``view`` or ``alloc``, or a slice of one.
@@ -335,7 +341,8 @@ class Manager:
         An arena never closed is closed by the garbage collector, as a file
         is, with a ``ResourceWarning``: once no view of it is left.
         """
-        with self._inside("close", open_only=False):
+        self._enter("close", open_only=False)
+        try:
             if self._flags & _CLOSED and not self._unreleased:
                 return
             # As mmap.close(): nothing is unmapped while a view could still reach it.
@@ -343,6 +350,8 @@ class Manager:
             if alive:
                 raise BufferError(f"cannot close: {plural(alive, 'view')} of arena memory {'is' if alive == 1 else 'are'} still alive")
             self._unreleased, error = _give_back(self.memory, self._take_mappings())
+        finally:
+            self._leave()
         if error is not None:
             raise error
 
@@ -369,7 +378,7 @@ class Manager:
         if _finalizing() or (getattr(self, "_flags", _CLOSED) & _CLOSED and not getattr(self, "_unreleased", None)):
             return
         if not self._lock.acquire(False):
-            return  # held by a thread the interpreter stopped: nothing to be done safely
+            return  # cannot be: a thread inside a call holds the manager; were it so, nothing is safe here
         try:
             types = [weakref.ref(t) for t in self._exports.types()]
             with contextlib.suppress(Exception):  # warnings turned into errors must not keep the mappings

@@ -238,11 +238,12 @@ class Arena(Manager):
         # into the arena finds it free.
         if type(n) is not int:
             n = self._int("n", n)
-        # _inside, inlined (acquire/release, not "with": half the cost of a lock on the hot path).
+        # _enter, inlined (acquire/release, not "with": half the cost of a lock on the hot path).
         self._lock.acquire()
         if self._flags:
+            state = self._flags  # read under the lock: another thread may change it after
             self._lock.release()
-            self._refuse("sys_alloc", self._flags)
+            self._refuse("sys_alloc", state)
         self._flags = _INSIDE
         try:
             # The usual request, a page multiple within max_mem, costs a few comparisons.
@@ -420,8 +421,18 @@ class Arena(Manager):
         ``ReentrantCall`` from inside another call on the arena.
         """
         addr = self._int("addr", addr)
-        with self._inside("contains"):
+        # _enter, inlined: verify asks it of every allocation.
+        self._lock.acquire()
+        if self._flags:
+            state = self._flags  # read under the lock: another thread may change it after
+            self._lock.release()
+            self._refuse("contains", state)
+        self._flags = _INSIDE
+        try:
             return self._start <= addr < self._used
+        finally:
+            self._flags = 0
+            self._lock.release()
 
     arena_start = property(lambda self: self._start, doc="Lowest heap address (0 on 32-bit).")
     arena_used = property(lambda self: self._used, doc="End of the heap handed out so far.")
@@ -461,10 +472,13 @@ class Arena(Manager):
         Kept whatever ``history`` is; its size is bounded by the regions.
         ``ReentrantCall`` from inside another call on the arena.
         """
-        with self._inside("committed_runs", open_only=False):
+        self._enter("committed_runs", open_only=False)
+        try:
             runs = self._runs.copy()
             if self._alloc > self._run_start:
                 runs.add(self._run_start, self._alloc, merge=True)
+        finally:
+            self._leave()
         return [(start, runs.end_at[start] - start) for start in runs.starts]
 
     @property
@@ -474,7 +488,8 @@ class Arena(Manager):
         Reading it resets nothing; each read is a new ``Stats``. ``ReentrantCall``
         from inside another call on the arena.
         """
-        with self._inside("stats", open_only=False):
+        self._enter("stats", open_only=False)
+        try:
             t = self._tally
             # Every region is the first one, a contiguous growth, an accepted
             # non-contiguous region or a fallback: the hot path's growths need
@@ -487,6 +502,8 @@ class Arena(Manager):
                 reservations=t.reservations + contiguous,
                 contiguous=contiguous,
             )
+        finally:
+            self._leave()
 
     # -- views (bounded history) ----------------------------------------------
 
