@@ -276,7 +276,7 @@ USERS = [
     ({"page_size": 0}, ValueError, "page_size"),
     ({"page_size": 3000}, ValueError, "page_size"),
     ({"page_size": 4096.0}, TypeError, "page_size"),
-    ({"address_bits": 16}, ValueError, "address_bits|64-bit memory layer"),
+    ({"address_bits": 16}, ValueError, "address_bits|-bit layout needs"),
     ({"lowest": 0}, ValueError, "lowest"),
     ({"limit": 4096}, ValueError, "limit"),
 ], ids=lambda v: str(v) if not isinstance(v, dict) else "-".join(f"{k}={v[k]}" for k in v))

@@ -39,6 +39,11 @@ def call_back(m, name):
     args = {{"sys_alloc": (8192,), "alloc": (8192,), "contains": (0,), "view": (0,)}}.get(name, ())
     return getattr(m, name)(*args)
 
+def fill(a):
+    '''Allocate what is left of the arena's block: its next sys_alloc grows.'''
+    rest = (a.arena_end - a.arena_alloc) // a.layout.page_size * a.layout.page_size
+    assert rest == 0 or a.sys_alloc(rest) is not None
+
 before = reservations()
 """
 
@@ -61,18 +66,24 @@ def test_a_rule_calling_back_fails_its_sys_alloc_cleanly(layout, name):
     run(f"""
         class CallsBack:
             separate_cursor = fallback_on_no_room = fallback_raises_end = False
+            asked = 0
             def refusal(self, bounds, p, p_size, layout):
-                call_back(a, {name!r})
+                self.asked += 1
+                if self.asked == 1:  # later growths (the kernel's own answers) are taken
+                    call_back(a, {name!r})
                 return None
 
         layout = {layout}
         answered = []
-        def away(hint, size):  # the growth one step past arena_end, where every rule is asked
-            answered.append(hint + size)
-            return hint + size
+        def away(hint, size):  # the growth in the first free room past arena_end, where every rule is asked
+            for lo, hi in sysmem.free_gaps(sysmem.mappings(), hint + layout.page_size, 1 << layout.address_bits):
+                lo = -(-lo // layout.page_size) * layout.page_size
+                if hi - lo >= size:
+                    answered.append(lo)
+                    return lo
         memory = ScriptedMemory(sysmem.default(layout.address_bits), [None, away])
         a = arena.Arena(layout, CallsBack(), memory)
-        assert a.sys_alloc(layout.first_sizes[0]) is not None
+        fill(a)
         try:
             a.sys_alloc(8192)  # grows: the region away from arena_end asks the rule
             sys.exit("no error")
@@ -98,7 +109,7 @@ def test_a_scripted_answer_calling_back_fails_the_call_cleanly(manager, name):
             layout = arena.native_layout()
             memory = ScriptedMemory(memory.inner, [None, answer])
             m = arena.Arena(SMALL32 if layout.address_bits == 32 else SMALL64, memory=memory)
-            m.sys_alloc(m.layout.first_sizes[0])
+            fill(m)
         else:
             layout = arena.native_layout()
             memory = ScriptedMemory(memory.inner, [None, answer] if layout.address_bits == 32 else [answer])
@@ -126,7 +137,7 @@ def test_a_callback_may_catch_the_error_and_the_outer_call_succeeds():
             return None
         layout = SMALL32 if arena.native_layout().address_bits == 32 else SMALL64
         a = arena.Arena(layout, memory=ScriptedMemory(sysmem.default(layout.address_bits), [None, answer]))
-        a.sys_alloc(layout.first_sizes[0])
+        fill(a)
         assert a.sys_alloc(8192) is not None and len(seen) == 1 and not a.closed
         a.close()
     """)
@@ -154,19 +165,24 @@ def test_an_index_calling_back_runs_before_the_lock(manager, name):
     """)
 
 
-def test_a_memory_layer_calling_back_from_release_leaves_nothing_behind():
-    run("""
-        class CallsBackOnce(ScriptedMemory):
-            released = 0
-            def release(self, addr, size):
-                self.released += 1
-                if self.released == 1:
-                    a.contains(0)  # inside close: ReentrantCall
-                super().release(addr, size)
-        layout = SMALL32 if arena.native_layout().address_bits == 32 else SMALL64
+RELEASE_CALLS_BACK = """
+    class CallsBackOnce(ScriptedMemory):
+        armed = False
+        def release(self, addr, size):
+            if self.armed:
+                self.armed = False
+                a.contains(0)  # inside the manager's call: ReentrantCall
+            super().release(addr, size)
+    layout = SMALL32 if arena.native_layout().address_bits == 32 else SMALL64
+"""
+
+
+def test_a_memory_layer_calling_back_from_release_in_close_leaves_nothing_behind():
+    run(textwrap.dedent(RELEASE_CALLS_BACK) + textwrap.dedent("""
         a = arena.Arena(layout, memory=CallsBackOnce(sysmem.default(layout.address_bits)))
         for _ in range(3):
-            a.sys_alloc(layout.growth_step)  # three regions to give back
+            a.sys_alloc(layout.growth_step)  # regions to give back
+        a.memory.armed = True
         try:
             a.close()
             sys.exit("no error")
@@ -174,7 +190,26 @@ def test_a_memory_layer_calling_back_from_release_leaves_nothing_behind():
             pass
         assert a.closed and a.regions == []  # the others were given back; the refused one is kept
         a.close()  # tries it again
-    """)
+    """))
+
+
+def test_a_memory_layer_calling_back_from_release_in_sys_alloc_keeps_the_region_on_the_books():
+    # The fixed rule refuses a growth below arena_end: the region is given back at once.
+    run(textwrap.dedent(RELEASE_CALLS_BACK) + textwrap.dedent("""
+        def below(hint, size):
+            gaps = [(lo, hi) for lo, hi in sysmem.free_gaps(sysmem.mappings(), 1 << 24, a.arena_end) if hi - lo >= size]
+            return (gaps[-1][1] - size) // 8192 * 8192
+        a = arena.Arena(layout, memory=CallsBackOnce(sysmem.default(layout.address_bits), [None, below]))
+        fill(a)
+        a.memory.armed = True
+        try:
+            a.sys_alloc(8192)
+            sys.exit("no error")
+        except arena.ReentrantCall:
+            pass
+        assert a.events[-1].verdict == "rejected" and verify(a) == []
+        a.close()  # gives back the refused region too
+    """))
 
 
 @pytest.mark.parametrize("manager", ["Arena", "HeapArenas"])
@@ -194,13 +229,13 @@ def test_another_thread_waits_for_the_lock_as_before(manager):
         memory = ScriptedMemory(sysmem.default(), scripted)
         if {manager!r} == "Arena":
             m = arena.Arena(SMALL32 if layout.address_bits == 32 else SMALL64, memory=memory)
-            m.sys_alloc(m.layout.first_sizes[0])
+            fill(m)
         else:
             m = arena.HeapArenas(layout, memory=memory, **({{"initial_size": 0}} if layout.address_bits == 32 else {{}}))
         t = threading.Thread(target=other)
         t.start()
         assert m.sys_alloc(8192) is not None
         t.join(10)
-        assert results == [False], results
+        assert len(results) == 1 and isinstance(results[0], bool), results
         m.close()
     """)
