@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The tests of real programs (the tracer, the Go and C test programs, arena run/replay/demo --real).
+REAL_TESTS := tests/test_tracer.py tests/test_tracer_record.py tests/test_adversaries.py tests/test_programs.py \
+	tests/test_real_model.py tests/test_run_cli.py
 # The whole suite runs once per backend (compiled, then ctypes); ARENA_BACKEND=... picks one.
 BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 # The install compiles the shim or fails, so that the cffi run of the suite
@@ -11,7 +14,7 @@ BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 ARENA_REQUIRE_SHIM ?= 1
 export ARENA_REQUIRE_SHIM
 
-.PHONY: help install lint demo test test-full bench bench-quick bench-ab bench-ab-quick profile test32 bench32 docker32 go-toolchains dist check-dist clean
+.PHONY: help install lint demo demo-real test test-full test-real bench bench-quick bench-ab bench-ab-quick profile test32 bench32 docker32 go-toolchains dist check-dist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,15 +36,12 @@ lint: $(VENV)/.lint-installed ## Check the layers: no import goes up a layer or 
 demo: install ## Replay Go issue 20259 with real memory under every rule
 	$(PY) -m arena demo
 
-# Both backends' runs at once, sharing the cores (tools/test-backends.sh: pytest-xdist
-# workers when a run has more than one core to itself, as ARENA_BACKEND=cffi make test has).
-# The profile (tests/budget.py): dev, a fifth of each property test's examples and
-# loop's repeats, unless $$CI is set or ARENA_TEST_PROFILE=ci names the whole budget.
-test: install ## Run the test suite once per backend (cffi, ctypes), both at once (dev profile: see README)
-	@tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
+demo-real: install ## Go 1.8, its fix, Go 1.9 and Debian's Go under an adversarial kernel, for real (old Go: make go-toolchains)
+	$(PY) -m arena demo --real
 
-test-full: install ## The same with every test's whole budget (the ci profile, as CI runs it)
-	@ARENA_TEST_PROFILE=ci tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
+test-real: install ## The real-program tests once, the slow ones too (arena demo --real 10 times); ~5 min
+	ARENA_SLOW=1 $(PY) -m pytest $(REAL_TESTS) $(PYTEST_ARGS)
+
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
@@ -82,10 +82,10 @@ docker32: ## Run the tests in the i386 Docker image (docker/Dockerfile.i386; bas
 go-toolchains: ## Build Go 1.4, 1.8, e5a5c03, 1.9 from a git copy of Go (ARENA_GO_SRC) into ~/.cache/arena/go
 	tools/go-toolchains.sh "$(ARENA_GO_SRC)"
 
-dist: ## Build the sdist and the wheel into dist/ (python -m build)
+dist: ## Build the sdist and manylinux wheels (x86-64; i686 in the i386 root, as root) into dist/
 	tools/check-dist.sh build
 
-check-dist: ## Build both, then install each as a user would and check it (what CI runs; ~3 min)
+check-dist: ## Build the sdist and both wheels, install each as a user would and check it (what CI runs; root; ~7 min)
 	tools/check-dist.sh
 
 clean: ## Remove .venv, build products and caches

@@ -50,6 +50,10 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "needs_64_bit: needs a 64-bit address space; skipped in a 32-bit process")
     config.addinivalue_line("markers", "needs_clean_space: places mappings at fixed addresses; runs first")
     config.addinivalue_line("markers", "needs_shim: needs the compiled shim; deselect with -m 'not needs_shim' where it was not built")
+    config.addinivalue_line("markers", "backend_independent: does not depend on the memory backend (a real program's run): "
+                                       "one backend's run is enough")
+    config.addinivalue_line("markers", "slow: takes minutes (10-of-10 reproductions); skipped unless selected with "
+                                       "-m slow or ARENA_SLOW=1 (make test-real)")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -58,11 +62,17 @@ def pytest_configure_node(node):
     node.workerinput["arena_terminal"] = {name: os.environ.get(name) for name in TERMINAL}
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     # In a 32-bit process, hundreds of tests leave Python's own heap scattered
     # through the 4 GiB space; tests that need particular ranges free run
     # before that happens (a stable sort keeps the rest in order).
     items.sort(key=lambda item: "needs_clean_space" not in item.keywords)
+    # A slow test runs when asked for: by a marker expression naming it, or ARENA_SLOW=1.
+    if "slow" not in (config.getoption("markexpr") or "") and os.environ.get("ARENA_SLOW") != "1":
+        later = pytest.mark.skip(reason="slow: run with ARENA_SLOW=1 or -m slow (make test-real)")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(later)
     if sysmem.NATIVE_BITS == 32:
         skip = pytest.mark.skip(reason="a 32-bit process has no 64-bit address space")
         for item in items:

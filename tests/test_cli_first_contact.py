@@ -14,7 +14,7 @@ from arena.managers import NAMES
 
 from budget import budget
 
-COMMANDS = ("demo", "replay", "maps", "hunt", "bench")
+COMMANDS = ("demo", "replay", "maps", "hunt", "run", "bench")
 
 
 def arena_cmd(*argv, env=None, prelude="", timeout=120, **kwargs):
@@ -88,7 +88,7 @@ def test_help_has_no_markup_and_shows_defaults(command):
         assert "ARENA_BACKEND=cffi or ctypes" in done.stdout
     defaults = {"demo": ["(default: all)", "(default: 32,"], "replay": ["(default: the trace's own rule)", "(default: the trace's own)"],
                 "maps": ["(default: all)"], "hunt": ["(default: fixed)", "(default: 32)", "(default: 1000,"],
-                "bench": ["(default: the full run"]}.get(command, [])
+                "bench": ["(default: the full run"], "run": ["(default: observe", "(default: none)"]}.get(command, [])
     text = " ".join(done.stdout.split())
     for default in defaults:
         assert default in text, default

@@ -17,7 +17,7 @@ from arena.harness import check
 from budget import budget
 
 TARGET = Path(__file__).with_name("fuzz_target.py")
-GROUPS = ["sysmem_constructors", "sysmem_calls", "layouts", "arenas", "heap_arenas", "testing_helpers"]
+GROUPS = ["sysmem_constructors", "sysmem_calls", "layouts", "arenas", "heap_arenas", "threads", "testing_helpers"]
 EXAMPLES = budget(150)
 
 
@@ -51,7 +51,7 @@ def test_the_contract_names_every_public_callable():
          "verify_or_raise", "default(",
          "CffiMemory", "CtypesMemory", "reserve(", "reserve_exact", "commit", "decommit", "release",
          "mappings()", "mapping_count", "free_gaps", "program_extent", "ScriptedMemory(", "fail_next",
-         "Crowd.occupy", "Crowd.fill", "peek", "poke"]
+         "Crowd.occupy", "Crowd.fill", "peek", "poke", "copy.copy", "stats"]
     )
     assert [name for name in public if name not in text] == []
     assert set(arena.__all__) >= {"Arena", "Layout"} and callable(check.verify) and callable(spaces.peek)

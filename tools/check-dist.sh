@@ -202,6 +202,12 @@ build() {  # build check|only: the sdist and the x86-64 wheel into dist/, the i6
     step build "$(basename "$SDIST") $(basename "$WHEEL"): clean build, no RUNPATH, auditwheel show: $TAG"
     # i686 in the i386 root (the suite runs there too unless only building), in
     # the background: it takes minutes, and mostly waits for one core.
+    if [ "$mode" = only ] && [ "$(id -u)" != 0 ]; then
+        # The i386 root is made with debootstrap and entered with chroot: root only. A
+        # user's `make dist` still gets the sdist and the x86-64 wheel; CI checks both.
+        step i686 "skipped: the i686 wheel is built in the i386 root, which needs root (run make dist as root for it)"
+        return
+    fi
     setsid "$ROOT/tools/i386.sh" wheel "$SDIST" "$DIST" $([ "$mode" = check ] || echo build) >"$WORK/i686.log" 2>&1 &
     I686_PID=$!
     step i686 "building$([ "$mode" = only ] || echo ", installing and testing") the i686 wheel in the i386 root (tools/i386.sh wheel), in the background"
@@ -209,6 +215,11 @@ build() {  # build check|only: the sdist and the x86-64 wheel into dist/, the i6
 
 publishable() {  # the i686 job's result; then what the index checks, on all three
     local rc=0
+    if [ -z "$I686_PID" ]; then  # make dist without root: what was built is checked
+        logged twine twine check --strict "$DIST"/*
+        step twine "twine check --strict: $(grep -c PASSED "$WORK/twine.log") passed (no i686 wheel: not root)"
+        return
+    fi
     wait "$I686_PID" || rc=$?
     I686_PID=""
     grep -E '^(== |32-bit proof)' "$WORK/i686.log" | sed 's/^/   /' || true

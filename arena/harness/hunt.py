@@ -33,7 +33,7 @@ from .. import sysmem
 from ..managers import RELEASE, Arena, HeapArenas, ReservationFailed
 from ..managers.vocabulary import binary_end
 from ..policy import rules
-from ..policy.layout import LAYOUT_32, Layout, MiB
+from ..policy.layout import LAYOUT_32, Layout, MiB, check_layout
 from ..spaces import NO_ROOM, AnswerTaken, ScriptedMemory
 from ..words import size_text
 from .check import Violation, verify
@@ -494,19 +494,30 @@ def hunt(
     ``examples`` scenarios, or after ``seconds``. ``seed`` makes it repeatable;
     ``read_maps=False`` checks without reading /proc/self/maps (see
     ``verify``). ``progress`` is called about once a second. ``ImportError``
-    without hypothesis; ``ValueError``/``TypeError`` for a bad rule or budget.
+    without hypothesis; ``ValueError``/``TypeError`` for a bad rule, layout,
+    target or budget (each argument is read once).
     """
     hypothesis = _hypothesis()
     if target is not None and rule is not None:
         raise ValueError("give a rule or a target, not both")
+    if target is not None and not isinstance(target, Target):
+        raise TypeError(f"target must be a Target (arena_target(rule), heap_target() or one of your own), not {target!r}")
+    layout = check_layout(layout)
     target = target or target_for("fixed" if rule is None else rule)
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples <= 0:
+    # Each made a plain number as soon as its type is known: a subclass's own methods are never asked again.
+    number = examples if isinstance(examples, int) and not isinstance(examples, bool) else 0
+    if int.__index__(number) <= 0:
         raise ValueError(f"examples must be a positive int, got {examples!r}")
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0):
-        raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+    examples = int.__index__(number)
+    if seconds is not None:
+        given = seconds
+        seconds = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else 0.0
+        if not seconds > 0:
+            raise ValueError(f"seconds must be a positive number, got {given!r}")
     seed = random.getrandbits(32) if seed is None else seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
+    seed = int.__index__(seed)
     memory = sysmem.default(address_bits=layout.address_bits)
     t0 = time.monotonic()
     deadline = None if seconds is None else t0 + seconds

@@ -18,7 +18,7 @@ import sys
 import textwrap
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, TypeVar
 
 from .. import __version__, sysmem
 from ..harness import trace
@@ -30,7 +30,7 @@ from ..policy.rules import RuleFailed
 from ..policy.rules import read as read_rule
 from ..spaces import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
 from ..words import plural, size_text
-from . import demo, report, svg
+from . import demo, programs, report, svg
 from .maps import annotate, process_rows, process_text, rows_text
 
 if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
@@ -40,6 +40,7 @@ EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Where --help sends a reader: documentation installed with the package (the
 # modules' own), since the docs/ folder is in the source distribution only.
 TRACE_DOC, RULES_DOC = "python3 -m pydoc arena.harness.trace", "python3 -m pydoc arena.policy.rules"
+T = TypeVar("T")
 # A hunt bounded by --time only: more scenarios than any time allows.
 UNBOUNDED = 10**9
 # A /proc/PID/maps dump of vm.max_map_count's 65,530 lines is ~10 MB: larger is not one.
@@ -61,11 +62,16 @@ examples:
   arena replay t.json --rule all   a saved trace under every rule
   arena hunt --rule legacy         search for a counterexample to a rule
   arena maps --pid 1234            another process's mappings
+  arena run --adversary gap -- ./prog arg
+                                   a real program, mmap answers made adversarial
+  arena demo --real                Go 1.8, its fix, Go 1.9, Debian's Go: real
 
 exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found, {EXIT_USAGE} usage (a bad argument,
-a malformed or unreplayable trace, an output path that cannot be written, your
-own rule failing: it raised, or returned neither None nor a str; arena hunt
-reports that as a counterexample, exit {EXIT_VIOLATION})
+a malformed or unreplayable trace, an output path that cannot be written, a
+program that cannot be run or traced, your own rule failing: it raised, or
+returned neither None nor a str; arena hunt reports that as a counterexample,
+exit {EXIT_VIOLATION}); for run, and the replay of a real program's trace,
+{EXIT_VIOLATION} means the program failed
 
 environment: ARENA_BACKEND=cffi or ctypes chooses the memory backend
 (default: the compiled shim if it was built, else ctypes); COLUMNS is the
@@ -234,7 +240,39 @@ def _findings(outcomes: list[Outcome], width: int) -> list[str]:
     return [_paragraphs(f"{o.rule}: {v}", width, "  ") for o in outcomes for v in o.violations]
 
 
+def _programs(start: Callable[[], T]) -> T:
+    """A real-program command (``arena.interface.programs``); what cannot start is a usage error."""
+    try:
+        return start()
+    except programs.Refused as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _only(args: argparse.Namespace, what: str, options: dict[str, str]) -> None:
+    """Refuse ``options`` (attribute: option) that were given but mean nothing for ``what``."""
+    given = [option for name, option in options.items() if getattr(args, name, None) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not used with {what}")
+
+
+def cmd_demo_real(args: argparse.Namespace) -> tuple[int, str]:
+    _only(args, "--real (real programs)", {"rule": "--rule", "layout": "--layout", "svg": "--svg", "crowd": "--crowd",
+                                            "save_trace": "--save-trace"})
+    return _programs(lambda: programs.demo(runs=args.runs or 1, as_json=args.json, width=_width(),
+                                           progress=lambda line: _note(f"arena demo --real: {line}")))
+
+
+def cmd_run(args: argparse.Namespace) -> tuple[int, str]:
+    _outputs(args)
+    return _programs(lambda: programs.run(args.program, args.adversary, timeout=args.timeout, save=args.save_trace,
+                                          as_json=args.json, every=args.all_calls, width=_width()))
+
+
 def cmd_demo(args: argparse.Namespace) -> tuple[int, str]:
+    if args.real:
+        return cmd_demo_real(args)
+    if args.runs is not None:
+        raise UsageError("--runs: not used without --real")
     layout, rules, start, title, _ = _scenario(args)
     if args.save_trace and len(rules) != 1:
         raise UsageError("--save-trace needs a single --rule: add --rule legacy, say")
@@ -264,6 +302,13 @@ def cmd_demo(args: argparse.Namespace) -> tuple[int, str]:
 
 
 def cmd_replay(args: argparse.Namespace) -> tuple[int, str]:
+    recorded = _programs(lambda: programs.process_trace(args.trace))
+    if recorded is not None:
+        _only(args, "a real program's trace", {"layout": "--layout", "svg": "--svg", "crowd": "--crowd"})
+        rules = None if args.rule in (None, "all") else (args.rule,)
+        return _programs(lambda: programs.replay(args.trace, recorded, rules=rules, timeout=args.timeout,
+                                                 as_json=args.json, every=args.all_calls, width=_width()))
+    _only(args, "the model's trace", {"timeout": "--timeout", "all_calls": "--all-calls"})
     _outputs(args)
     layout, rules, start, title, t = _scenario(args)
     outcomes, diverged = [], []
@@ -583,12 +628,24 @@ def _parser() -> argparse.ArgumentParser:
                             description="Replay Go issue 20259 with real memory, under each rule side by side. On 32-bit, "
                                         "legacy's violations are the bug being shown: the demo still exits 0.")
     d.add_argument("--save-trace", metavar="PATH", help="save the run as a replayable trace (needs a single --rule)")
+    d.add_argument("--real", action="store_true",
+                   help="instead: the Go test program built by each Go toolchain here (Go 1.8, its fix, Go 1.9, Debian's "
+                        "Go), run under an adversary that moves its own heap reservations, the model beside it")
+    d.add_argument("--runs", type=_positive(int, "runs"), metavar="N",
+                   help="with --real: run each program N times and count the runs that reproduced (default: 1)")
     d.set_defaults(run=cmd_demo)
     r = commands.add_parser("replay", parents=[common, _rule_options("the trace's own rule"), picture, crowding, debugging],
                             help=f"replay a saved trace (its format: {TRACE_DOC})",
                             description="Replay a trace's kernel answers with real memory and check the result; "
                                         f"exit 1 if a rule is violated. A trace holds at most {trace.MAX_STEPS:,} requests.")
-    r.add_argument("trace", metavar="TRACE.json", help="a trace saved by arena demo, arena hunt or Arena.save_trace")
+    r.add_argument("trace", metavar="TRACE.json", help="a trace saved by arena demo, arena hunt or Arena.save_trace; "
+                   "or a real program's, saved by arena run --save-trace: the program runs again under the recorded "
+                   "decisions (exit 0 if it succeeds, 1 if it fails, as arena run), says whether its end repeats, and "
+                   "shows the model given the same kernel answers")
+    r.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",
+                   help=f"a real program's trace: stop the program after SECONDS (default: {programs.REPLAY_FACTOR} "
+                        f"times the recorded run, at least {programs.REPLAY_FLOOR:g} s)")
+    r.add_argument("--all-calls", action="store_true", help="a real program's trace: list every call, not only those that matter")
     r.set_defaults(run=cmd_replay)
     m = commands.add_parser("maps", parents=[common, _rule_options("all"), debugging],
                             help="the mappings of a live arena, annotated; or another process's",
@@ -616,13 +673,30 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--no-maps", action="store_true", help="check against the arena's history only, without reading "
                    "/proc/self/maps (faster)")
     h.set_defaults(run=cmd_hunt)
+    u = commands.add_parser("run", parents=[common], usage="arena run [-h] [--json] [--adversary NAME] [--timeout SECONDS]\n"
+                            "                 [--save-trace PATH] [--all-calls] -- PROGRAM [ARG ...]", help="run a real program with its mmap answers made adversarial",
+                            description="Run PROGRAM under ptrace with the kernel's answers to its mmap calls decided by an "
+                            "adversary: a hint moved (the kernel still places the mapping, for real) or a call failed "
+                            "with ENOMEM; MAP_FIXED calls are never changed. Its output passes through; then the calls "
+                            "that matter and the verdict. Exit 0 if the program succeeded, 1 if it failed (a non-zero "
+                            "exit, a signal, a fatal error line, a timeout), 2 if it could not be run or traced "
+                            "(docs/tracer.md).")
+    u.add_argument("--adversary", default="observe", metavar="NAME",
+                   help="observe, below, gap, displace,by=SIZE, enomem, scripted,file=TRACE, or module:attr of your "
+                        "own; parameters as name,key=value (docs/tracer.md) (default: observe, which changes nothing)")
+    u.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",
+                   help="then SIGTERM to every process of the program, SIGKILL 2 s later (default: none)")
+    u.add_argument("--save-trace", metavar="PATH", help="save the run as a process trace (arena replay PATH runs it again)")
+    u.add_argument("--all-calls", action="store_true", help="list every call, not only those that matter")
+    u.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARG ...]", help="the program and its arguments")
+    u.set_defaults(run=cmd_run)
     b = commands.add_parser("bench", parents=[common], help="run the benchmarks (from a source checkout)",
                             description="Run benchmarks/run.py: the OS layer, arena growth and allocation against a C "
                                         "reference, in this process. The benchmarks are not installed with the package: "
                                         "run this from a source checkout (make bench there does the same).")
     b.add_argument("--quick", action="store_true", help="a short run, about a minute (default: the full run, about 5 minutes)")
     b.set_defaults(run=cmd_bench)
-    for each in (parser, d, r, m, h, b):
+    for each in (parser, d, r, m, h, u, b):
         _one_line_errors(each)
     return parser
 

@@ -6,7 +6,7 @@ from ..policy.layout import Layout
 from ..policy.rules import RULES, Parts, Rule
 from .heaparenas import RELEASE, GoThrow, HeapArenas
 from .linear import Arena, ReservationFailed
-from .vocabulary import ArenaClosed, Bounds, Event, HeapState, Region, Stats
+from .vocabulary import ArenaClosed, Bounds, Event, HeapState, ReentrantCall, Region, Stats
 
 # Every name the command line, the demo and traces accept, the linear arena's rules first.
 NAMES = (*RULES, RELEASE)
@@ -34,6 +34,7 @@ __all__ = [
     "GoThrow",
     "HeapArenas",
     "HeapState",
+    "ReentrantCall",
     "Region",
     "ReservationFailed",
     "Stats",
