@@ -42,6 +42,15 @@ demo-real: install ## Go 1.8, its fix, Go 1.9 and Debian's Go under an adversari
 test-real: install ## The real-program tests once, the slow ones too (arena demo --real 10 times); ~5 min
 	ARENA_SLOW=1 $(PY) -m pytest $(REAL_TESTS) $(PYTEST_ARGS)
 
+# Both backends' runs at once, sharing the cores (tools/test-backends.sh: pytest-xdist
+# workers when a run has more than one core to itself, as ARENA_BACKEND=cffi make test has).
+# The profile (tests/budget.py): dev, a fifth of each property test's examples and
+# loop's repeats, unless $$CI is set or ARENA_TEST_PROFILE=ci names the whole budget.
+test: install ## Run the test suite once per backend (cffi, ctypes), both at once (dev profile: see README)
+	@tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
+
+test-full: install ## The same with every test's whole budget (the ci profile, as CI runs it)
+	@ARENA_TEST_PROFILE=ci tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
