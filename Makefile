@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The tests of real programs (the tracer, the Go and C test programs, arena run/replay/demo --real).
+REAL_TESTS := tests/test_tracer.py tests/test_tracer_record.py tests/test_adversaries.py tests/test_programs.py \
+	tests/test_real_model.py tests/test_run_cli.py
 # The whole suite runs once per backend (compiled, then ctypes); ARENA_BACKEND=... picks one.
 BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 # The install compiles the shim or fails, so that the cffi run of the suite
@@ -11,10 +14,10 @@ BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 ARENA_REQUIRE_SHIM ?= 1
 export ARENA_REQUIRE_SHIM
 
-.PHONY: help install lint demo test bench bench-quick profile test32 bench32 docker32 go-toolchains dist check-dist clean
+.PHONY: help install lint demo demo-real test test-full test-real bench bench-quick bench-ab bench-ab-quick profile test32 bench32 docker32 go-toolchains dist check-dist clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml setup.py arena/__init__.py native/shim.h native/shim.c native/build.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,11 +36,21 @@ lint: $(VENV)/.lint-installed ## Check the layers: no import goes up a layer or 
 demo: install ## Replay Go issue 20259 with real memory under every rule
 	$(PY) -m arena demo
 
-test: install ## Run the test suite once per backend (cffi, ctypes)
-	@status=0; for b in $(BACKENDS); do \
-		echo "== backend: $$b"; \
-		ARENA_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS) || status=1; \
-	done; exit $$status
+demo-real: install ## Go 1.8, its fix, Go 1.9 and Debian's Go under an adversarial kernel, for real (old Go: make go-toolchains)
+	$(PY) -m arena demo --real
+
+test-real: install ## The real-program tests once, the slow ones too (arena demo --real 10 times); ~5 min
+	ARENA_SLOW=1 $(PY) -m pytest $(REAL_TESTS) $(PYTEST_ARGS)
+
+# Both backends' runs at once, sharing the cores (tools/test-backends.sh: pytest-xdist
+# workers when a run has more than one core to itself, as ARENA_BACKEND=cffi make test has).
+# The profile (tests/budget.py): dev, a fifth of each property test's examples and
+# loop's repeats, unless $$CI is set or ARENA_TEST_PROFILE=ci names the whole budget.
+test: install ## Run the test suite once per backend (cffi, ctypes), both at once (dev profile: see README)
+	@tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
+
+test-full: install ## The same with every test's whole budget (the ci profile, as CI runs it)
+	@ARENA_TEST_PROFILE=ci tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
@@ -55,6 +68,14 @@ $(VENV)/.profile-installed: $(VENV)/.bench-installed
 	$(PY) -m pip install -q -e '.[bench,profile]'
 	touch $@
 
+# BASE: a commit, tag or branch; empty: the newest tag, else benchmarks/last-release.
+BASE ?=
+bench-ab: $(VENV)/.bench-installed ## Compare BASE=<rev> with the working tree, case by case, interleaved (~10 min)
+	$(PY) benchmarks/ab.py $(BASE) $(AB_ARGS)
+
+bench-ab-quick: $(VENV)/.bench-installed ## The same in quick mode (< 2 min), as CI runs it against the last release
+	$(PY) benchmarks/ab.py $(BASE) --quick $(AB_ARGS)
+
 profile: $(VENV)/.profile-installed ## Profile the benchmark's hot paths with pyinstrument (benchmarks/results/profile-*.txt)
 	$(PY) benchmarks/profile.py
 
@@ -70,14 +91,14 @@ docker32: ## Run the tests in the i386 Docker image (docker/Dockerfile.i386; bas
 go-toolchains: ## Build Go 1.4, 1.8, e5a5c03, 1.9 from a git copy of Go (ARENA_GO_SRC) into ~/.cache/arena/go
 	tools/go-toolchains.sh "$(ARENA_GO_SRC)"
 
-dist: ## Build the sdist and the wheel into dist/ (python -m build)
+dist: ## Build the sdist and manylinux wheels (x86-64; i686 in the i386 root, as root) into dist/
 	tools/check-dist.sh build
 
-check-dist: ## Build both, then install each as a user would and check it (what CI runs; ~3 min)
+check-dist: ## Build the sdist and both wheels, install each as a user would and check it (what CI runs; root; ~7 min)
 	tools/check-dist.sh
 
 clean: ## Remove .venv, build products and caches
 	rm -rf $(VENV) build dist *.egg-info arena/_native*.so arena/_native.c arena/_native.o \
-		.pytest_cache .hypothesis
+		.pytest_cache .hypothesis .bench-ab
 	$(MAKE) -C benchmarks clean
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -13,6 +13,10 @@ statistic), the table to stdout; JSON, table and chart land in --json-dir:
   bench[-quick]-summary.json  rows, ratios, scale curves, goals, machine
   bench[-quick]-table.md      the table
   bench[-quick].png           ratios to the C limit and the scale curve
+  bench[-quick]-tracer.json   what tracing a real program costs (tracer_cost.py): per call, per run, a Go
+                              program traced / untraced; its table is a section of the table
+  bench[-quick]-program-hunt.json  a real-program hunt (program_hunt.py): scenarios/s with 1 job and 2,
+                              the share outside the program; its table is the table's last section
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ sys.path.insert(0, str(HERE))
 import cases  # noqa: E402
 import climit  # noqa: E402
 import report  # noqa: E402
+import program_hunt  # noqa: E402
+import tracer_cost  # noqa: E402
 
 # pyperf settings per mode: worker processes, values per process, warm-ups,
 # minimum time per value. Full: ~4 min on 2 cores; quick: ~45 s. Worker start-up
@@ -64,6 +70,32 @@ def run_round(number: int, rounds: int, quick: bool, only: str, settings: list[s
         sys.exit(f"benchmarks/cases.py failed in round {number} (exit {proc.returncode})")
 
 
+def tracer_section(quick: bool, out: Path, stem: str, t0: float) -> str:
+    """Measure the tracer's cost (tracer_cost.measure), save it beside the suite, and add its table to the report."""
+    print(f"{time.monotonic() - t0:6.1f}s tracing real programs (tracer_cost.py)", file=sys.stderr, flush=True)
+    numbers = tracer_cost.measure(quick=quick)
+    (out / f"{stem}-tracer.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    summary = out / f"{stem}-summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "tracer": numbers}, indent=1) + "\n")
+    section = ("\n## Tracing a real program (benchmarks/tracer_cost.py)\n\n" + tracer_cost.table(numbers) + "\n")
+    with open(out / f"{stem}-table.md", "a", encoding="utf-8") as f:
+        f.write(section)
+    return section
+
+
+def program_hunt_section(quick: bool, out: Path, stem: str, t0: float) -> str:
+    """Measure a real-program hunt with 1 job and 2 (program_hunt.measure), save it beside the suite, add its table."""
+    print(f"{time.monotonic() - t0:6.1f}s hunting a real program, 1 job then 2 (program_hunt.py)", file=sys.stderr, flush=True)
+    figures = program_hunt.measure(quick)
+    (out / f"{stem}-program-hunt.json").write_text(json.dumps(figures, indent=1) + "\n")
+    summary = out / f"{stem}-summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "program_hunt": figures}, indent=1) + "\n")
+    section = "\n## Hunting a real program (benchmarks/program_hunt.py)\n\n" + program_hunt.table(figures) + "\n"
+    with open(out / f"{stem}-table.md", "a", encoding="utf-8") as f:
+        f.write(section)
+    return section
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer cases, one round, one process per case (< 60 s)")
@@ -92,17 +124,13 @@ def main() -> None:
     tmp_pairs.touch()
     os.replace(tmp_pairs, args.json_dir / f"{stem}-pairs.jsonl")
     text = report.report(final, args.json_dir, stem)
+    if not args.only or args.only in "tracer":
+        text += tracer_section(args.quick, args.json_dir, stem, t0)
+    if not args.only or args.only in "program-hunt":
+        text += program_hunt_section(args.quick, args.json_dir, stem, t0)
     print(f"{time.monotonic() - t0:6.1f}s done: {final}, {stem}-summary.json, {stem}-table.md, {stem}.png",
           file=sys.stderr, flush=True)
     print((args.json_dir / f"{stem}-summary.json").read_text() if args.json else text, end="")
-    if not args.only or args.only in "program-hunt":
-        # A real program's hunt (arena hunt --program): seconds per scenario, not pyperf's microseconds.
-        import program_hunt
-        print(f"{time.monotonic() - t0:6.1f}s real-program hunt, 1 job then 2 (benchmarks/program_hunt.py)",
-              file=sys.stderr, flush=True)
-        figures = program_hunt.measure(args.quick)
-        (args.json_dir / f"{stem}-program-hunt.json").write_text(json.dumps(figures, indent=1) + "\n")
-        print("\n" + program_hunt.table(figures), end="")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
+/* Linux's own mmap flags. Python.h, which cffi's generated module includes
+ * first, has defined it already (as 1): a second definition is a warning. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <sys/mman.h>
 #include <unistd.h>

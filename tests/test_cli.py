@@ -53,7 +53,7 @@ def test_demo_json_is_one_object_with_every_event(capsys):
     (["demo", "--layout", "16"], "arena demo: argument --layout: invalid choice: '16' (choose from '32', '64') (see arena demo --help)"),
     (["replay"], "arena replay: the following arguments are required: TRACE.json (see arena replay --help)"),
     (["replay", "t.json", "--color"], "arena replay: unrecognized arguments: --color (see arena replay --help)"),
-    (["nothing"], "arena: argument COMMAND: invalid choice: 'nothing' (choose from 'demo', 'replay', 'maps', 'hunt', 'bench') "
+    (["nothing"], "arena: argument COMMAND: invalid choice: 'nothing' (choose from 'demo', 'replay', 'maps', 'hunt', 'run', 'bench') "
                   "(see arena --help)"),
     ([], "arena: the following arguments are required: COMMAND (see arena --help)"),
     (["bench", "--slow"], "arena bench: unrecognized arguments: --slow (see arena bench --help)"),

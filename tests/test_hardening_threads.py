@@ -1,4 +1,5 @@
 """Threads: several threads calling sys_alloc at once get disjoint allocations, and verify is clean."""
+import sys
 import threading
 
 import pytest
@@ -51,3 +52,41 @@ def test_concurrent_sys_alloc(rule, layout):
             assert peek(p, end - p) == k.to_bytes(2, "little") * ((end - p) // 2)
         assert sorted(a.allocations) == [(p, end - p) for p, end, _ in spans]
         assert rule == "legacy" or verify(a) == []
+
+
+def test_views_from_several_arenas_on_several_threads():
+    # Every arena shares the cache of ctypes array types behind views; four
+    # threads making views of many sizes keep evicting from it at once. It
+    # used to be evicted without a lock: a bare KeyError from view() within a second.
+    errors, stop = [], threading.Event()
+
+    def work(k, a):
+        try:
+            p = a.sys_alloc(16 << 20)
+            i = 0
+            while not stop.is_set():
+                size = (1 + (i * 7919 + k * 104729) % 2048) * 8192  # far more sizes than the cache keeps
+                v = a.view(p, size)
+                v[-1] = k
+                v.release()
+                i += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+            stop.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    arenas = [arena.Arena(arena.native_layout()) for _ in range(4)]
+    try:
+        threads = [threading.Thread(target=work, args=(k, a)) for k, a in enumerate(arenas)]
+        for t in threads:
+            t.start()
+        stop.wait(3)
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+        for a in arenas:
+            a.close()
+    assert errors == []

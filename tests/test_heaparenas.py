@@ -487,3 +487,17 @@ def test_threads_get_disjoint_arenas(layout):
         assert len({p for ps in got for p in ps}) == 24
         assert all(peek(p, 64) == bytes([k]) * 64 for k in range(4) for p in got[k])
         assert verify(h) == []
+
+
+def test_a_prereservation_outside_a_narrow_heap_is_a_throw_not_an_index_error():
+    # Issue 19, finding 9: with heap_addr_bits=24 the pre-reservation (here at 1 GiB) lies
+    # outside the heap the index covers. Go indexes its arena map there unchecked, and its
+    # bounds check panics; the model raised IndexError. Now Go's fatal error is a GoThrow.
+    narrow = dataclasses.replace(L32, name="narrow", heap_addr_bits=24)
+    (x,) = free_aligned(L32, 2 * L32.heap_arena_size)
+    with arena.HeapArenas(narrow, start=x, initial_size=L32.heap_arena_size) as h:
+        regions = h.regions
+        with pytest.raises(arena.GoThrow, match="index out of range"):
+            h.sys_alloc(8192)
+        assert h.allocations == [] and h.arenas == [] and h.regions == regions  # nothing registered, nothing lost
+        assert [v.kind for v in verify(h)] == ["throw"]

@@ -45,7 +45,7 @@ def test_the_old_manager_name_still_has_everything_it_had():
 def test_the_public_api_of_arena_itself_did_not_move():
     assert sorted(arena.__all__) == sorted([
         "LAYOUT_32", "LAYOUT_64", "RULES", "Arena", "ArenaClosed", "Bounds", "Event", "GoThrow", "HeapArenas",
-        "HeapState", "Layout", "Region", "ReservationFailed", "Rule", "Stats", "native_layout"])
+        "HeapState", "Layout", "ReentrantCall", "Region", "ReservationFailed", "Rule", "Stats", "native_layout"])
     for name in arena.__all__:
         assert getattr(arena, name) is not None
 

@@ -4,6 +4,7 @@ import struct
 import pytest
 
 import arena
+from arena import sysmem
 from arena.policy.layout import MiB
 
 
@@ -89,3 +90,47 @@ def test_go_1_11_heap_arena_constants():
 def test_invalid_heap_arena_fields_are_refused(change, exc, words):
     with pytest.raises(exc, match=words):
         dataclasses.replace(arena.LAYOUT_32, **change)
+
+
+@pytest.mark.parametrize(
+    "base, change, words",
+    [
+        # Issue 19, finding 10: an offset that is no multiple of the heap arena size made heap
+        # arenas straddle index entries (verify: stray-arena).
+        (arena.LAYOUT_32, {"arena_base_offset": 4096}, "arena_base_offset must be a multiple of heap_arena_size"),
+        (arena.LAYOUT_64, {"arena_base_offset": (1 << 47) + 8192}, "arena_base_offset must be a multiple"),
+        # Finding 11: a 2**35-entry first level of the index was a MemoryError.
+        (arena.LAYOUT_64, {"heap_arena_size": 8192, "arena_l1_bits": 35}, "arena_l1_bits must be in \\[0, 16\\]"),
+        (arena.LAYOUT_64, {"arena_l1_bits": 17}, "arena_l1_bits must be in \\[0, 16\\]"),
+        # A second level of 2**35 entries: Go's practical limit is 22 bits.
+        (arena.LAYOUT_64, {"heap_arena_size": 8192}, "arena_l1_bits must be at least 13"),
+    ],
+)
+def test_the_arena_index_is_bounded_and_aligned(base, change, words):
+    with pytest.raises(ValueError, match=words):
+        dataclasses.replace(base, **change)
+
+
+def test_the_bounds_the_validator_guarantees():
+    from arena.policy.layout import L1_BITS_MAX, L2_BITS_MAX
+
+    # The widest valid index: 8 KiB heap arenas over 48 bits need 13 first-level bits.
+    wide = dataclasses.replace(arena.LAYOUT_64, heap_arena_size=8192, arena_l1_bits=13)
+    assert wide.arena_bits == 35 and wide.arena_bits - wide.arena_l1_bits == L2_BITS_MAX
+    assert 2**wide.arena_l1_bits <= 2**L1_BITS_MAX
+    if sysmem.NATIVE_BITS == 64:
+        with arena.HeapArenas(wide) as h:  # made at once: the first level only
+            assert len(h._index) == 2**13
+
+
+def test_check_layout_validates_a_layout_changed_behind_its_back():
+    from arena.policy.layout import check_layout
+
+    layout = dataclasses.replace(arena.LAYOUT_32)
+    object.__setattr__(layout, "arena_base_offset", 4096)  # frozen, but not against this
+    with pytest.raises(ValueError, match="arena_base_offset"):
+        check_layout(layout)
+    with pytest.raises(ValueError, match="arena_base_offset"):
+        arena.HeapArenas(layout)
+    with pytest.raises(ValueError, match="arena_base_offset"):
+        arena.Arena(layout)

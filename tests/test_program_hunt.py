@@ -323,7 +323,7 @@ def test_the_plugin_runs_and_hunts_a_users_own_program(build, pytester):
     pytester.runpytest_subprocess().assert_outcomes(passed=4)
 
 
-# -- Go's runtimes, from scratch (minutes each: ARENA_SLOW_TESTS=1) --------------------------------
+# -- Go's runtimes, from scratch (minutes each: ARENA_SLOW=1) --------------------------------
 
 
 def _go_program(toolchain):

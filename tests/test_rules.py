@@ -1,15 +1,22 @@
-"""Placement rules as objects: the built-ins, a user's rule, and a rule missing a part."""
+"""Placement rules as objects: the built-ins, a user's rule, a rule missing a part, and a user's rule that
+fails, changes between reads, or tries to change what it is handed."""
+import dataclasses
+import sys
+
 import pytest
 
 import arena
 from arena import sysmem
 from arena.interface import demo
 from arena.policy import rules
+from arena.harness import trace
 from arena.harness.check import verify
 from arena.policy.layout import MiB
 from arena.harness.hunt import free_spot
 from arena.policy.rules import Bounds, Rule
-from arena.spaces import ScriptedMemory
+from arena.spaces import ScriptedMemory, reservations
+
+from hardening_util import Foreign
 
 PAGE = arena.LAYOUT_32.page_size
 
@@ -172,20 +179,227 @@ class Answers(Rule):
         return reply
 
 
-@pytest.mark.parametrize("reply, exc, words", [
-    (True, TypeError, "refusal must return None or a reason"),
-    (0, TypeError, "refusal must return None or a reason"),
-    (ZeroDivisionError("oops"), ZeroDivisionError, "oops"),
+@pytest.mark.parametrize("reply, words", [
+    (True, r"^rule test_rules:Answers: refusal\(\) returned True; it must return None \(take the region\) or a str"),
+    (0, r"refusal\(\) returned 0;"),
+    (-1, r"refusal\(\) returned -1;"),
+    (42, r"refusal\(\) returned 42;"),
+    (b"no", r"refusal\(\) returned b'no';"),
+    (ZeroDivisionError("oops"), r"^rule test_rules:Answers raised ZeroDivisionError in refusal\(\): oops$"),
+    # SystemExit from a user's rule is its failure: it neither exits nor keeps the region.
+    (SystemExit(3), r"^rule test_rules:Answers raised SystemExit in refusal\(\): 3$"),
 ])
-def test_a_failing_rule_raises_after_giving_the_region_back(reply, exc, words):
+def test_a_failing_rule_raises_rule_failed_after_giving_the_region_back(reply, words):
     # The autouse fixture fails the test if the refused region stays mapped.
     with arena.Arena(arena.LAYOUT_32, Answers(reply), memory=scripted32(None, 0x10000000), start=0x80000000,
                      initial_size=0) as a:
-        with pytest.raises(exc, match=words):
+        with pytest.raises(rules.RuleFailed, match=words) as failed:
             a.sys_alloc(MiB)
+        assert failed.value.rule == "test_rules:Answers" and failed.value.part == "refusal()"
+        if isinstance(reply, BaseException):
+            assert failed.value.error is reply and failed.value.__cause__ is reply
         grow = a.events[-1]
-        assert grow.verdict == "rejected" and "the rule failed" in grow.reason
+        assert grow.verdict == "rejected" and grow.reason == f"{failed.value}; released"
         assert a.stats.released_after_rejection == 256 * MiB
         assert not any(r.start == 0x10000000 for r in a.regions)
         assert verify(a) == []
         assert a.sys_alloc(PAGE) is not None  # the arena goes on
+
+
+def test_an_interrupted_rule_gives_the_region_back_and_lets_the_interrupt_through():
+    with arena.Arena(arena.LAYOUT_32, Answers(KeyboardInterrupt()), memory=scripted32(None, 0x10000000),
+                     start=0x80000000, initial_size=0) as a:
+        with pytest.raises(KeyboardInterrupt):
+            a.sys_alloc(MiB)
+        assert a.events[-1].verdict == "rejected" and not any(r.start == 0x10000000 for r in a.regions)
+        assert verify(a) == []
+
+
+# -- a rule is read once, into the values that were checked ----------------------------
+
+
+class Shifty(Rule):
+    """A rule whose parts change as they are read: ``separate_cursor`` is False for its first
+    ``honest`` reads, then True, which with ``fallback_raises_end`` is the pair ``check`` forbids."""
+
+    fallback_on_no_room = True
+    fallback_raises_end = True
+
+    def __init__(self, honest):
+        self.honest, self.reads = honest, {}
+
+    def _count(self, part):
+        self.reads[part] = self.reads.get(part, 0) + 1
+        return self.reads[part]
+
+    @property
+    def separate_cursor(self):
+        return self._count("separate_cursor") > self.honest
+
+    def refusal(self, bounds, p, p_size, layout):
+        return "never"
+
+
+def test_an_arena_reads_each_part_of_its_rule_once():
+    class Counted(Rule):
+        def __init__(self):
+            self.reads = {}
+
+        def _count(self, part, value):
+            self.reads[part] = self.reads.get(part, 0) + 1
+            return value
+
+        name = property(lambda self: self._count("name", "counted"))
+        separate_cursor = property(lambda self: self._count("separate_cursor", True))
+        fallback_on_no_room = property(lambda self: self._count("fallback_on_no_room", True))
+        fallback_raises_end = property(lambda self: self._count("fallback_raises_end", False))
+        refusal = property(lambda self: self._count("refusal", lambda bounds, p, p_size, layout: None))
+
+    rule = Counted()
+    with arena.Arena(arena.LAYOUT_32, rule, initial_size=0) as a:
+        assert a.rule == "counted" and a.placement is rule
+    assert rule.reads == dict.fromkeys(["name", "separate_cursor", "fallback_on_no_room", "fallback_raises_end", "refusal"], 1)
+
+
+@pytest.mark.parametrize("honest", [1, 2, 3, 4])
+def test_a_rule_whose_parts_change_between_reads_never_commits_memory_it_does_not_own(honest):
+    # The arena's first block ends where somebody else's read-only mapping starts. Under the
+    # forbidden pair (separate cursor, fallback raising arena_end), a fallback mapping far above
+    # raises arena_end, and the next commit runs from arena_alloc across the read-only mapping:
+    # it turns rw-p and is handed out. Read once, the rule is Go 1.8's pair, whatever it says later.
+    memory = sysmem.default(address_bits=32)
+    layout = dataclasses.replace(arena.LAYOUT_32, metadata_size=PAGE, first_sizes=(16 * MiB,), growth_step=16 * MiB)
+    foreign = Foreign()
+    try:
+        span = PAGE + 16 * MiB + 64 * 1024
+        base = free_spot(memory, 0x40000000, 0xA0000000, span, 0.5)
+        start, end = base + PAGE, base + PAGE + 16 * MiB
+        assert foreign.place(end, 64 * 1024, writable=False, seed=3)
+        low = free_spot(memory, 0x10000000, base - 32 * MiB, 32 * MiB, 0.0)
+        high = free_spot(memory, 0xB0000000, 0xF0000000, 32 * MiB, 0.0)
+        rule = Shifty(honest)
+        with arena.Arena(layout, rule, memory=ScriptedMemory(memory, [None, low, high]), start=start,
+                         initial_size=16 * MiB) as a:
+            for n in (PAGE, 16 * MiB, 16 * MiB):
+                a.sys_alloc(n)
+            assert [v for v in verify(a) if v.kind == "foreign"] == []
+            assert foreign.damaged() == []
+    finally:
+        foreign.release()
+
+
+def test_reading_a_part_that_raises_is_rule_failed_naming_the_part():
+    class Raises(Rule):
+        separate_cursor = property(lambda self: 1 // 0)
+        fallback_on_no_room = fallback_raises_end = False
+
+        def refusal(self, bounds, p, p_size, layout):
+            return None
+
+    with pytest.raises(rules.RuleFailed, match=r"^rule test_rules:.*Raises raised ZeroDivisionError in separate_cursor: "):
+        arena.Arena(arena.LAYOUT_32, Raises(), initial_size=0)
+
+
+# -- the resolver makes only rule classes ------------------------------------------------
+
+
+def test_module_attr_of_a_class_that_is_not_a_rule_is_refused_without_making_one(tmp_path, monkeypatch):
+    (tmp_path / "notrules.py").write_text(
+        "made = []\n\nclass Costly:\n    def __init__(self):\n        made.append(self)\n\n"
+        "class DuckRule:\n    separate_cursor = fallback_on_no_room = True\n    fallback_raises_end = False\n"
+        "    def __init__(self):\n        made.append(self)\n    def refusal(self, bounds, p, p_size, layout):\n        return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import notrules
+
+    with pytest.raises(ValueError, match=r"^rule notrules:Costly: Costly is not a rule: a subclass of arena.Rule, or a class with"):
+        rules.resolve("notrules:Costly")
+    assert notrules.made == []
+    # arena:Arena would reserve address space before being refused.
+    before = reservations()
+    with pytest.raises(ValueError, match="Arena is not a rule"):
+        arena.Arena(arena.LAYOUT_32, "arena:Arena", initial_size=0)
+    assert reservations() == before
+    # A class with the four parts is a rule, subclass or not: made with no arguments.
+    duck = rules.resolve("notrules:DuckRule")
+    assert notrules.made == [duck]
+
+
+# -- a rule sees copies ------------------------------------------------------------------
+
+
+def test_a_rule_cannot_change_the_layout_it_is_handed():
+    class Vandal(Rule):
+        separate_cursor = fallback_on_no_room = True
+        fallback_raises_end = False
+
+        def __init__(self):
+            self.seen = []
+
+        def refusal(self, bounds, p, p_size, layout):
+            self.seen.append(layout.strand_limit)
+            layout.__dict__["strand_limit"] = 1
+            object.__setattr__(layout, "max_mem", 1)
+            return "no"
+
+    original = dict(arena.LAYOUT_32.__dict__)
+    rule = Vandal()
+    try:
+        with arena.Arena(arena.LAYOUT_32, rule, memory=scripted32(None, 0x10000000, None, 0x20000000), start=0x80000000,
+                         initial_size=0) as a:
+            a.sys_alloc(MiB)
+            a.sys_alloc(512 * MiB)
+            assert a.layout == arena.LAYOUT_32 and a.layout is arena.LAYOUT_32
+        assert dict(arena.LAYOUT_32.__dict__) == original
+        assert rule.seen == [16 * MiB, 16 * MiB]  # each call gets a fresh copy
+    finally:
+        arena.LAYOUT_32.__dict__.update(original)  # never leave the global broken for other tests
+
+
+# -- names: a rule's own, never its parent's -----------------------------------------------
+
+
+def test_a_subclass_of_a_built_in_rule_is_named_by_its_own_class():
+    class KeepEnd(rules.Fixed):
+        fallback_raises_end = False
+
+    class Named(rules.Fixed):
+        name = "mine:Named"
+
+    class Child(Named):
+        pass
+
+    qualname = f"{__name__}:test_a_subclass_of_a_built_in_rule_is_named_by_its_own_class.<locals>"
+    assert KeepEnd().name == rules.name_of(KeepEnd()) == f"{qualname}.KeepEnd"
+    assert Named().name == "mine:Named" and Child().name == f"{qualname}.Child"
+    with arena.Arena(arena.LAYOUT_32, KeepEnd(), initial_size=0) as a:
+        assert a.rule == f"{qualname}.KeepEnd" and repr(a.placement) == f"<rule {qualname}.KeepEnd>"
+    duck = type("Duck", (), {"separate_cursor": False, "fallback_on_no_room": False, "fallback_raises_end": True,
+                             "refusal": lambda self, bounds, p, p_size, layout: None})()
+    duck.name = "duck:own"
+    assert rules.read(duck).name == "duck:own"
+
+
+def test_a_subclass_trace_replays_the_subclass_not_the_built_in(tmp_path, monkeypatch):
+    (tmp_path / "keepend.py").write_text(
+        "from arena.policy.rules import Fixed\n\nclass KeepEnd(Fixed):\n    fallback_raises_end = False\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r = demo.replay_20259("keepend:KeepEnd")
+    with r.arena:
+        assert r.arena.rule == "keepend:KeepEnd"
+        r.arena.save_trace(tmp_path / "t.json")
+    t = trace.load(tmp_path / "t.json")
+    assert t.rule == "keepend:KeepEnd"
+    again = trace.replay(t)
+    with again.arena:
+        assert again.arena.rule == "keepend:KeepEnd" and type(again.arena.placement).__name__ == "KeepEnd"
+
+
+def test_module_attr_imports_from_the_current_directory_first(tmp_path, monkeypatch):
+    (tmp_path / "herenow.py").write_text("from arena.policy.rules import Strict\n\nclass Here(Strict):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    path = list(sys.path)
+    assert rules.resolve("herenow:Here").name == "herenow:Here"
+    assert sys.path == path  # put first while importing, not left behind

@@ -16,9 +16,8 @@ from arena import sysmem
 SOURCES = Path(__file__).parent / "programs" / "tracee"
 # The process names (comm) of every test program: none may be left running, stopped or unreaped.
 NAMES = {"mapper", "linear_arena", "ignore_term", "forker", "self_tracer", "churn", "alloc", "mapper32",
-         "linear_arena32", "ignore_term32", "forker32", "self_tracer32", "churn32", "alloc32", "alloc64", "placement",
-         "placement32",
-         "setuid_mapper", "old_mmap32"}
+         "linear_arena32", "ignore_term32", "forker32", "self_tracer32", "churn32", "alloc32", "alloc64",
+         "setuid_mapper", "old_mmap32", "go_linear32", "placement", "placement32"}
 WIDTHS = [64, 32] if sysmem.NATIVE_BITS == 64 else [32]
 
 
@@ -105,16 +104,30 @@ def descendants(root: int, procs: dict[int, tuple[str, str, int]] | None = None)
 
 
 def leftovers(before: set[int]) -> list[str]:
-    """New processes that are ours (descendants of this one) or test programs, in any state (zombies too)."""
+    """New processes that are ours (descendants of this one) or orphaned test programs (their parent gone, adopted
+    by init), in any state (zombies too). A test program whose parent lives and is not ours belongs to another
+    test run on the same machine."""
     procs = _processes()
     mine = descendants(os.getpid(), procs)
     return [f"{pid} {name} state {state} parent {ppid}" for pid, (name, state, ppid) in sorted(procs.items())
-            if pid not in before and (pid in mine or name in NAMES)]
+            if pid not in before and (pid in mine or (name in NAMES and (ppid == 1 or ppid not in procs)))]
+
+
+@pytest.fixture(scope="session")
+def ptrace_allowed() -> None:
+    """Skip, saying why and what allows it, where this process may not trace its children (a container's
+    seccomp profile, Yama): every test of a traced run needs it."""
+    from arena import tracer
+
+    try:
+        tracer.run(["true"], timeout=60)
+    except tracer.PtraceRefused as exc:
+        pytest.skip(f"ptrace is refused here: {exc}")
 
 
 @pytest.fixture(autouse=False)
-def no_leftover_processes() -> Iterator[None]:
-    """No process the test started may remain: not running, not stopped, not a zombie."""
+def no_leftover_processes(ptrace_allowed: None) -> Iterator[None]:
+    """No process the test started may remain: not running, not stopped, not a zombie (and ptrace is allowed)."""
     before = set(_processes())
     yield
     deadline = time.monotonic() + 3

@@ -7,6 +7,11 @@
 #   tools/i386.sh bench          make bench inside i386 bookworm (results copied
 #                                to benchmarks/results/i386/)
 #   tools/i386.sh run CMD...     any command, run in the fresh source copy
+#   tools/i386.sh wheel SDIST DIR [build]
+#                                the manylinux i686 wheel of SDIST, built, repaired,
+#                                installed and tested in the root (`build`: not
+#                                installed) by tools/check-dist.sh wheel-here, then
+#                                copied to DIR; chroot back end only
 #   tools/i386.sh shell          interactive shell in the i386 root
 #   tools/i386.sh docker [test|bench|run CMD...|shell]
 #                                force the Docker back end (fails without an engine)
@@ -375,22 +380,49 @@ take_lock() {
     fi
 }
 
-chroot_main() {
-    local mode="$1"
-    shift
-    require_root "$mode"
+# enter_root MODE: the root built and locked for this run, a fresh copy of the
+# sources in it, and the proof that it runs 32-bit code (else no run at all).
+enter_root() {
+    require_root "$1"
     take_lock
     ensure_root
     sweep_stale_mounts
     prepare_run_files
     copy_sources
-    # Proof first, and refuse to go on if this is not 32-bit.
     in_root "$SRC_IN_ROOT" python3 "$PROOF" ||
         die 1 "the root does not run 32-bit code (pointer size != 4)"
+}
+
+chroot_main() {
+    local mode="$1"
+    shift
+    enter_root "$mode"
     # The inner command's status becomes the script's.
     local rc=0
     in_root "$SRC_IN_ROOT" "$@" || rc=$?
     [[ "$mode" == bench ]] && keep_bench_results "$ROOT$SRC_IN_ROOT/benchmarks/results"
+    exit "$rc"
+}
+
+# wheel SDIST DIR [build]: tools/check-dist.sh wheel-here in the root, on a
+# copy of SDIST; the wheel it makes is copied to DIR. Chroot only, whatever
+# engine answers: the files go into the root and come out of it.
+chroot_wheel() {
+    [[ $# -ge 2 && -f "$1" && -d "$2" ]] || die 2 "usage: $0 wheel SDIST DIR [build] (an sdist file and a directory)"
+    local sdist dist box=/tmp/arena-wheel rc=0
+    sdist="$(realpath "$1")" dist="$(realpath "$2")"
+    shift 2
+    log "back end: chroot, i386 root $ROOT (the wheel mode copies files in and out of the root)"
+    enter_root wheel
+    rm -rf --one-file-system "$ROOT$box"
+    mkdir -p "$ROOT$box/out"
+    cp "$sdist" "$ROOT$box/"
+    in_root "$SRC_IN_ROOT" tools/check-dist.sh wheel-here "$box/$(basename "$sdist")" "$box/out" "$@" || rc=$?
+    if ((rc == 0)); then
+        cp "$ROOT$box"/out/*.whl "$dist/"
+        log "copied $(cd "$ROOT$box/out" && echo *.whl) to $dist"
+    fi
+    rm -rf --one-file-system "$ROOT$box"
     exit "$rc"
 }
 
@@ -421,6 +453,7 @@ main() {
             log "removed $ROOT"
             exit 0
             ;;
+        wheel) chroot_wheel "$@" ;;
         build-root)
             require_root build-root
             take_lock

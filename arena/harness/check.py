@@ -1,6 +1,7 @@
 """Invariant checks of an arena against its own history and /proc/self/maps."""
 from __future__ import annotations
 
+import bisect
 from typing import NamedTuple
 
 from .. import sysmem
@@ -34,28 +35,41 @@ class InvariantViolation(AssertionError):
         self.violations = violations
 
 
-def _covered(maps: list[sysmem.Mapping], start: int, end: int, perms: str | None) -> bool:
-    """Whether mappings (with ``perms``, if given) cover ``[start, end)`` without a hole."""
-    cursor = start
-    for m in maps:
-        if m.end <= cursor:
-            continue
-        if m.start > cursor or (perms is not None and m.perms != perms):
-            return False
-        cursor = m.end
-        if cursor >= end:
-            return True
-    return cursor >= end
+class _Cover:
+    """The union of mappings (those with ``perms``, if given) as sorted disjoint runs.
+
+    ``covers`` is a binary search: verify asks once per allocation, region and
+    heap arena, and a walk of every mapping per question made the largest
+    trace's check quadratic (minutes, docs/trace-format.md).
+    """
+
+    def __init__(self, maps: list[sysmem.Mapping], perms: str | None = None) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        for m in sorted(maps):
+            if perms is not None and m.perms != perms:
+                continue  # a hole: a mapping with other permissions does not cover
+            if self.ends and m.start <= self.ends[-1]:
+                self.ends[-1] = max(self.ends[-1], m.end)  # touching or overlapping: one run
+            else:
+                self.starts.append(m.start)
+                self.ends.append(m.end)
+
+    def covers(self, start: int, end: int) -> bool:
+        """Whether ``[start, end)`` lies in one run, without a hole."""
+        i = bisect.bisect_right(self.starts, start) - 1
+        return start >= end or (i >= 0 and self.ends[i] >= end)
 
 
 def _held_mapped_disjoint(found: Findings, what: str, ranges: list[tuple[int, int]], held: list[sysmem.Mapping],
                           maps: list[sysmem.Mapping] | None, maker: str) -> None:
     """What every manager owes its allocations (sorted ``ranges``): each lies in mappings it made
     (``held``), is mapped read-write (unless ``maps`` is None: not read), and no two overlap."""
+    made, writable = _Cover(held), None if maps is None else _Cover(maps, "rw-p")
     for addr, size in ranges:
-        if not _covered(held, addr, addr + size, None):
+        if not made.covers(addr, addr + size):
             found.append(Violation("foreign", f"{what} [{addr:#x}, {addr + size:#x}) lies in no mapping {maker} made"))
-        if maps is not None and not _covered(maps, addr, addr + size, "rw-p"):
+        if writable is not None and not writable.covers(addr, addr + size):
             found.append(Violation("not-mapped", f"{what} [{addr:#x}, {addr + size:#x}) is not mapped read-write"))
     for (a1, s1), (a2, s2) in zip(ranges, ranges[1:]):
         if a2 < a1 + s1:
@@ -108,10 +122,11 @@ def verify(a: Arena | HeapArenas, *, read_maps: bool = True) -> Findings:
             found.append(Violation("not-heap", f"{what} [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
     _held_mapped_disjoint(found, what, ranges, held, maps, "the arena")
     made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "contiguous", "accepted", "fallback")} if complete else set()
+    mapped = None if maps is None else _Cover(maps)
     for r in regions:
         if complete and (r.start, r.size) not in made:
             found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by this arena"))
-        if maps is not None and not _covered(maps, r.start, r.end, None):
+        if mapped is not None and not mapped.covers(r.start, r.end):
             found.append(Violation("unmapped", f"region [{r.start:#x}, {r.end:#x}) is no longer mapped"))
     return found
 
@@ -147,10 +162,11 @@ def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
         if addr % size or n % size or not all(a.contains(f) for f in frames):
             found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + n:#x}) is not whole registered heap arenas"))
     _held_mapped_disjoint(found, "allocation", allocations, held, maps, "the heap arenas")
+    mapped, writable = (None, None) if maps is None else (_Cover(maps), _Cover(maps, "rw-p"))
     for base in a.arenas:
         if base not in handed:
             found.append(Violation("stray-arena", f"heap arena [{base:#x}, {base + size:#x}) is registered but was never handed out"))
-        elif maps is not None and not _covered(maps, base, base + size, "rw-p"):
+        elif writable is not None and not writable.covers(base, base + size):
             found.append(Violation("index-unmapped", f"registered heap arena [{base:#x}, {base + size:#x}) is not mapped read-write"))
     # What the kernel answered and was kept: whole, or trimmed to alignment (one arena less).
     made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "honoured")}
@@ -158,7 +174,7 @@ def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
     for r in regions:
         if (r.start, r.size) not in made:
             found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by these heap arenas"))
-        if maps is not None and not _covered(maps, r.start, r.end, None):
+        if mapped is not None and not mapped.covers(r.start, r.end):
             found.append(Violation("unmapped", f"region [{r.start:#x}, {r.end:#x}) is no longer mapped"))
     for r1, r2 in zip(regions, regions[1:]):
         if r2.start < r1.end:

@@ -33,7 +33,7 @@ from .. import sysmem
 from ..managers import RELEASE, Arena, HeapArenas, ReservationFailed
 from ..managers.vocabulary import binary_end
 from ..policy import rules
-from ..policy.layout import LAYOUT_32, Layout, MiB
+from ..policy.layout import LAYOUT_32, Layout, MiB, check_layout
 from ..spaces import NO_ROOM, AnswerTaken, ScriptedMemory
 from ..words import size_text
 from .check import Violation, verify
@@ -117,12 +117,13 @@ def arena_setups(layout: Layout) -> list[dict[str, int | None]]:
     return [{"start": s, "initial_size": n} for s in starts for n in sizes]
 
 
-def arena_target(rule: str | rules.Rule = "fixed") -> Target:
+def arena_target(rule: str | rules.Rule | rules.Parts = "fixed") -> Target:
     """The linear arena (``Arena``) under ``rule``: a built-in name, ``module:attr`` or a rule."""
-    rule = rules.resolve(rule)
+    # Read once: every scenario's arena decides by the same values, the ones checked here.
+    parts = rules.read(rule)
     return Target(
-        name=rules.name_of(rule),
-        make=lambda memory, layout, setup: Arena(layout, rule, memory=memory, **setup),
+        name=parts.name,
+        make=lambda memory, layout, setup: Arena(layout, parts, memory=memory, **setup),
         setups=arena_setups,
         categories=ARENA_CATEGORIES,
         window=arena_window,
@@ -190,7 +191,7 @@ def heap_target() -> Target:
     )
 
 
-def target_for(name: str | rules.Rule) -> Target:
+def target_for(name: str | rules.Rule | rules.Parts) -> Target:
     """The target a command-line name stands for: ``"go1.11"``, else the linear arena under that rule."""
     return heap_target() if name == RELEASE else arena_target(name)
 
@@ -374,7 +375,8 @@ class Unplayable(Exception):
 def failures(scenario: Scenario, target: Target, layout: Layout, memory: sysmem.Memory | None = None,
              *, read_maps: bool = True) -> list[Violation]:
     """What is wrong after ``scenario``: ``verify``'s violations, allocations whose bytes changed,
-    an exception the manager raised. ``Unplayable`` if the address space stopped it."""
+    an exception the manager raised, the rule's failure ("rule-failed"). ``Unplayable`` if the
+    address space stopped it."""
     try:
         replay = play(scenario, target, layout, memory)
     except (ReservationFailed, OSError, AnswerTaken) as exc:
@@ -384,6 +386,9 @@ def failures(scenario: Scenario, target: Target, layout: Layout, memory: sysmem.
     with replay.arena:
         found = verify(replay.arena, read_maps=read_maps)
         found += [Violation("bytes-changed", f"allocation at {p:#x} does not read back what was written") for p in replay.changed()]
+    if replay.failed is not None:
+        # A user's rule that raises (or answers neither None nor a str) on some scenario is a finding.
+        found.append(Violation("rule-failed", str(replay.failed)))
     return found
 
 
@@ -489,19 +494,30 @@ def hunt(
     ``examples`` scenarios, or after ``seconds``. ``seed`` makes it repeatable;
     ``read_maps=False`` checks without reading /proc/self/maps (see
     ``verify``). ``progress`` is called about once a second. ``ImportError``
-    without hypothesis; ``ValueError``/``TypeError`` for a bad rule or budget.
+    without hypothesis; ``ValueError``/``TypeError`` for a bad rule, layout,
+    target or budget (each argument is read once).
     """
     hypothesis = _hypothesis()
     if target is not None and rule is not None:
         raise ValueError("give a rule or a target, not both")
+    if target is not None and not isinstance(target, Target):
+        raise TypeError(f"target must be a Target (arena_target(rule), heap_target() or one of your own), not {target!r}")
+    layout = check_layout(layout)
     target = target or target_for("fixed" if rule is None else rule)
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples <= 0:
+    # Each made a plain number as soon as its type is known: a subclass's own methods are never asked again.
+    number = examples if isinstance(examples, int) and not isinstance(examples, bool) else 0
+    if int.__index__(number) <= 0:
         raise ValueError(f"examples must be a positive int, got {examples!r}")
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0):
-        raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+    examples = int.__index__(number)
+    if seconds is not None:
+        given = seconds
+        seconds = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else 0.0
+        if not seconds > 0:
+            raise ValueError(f"seconds must be a positive number, got {given!r}")
     seed = random.getrandbits(32) if seed is None else seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
+    seed = int.__index__(seed)
     memory = sysmem.default(address_bits=layout.address_bits)
     t0 = time.monotonic()
     deadline = None if seconds is None else t0 + seconds

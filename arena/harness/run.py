@@ -10,6 +10,7 @@ import dataclasses
 
 from ..managers import Arena, Bounds, Event, GoThrow, HeapArenas, HeapState, Region
 from ..managers.vocabulary import per_request  # noqa: F401  (imported from here too)
+from ..policy.rules import RuleFailed
 from ..words import size_text  # noqa: F401  (imported from here too)
 from .check import Violation, verify
 
@@ -24,11 +25,17 @@ def mark(i: int) -> bytes:
 
 @dataclasses.dataclass
 class Replay:
-    """One rule's run: the arena (still open; the caller closes it) and what each request returned."""
+    """One rule's run: the arena (still open; the caller closes it) and what each request returned.
+
+    ``failed``: the ``RuleFailed`` that stopped the run (a user's rule raised,
+    or answered neither ``None`` nor a ``str``), or ``None``. The requests
+    after it were not made; the arena holds what happened up to it.
+    """
 
     arena: Arena | HeapArenas
     requests: list[int]
     returned: list[int | None]
+    failed: RuleFailed | None = None
 
     @property
     def lost(self) -> list[int]:
@@ -62,7 +69,10 @@ def _write(arena: Arena | HeapArenas, p: int, data: bytes) -> None:
 
 
 def drive(arena: Arena | HeapArenas, requests: list[int]) -> Replay:
-    """Run ``sys_alloc`` for each request, marking both ends of each allocation; closes the arena on error."""
+    """Run ``sys_alloc`` for each request, marking both ends of each allocation; closes the arena on error.
+
+    A rule that fails stops the run, the arena open: ``Replay.failed`` says how.
+    """
     replay = Replay(arena, [], [])
     try:
         for i, n in enumerate(requests):
@@ -70,6 +80,13 @@ def drive(arena: Arena | HeapArenas, requests: list[int]) -> Replay:
                 p = arena.sys_alloc(n)
             except GoThrow:
                 p = None  # Go would stop here; the throw is an event, and verify reports it
+            except RuleFailed as exc:
+                # The arena gave the region back and recorded the refusal: what it
+                # holds is sound, and shows the decisions that led to the failure.
+                replay.requests.append(n)
+                replay.returned.append(None)
+                replay.failed = exc
+                break
             replay.requests.append(n)
             replay.returned.append(p)
             if p is not None:
@@ -106,8 +123,11 @@ class Outcome:
             "layout": self.layout,
             "requests": self.requests,
             "returned": self.returned,
+            # Field by field: dataclasses.asdict deep-copies, seconds for a long trace's events.
             "events": [
-                {**dataclasses.asdict(e), "before": e.before._asdict(), "after": e.after._asdict()} for e in self.events
+                {"step": e.step, "request": e.request, "hint": e.hint, "size": e.size, "returned": e.returned,
+                 "verdict": e.verdict, "reason": e.reason, "before": e.before._asdict(), "after": e.after._asdict()}
+                for e in self.events
             ],
             "regions": [r._asdict() for r in self.regions],
             "bounds": self.bounds._asdict(),
@@ -118,8 +138,11 @@ class Outcome:
 
 
 def observe(replay: Replay) -> Outcome:
-    """Take an ``Outcome`` of a run whose arena is still open."""
+    """Take an ``Outcome`` of a run whose arena is still open; a rule's failure is one of its violations."""
     a = replay.arena
+    found = verify(a)
+    if replay.failed is not None:
+        found.append(Violation("rule-failed", str(replay.failed)))
     return Outcome(
         rule=a.rule,
         layout=a.layout.name,
@@ -131,7 +154,7 @@ def observe(replay: Replay) -> Outcome:
         allocations=a.allocations,
         bounds=a.state if isinstance(a, HeapArenas) else Bounds(a.arena_start, a.arena_used, a.arena_alloc, a.arena_end),
         lost=replay.lost,
-        violations=verify(a),
+        violations=found,
         intact=replay.intact(),
     )
 

@@ -22,8 +22,15 @@ kernel. ``recorded`` is informative: a replay under the same rule and layout
 says whether it made the same decisions. Unknown fields are errors, so a typo
 never passes silently. Version 2 adds the rule "go1.11" and is written only
 for ``HeapArenas``: a linear arena's trace is still version 1, which every
-reader since the first reads. A trace holds at most ``MAX_STEPS`` requests
-and as many answers, in a file of at most ``MAX_BYTES``.
+reader since the first reads.
+
+The limits bound a replay's work, not only the file's size: at most
+``MAX_STEPS`` requests and as many answers, ``MAX_HINTS`` first hints and
+first sizes in the layout, ``MAX_EVENTS`` recorded decisions, an index of at
+most ``2**MAX_L1_BITS`` first-level entries, and, under ``go1.11``, at most
+``MAX_HEAP_ARENAS`` heap arenas registered, in a file of at most
+``MAX_BYTES``. The largest trace they accept replays in seconds
+(docs/trace-format.md).
 """
 from __future__ import annotations
 
@@ -34,18 +41,23 @@ from typing import Any
 
 from .. import sysmem
 from ..managers import NAMES, RELEASE, Arena, HeapArenas, ReservationFailed, open_manager
-from ..managers.record import FORMAT, LAYOUTS, MAX_STEPS, VERSION, record, save  # noqa: F401  (record and save: arena.trace's writing half)
+from ..managers.record import (  # noqa: F401  (record and save: arena.trace's writing half)
+    FORMAT, LAYOUTS, MAX_EVENTS, MAX_HEAP_ARENAS, MAX_HINTS, MAX_STEPS, VERSION, record, save,
+)
 from ..policy import rules
-from ..policy.layout import Layout
+from ..policy.layout import L1_BITS_MAX, Layout
 from ..policy.rules import RULES
 from ..spaces import NO_ROOM, ScriptedMemory
-from ..words import plural
+from ..words import plural, size_text
 from .run import Replay, drive
 
 # The rules each version knows: version 2 added Go 1.11's heap arenas.
 VERSION_RULES = {1: RULES, 2: NAMES}
 # Room for MAX_STEPS requests and answers with every decision recorded.
 MAX_BYTES = 16 << 20
+# Go 1.11's index has 2**arena_l1_bits first-level entries, made up front: Layout
+# itself bounds them (arena.policy.layout.validate), for a trace's layout as for any.
+MAX_L1_BITS = L1_BITS_MAX
 _FIELDS = ("format", "version", "layout", "rule", "start", "initial_size", "requests", "answers", "recorded")
 _REQUIRED = ("format", "version", "layout", "rule", "requests", "answers")
 
@@ -107,6 +119,10 @@ def _layout(value: object) -> Layout:
         if fields[key].type.startswith("tuple"):
             if not isinstance(item, list):
                 raise TraceError(f"layout.{key}: expected a list, got {json.dumps(item)}")
+            if len(item) > MAX_HINTS:
+                # Each is a reservation tried in turn: their number is the replay's work.
+                raise TraceError(f"layout.{key}: {len(item):,} entries, more than the {MAX_HINTS:,} a trace's layout "
+                                 "may hold (Go has 128 first hints and 4 first sizes; docs/trace-format.md)")
             item = tuple(_number(f"layout.{key}[{i}]", v) for i, v in enumerate(item))
         elif fields[key].type in ("int", "int | None") and item is not None:
             item = _number(f"layout.{key}", item)
@@ -114,13 +130,14 @@ def _layout(value: object) -> Layout:
     if "address_bits" not in kwargs:
         raise TraceError("layout.address_bits: missing")
     try:
-        return Layout(**kwargs)
+        layout = Layout(**kwargs)
     except (TypeError, ValueError) as exc:
         # Layout names the field as "Layout.max_mem": the trace's path is "layout.max_mem".
         field, _, rest = str(exc).partition(" ")
         if field.startswith("Layout.") and field[7:] in fields:
             raise TraceError(f"layout.{field[7:]}: {rest}") from None
         raise TraceError(f"layout: {exc}") from None
+    return layout
 
 
 def _answer(path: str, value: object) -> int | None | str:
@@ -170,6 +187,9 @@ def parse(data: object) -> Trace:
     optional = {k: None if data.get(k) is None else _number(k, data[k]) for k in ("start", "initial_size")}
     recorded = data.get("recorded")
     if recorded is not None:
+        if len(_list("recorded", recorded)) > MAX_EVENTS:
+            raise TraceError(f"recorded: {len(recorded):,} decisions, more than the {MAX_EVENTS:,} a run within "
+                             "the trace's limits makes (docs/trace-format.md)")
         for i, e in enumerate(_list("recorded", recorded)):
             if not isinstance(e, dict) or not {"step", "verdict"} <= e.keys():
                 raise TraceError(f'recorded[{i}]: expected an object with "step" and "verdict", got {json.dumps(e)}')
@@ -211,21 +231,25 @@ def load(path: str | os.PathLike[str]) -> Trace:
 
 def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) -> Replay:
     """Run ``trace`` with real memory, under its own or the given rule (``"go1.11"``: ``HeapArenas``) and layout; the caller closes the arena."""
-    rule = rule or trace.rule
+    name = rule or trace.rule
     layout = layout or trace.layout
-    if rule != RELEASE:
+    resolved: str | rules.Parts = name
+    if name != RELEASE:
         try:
-            # A user's rule is loaded here, where the replay needs it (its module must be importable).
-            rule = rules.resolve(rule)
+            # A user's rule is loaded here, where the replay needs it (its module must be importable),
+            # and read once (RuleFailed if reading it raises).
+            resolved = rules.read(name)
         except (TypeError, ValueError) as exc:
             raise TraceError(str(exc)) from None  # it starts with "rule", the field
-    span = "max_alloc" if rule == RELEASE else "max_mem"
+    span = "max_alloc" if name == RELEASE else "max_mem"
     for i, n in enumerate(trace.requests):
         if n > getattr(layout, span):
             raise TraceError(f"requests[{i}]: {n:#x} is too large: more than {span} {getattr(layout, span):#x} "
                              f"of the {layout.name} layout")
         if n % layout.page_size:
             raise TraceError(f"requests[{i}]: {n:#x} is not a multiple of the arena page {layout.page_size:#x}")
+    if name == RELEASE:
+        _check_heap_arenas(trace.requests, layout)
     try:
         inner = sysmem.default(address_bits=layout.address_bits)
     except ValueError as exc:
@@ -240,11 +264,11 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
         scripted.append(answer)
     memory = ScriptedMemory(inner, scripted)
     initial_size = trace.initial_size
-    if rule == RELEASE and layout.first_hints:
+    if name == RELEASE and layout.first_hints:
         # 64-bit heap arenas have no first reservation to size (a linear arena's trace has one).
         initial_size = None
     try:
-        arena = open_manager(rule, layout, memory=memory, start=trace.start, initial_size=initial_size)
+        arena = open_manager(resolved, layout, memory=memory, start=trace.start, initial_size=initial_size)
     except (TypeError, ValueError) as exc:
         field = "start" if str(exc).startswith("start") else "initial_size" if "initial_size" in str(exc) else "layout"
         raise TraceError.of(field, exc) from None
@@ -255,6 +279,19 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
     except RuntimeError as exc:
         # drive closed the arena: a scripted address was taken by something else.
         raise ReplayError(f"cannot replay here: {exc}") from None
+
+
+def _check_heap_arenas(requests: list[int], layout: Layout) -> None:
+    """``TraceError`` if replaying ``requests`` under ``go1.11`` could register more than ``MAX_HEAP_ARENAS``:
+    each request is rounded up to whole heap arenas, plus one where an aligned reservation is kept whole."""
+    size, total = layout.heap_arena_size or layout.page_size, 0  # never None: Layout fills it in
+    for i, n in enumerate(requests):
+        total += -(-n // size) + 1
+        if total > MAX_HEAP_ARENAS:
+            # Registering a heap arena is an index entry and checks: the count is the replay's time and memory.
+            raise TraceError(f"requests[{i}]: up to here the requests need {total:,} heap arenas of "
+                             f"{size_text(size)}, more than the {MAX_HEAP_ARENAS:,} a replay under go1.11 may "
+                             "register (docs/trace-format.md): split the trace, or replay it under another rule")
 
 
 def divergence(trace: Trace, arena: Arena | HeapArenas) -> str | None:

@@ -1,7 +1,8 @@
 """The arena command line: the Go issue 20259 demo, trace replays, rule hunts, annotated maps, benchmarks.
 
-A mistake of the user's (an argument, a file, a path, the environment) is
-one line on stderr and exit 2, never a traceback. What a command prints is
+A mistake of the user's (an argument, a file, a path, the environment, their
+own rule failing) is one line on stderr and exit 2, never a traceback
+(``--traceback`` shows a failing rule's). What a command prints is
 written at its end, so that a reader that stops early (``| head``) cannot
 change its exit code.
 """
@@ -15,10 +16,9 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
-
-import psutil
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, TypeVar
 
 from .. import __version__, sysmem
 from ..harness import trace
@@ -26,16 +26,21 @@ from ..harness.run import Outcome, Replay, observe
 from ..managers import NAMES, RELEASE, ReservationFailed
 from ..policy.layout import Layout
 from ..policy.rules import RULES
-from ..policy.rules import resolve as resolve_rule
+from ..policy.rules import RuleFailed
+from ..policy.rules import read as read_rule
 from ..spaces import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
 from ..words import plural, size_text
-from . import demo, report, svg
+from . import demo, programs, report, svg
 from .maps import annotate, process_rows, process_text, rows_text
 
 if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
     from ..harness import hunt as hunting
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Where --help sends a reader: documentation installed with the package (the
+# modules' own), since the docs/ folder is in the source distribution only.
+TRACE_DOC, RULES_DOC = "python3 -m pydoc arena.harness.trace", "python3 -m pydoc arena.policy.rules"
+T = TypeVar("T")
 # A hunt bounded by --time only: more scenarios than any time allows.
 UNBOUNDED = 10**9
 # A /proc/PID/maps dump of vm.max_map_count's 65,530 lines is ~10 MB: larger is not one.
@@ -58,9 +63,16 @@ examples:
   arena hunt --rule legacy         search for a counterexample to a rule
   arena hunt --program -- ./prog   the mmap answers that break a real program
   arena maps --pid 1234            another process's mappings
+  arena run --adversary gap -- ./prog arg
+                                   a real program, mmap answers made adversarial
+  arena demo --real                Go 1.8, its fix, Go 1.9, Debian's Go: real
 
 exit codes: {EXIT_OK} success, {EXIT_VIOLATION} a rule violation found, {EXIT_USAGE} usage (a bad argument,
-a malformed or unreplayable trace, an output path that cannot be written)
+a malformed or unreplayable trace, an output path that cannot be written, a
+program that cannot be run or traced, your own rule failing: it raised, or
+returned neither None nor a str; arena hunt reports that as a counterexample,
+exit {EXIT_VIOLATION}); for run, and the replay of a real program's trace,
+{EXIT_VIOLATION} means the program failed
 
 environment: ARENA_BACKEND=cffi or ctypes chooses the memory backend
 (default: the compiled shim if it was built, else ctypes); COLUMNS is the
@@ -128,10 +140,15 @@ def _rules(choice: str | None, default: str) -> tuple[str, ...]:
 
 
 def _live(rules: tuple[str, ...], start: Callable[[str], Replay]) -> Iterator[Replay]:
-    """Each rule's run in turn, its arena open while the caller looks at it, closed after."""
+    """Each rule's run in turn, its arena open while the caller looks at it, closed after.
+
+    A user's rule that failed stops the command: ``RuleFailed``, one line and exit 2 (``main``).
+    """
     for rule in rules:
         r = start(rule)
         with r.arena:
+            if r.failed is not None:
+                raise r.failed
             yield r
 
 
@@ -224,7 +241,39 @@ def _findings(outcomes: list[Outcome], width: int) -> list[str]:
     return [_paragraphs(f"{o.rule}: {v}", width, "  ") for o in outcomes for v in o.violations]
 
 
+def _programs(start: Callable[[], T]) -> T:
+    """A real-program command (``arena.interface.programs``); what cannot start is a usage error."""
+    try:
+        return start()
+    except programs.Refused as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _only(args: argparse.Namespace, what: str, options: dict[str, str]) -> None:
+    """Refuse ``options`` (attribute: option) that were given but mean nothing for ``what``."""
+    given = [option for name, option in options.items() if getattr(args, name, None) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not used with {what}")
+
+
+def cmd_demo_real(args: argparse.Namespace) -> tuple[int, str]:
+    _only(args, "--real (real programs)", {"rule": "--rule", "layout": "--layout", "svg": "--svg", "crowd": "--crowd",
+                                            "save_trace": "--save-trace"})
+    return _programs(lambda: programs.demo(runs=args.runs or 1, as_json=args.json, width=_width(),
+                                           progress=lambda line: _note(f"arena demo --real: {line}")))
+
+
+def cmd_run(args: argparse.Namespace) -> tuple[int, str]:
+    _outputs(args)
+    return _programs(lambda: programs.run(args.program, args.adversary, timeout=args.timeout, save=args.save_trace,
+                                          as_json=args.json, every=args.all_calls, width=_width()))
+
+
 def cmd_demo(args: argparse.Namespace) -> tuple[int, str]:
+    if args.real:
+        return cmd_demo_real(args)
+    if args.runs is not None:
+        raise UsageError("--runs: not used without --real")
     layout, rules, start, title, _ = _scenario(args)
     if args.save_trace and len(rules) != 1:
         raise UsageError("--save-trace needs a single --rule: add --rule legacy, say")
@@ -254,6 +303,13 @@ def cmd_demo(args: argparse.Namespace) -> tuple[int, str]:
 
 
 def cmd_replay(args: argparse.Namespace) -> tuple[int, str]:
+    recorded = _programs(lambda: programs.process_trace(args.trace))
+    if recorded is not None:
+        _only(args, "a real program's trace", {"layout": "--layout", "svg": "--svg", "crowd": "--crowd"})
+        rules = None if args.rule in (None, "all") else (args.rule,)
+        return _programs(lambda: programs.replay(args.trace, recorded, rules=rules, timeout=args.timeout,
+                                                 as_json=args.json, every=args.all_calls, width=_width()))
+    _only(args, "the model's trace", {"timeout": "--timeout", "all_calls": "--all-calls"})
     _outputs(args)
     layout, rules, start, title, t = _scenario(args)
     outcomes, diverged = [], []
@@ -288,6 +344,10 @@ def _process_maps(args: argparse.Namespace) -> tuple[int, str]:
     """``maps --pid``: another process's mappings with resident bytes; no arena runs."""
     if (args.trace, args.rule, args.layout) != (None, None, None):
         raise UsageError("--pid lists another process's mappings; it takes no --trace, --rule or --layout")
+    try:  # optional (the maps extra): it needs a compiler where it has no wheel, as on i686
+        import psutil
+    except ImportError:
+        raise UsageError("arena maps --pid needs psutil, which is not installed: pip install 'mmap-arena[maps]'") from None
     try:
         rows = process_rows(args.pid)
     except psutil.NoSuchProcess:
@@ -365,8 +425,8 @@ def _crowded(args: argparse.Namespace, layout: Layout) -> Iterator[None]:
 def _one_rule(text: str) -> str:
     """A rule for --rule: a built-in name or module:attr (loaded now, so a bad one is a usage error)."""
     try:
-        resolve_rule(text)
-    except (TypeError, ValueError) as exc:
+        read_rule(text)
+    except (TypeError, ValueError, RuleFailed) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
@@ -421,8 +481,10 @@ def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: l
             f"{result.seconds:.1f} s, {result.rate:,.0f} scenarios/s")
     if result.counterexample is None:
         return f"no counterexample: the rule held for {budget}\n{head}"
-    lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more", head, "",
-             "minimal scenario (each answer is where the kernel's answer was placed, really mapped there):"]
+    lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more", head, ""]
+    # A rule that raised (or answered neither None nor a str) is the finding itself: say so first.
+    lines += [_paragraphs(v.detail, _width()) + "\n" for v in result.violations if v.kind == "rule-failed"][:1]
+    lines += ["minimal scenario (each answer is where the kernel's answer was placed, really mapped there):"]
     lines += ["  " + line for line in str(result.counterexample).splitlines()]
     if outcomes:
         width = _width()
@@ -502,6 +564,7 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
     except (ImportError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     outcomes: list[Outcome] = []
+    failed: RuleFailed | None = None
     with _crowded(args, layout):
         # --time alone is the whole budget; neither: 1000 scenarios.
         examples = args.examples or (UNBOUNDED if args.time else 1000)
@@ -520,10 +583,14 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
                     continue  # the address space changed under the replay: shown without it
                 with r.arena:
                     outcomes.append(observe(r))
+                    if each is target:
+                        failed = r.failed
                     if args.save_trace and each is target:
                         _save(r.arena, args.save_trace)
         if outcomes and (outcomes[0].rule != result.target or not outcomes[0].violations):
             outcomes = []  # the hunted rule's replay must come first and show the failure
+    if failed is not None and args.traceback:
+        _note("".join(traceback.format_exception(failed)).rstrip("\n"))
     code = EXIT_VIOLATION if result.counterexample is not None else EXIT_OK
     if args.json:
         out = json.dumps({"command": "hunt", **result.as_json(), "rules": [o.as_json() for o in outcomes], "exit": code}) + "\n"
@@ -586,7 +653,7 @@ def _rule_options(default: str) -> argparse.ArgumentParser:
     """--rule and --layout, each saying its default for this command."""
     rules = argparse.ArgumentParser(add_help=False)
     rules.add_argument("--rule", type=_rule_or_all, metavar="RULE",
-                       help=f"a placement rule: {', '.join(RULES)}, or module:attr of your own rule (docs/rules.md); "
+                       help=f"a placement rule: {', '.join(RULES)}, or module:attr of your own rule ({RULES_DOC}); "
                             f"{RELEASE} (Go 1.11's sparse heap arenas); or all, side by side (default: {default})")
     layouts = " or ".join(sorted(trace.LAYOUTS))
     rules.add_argument("--layout", choices=sorted(trace.LAYOUTS),
@@ -604,40 +671,57 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of text")
     picture = argparse.ArgumentParser(add_help=False)
     picture.add_argument("--svg", metavar="PATH", help="also draw the address space as an SVG picture to PATH")
+    debugging = argparse.ArgumentParser(add_help=False)
+    debugging.add_argument("--traceback", action="store_true",
+                           help="when your own rule fails, show the whole traceback (default: one line naming the rule, "
+                                "the method and the exception)")
     crowding = argparse.ArgumentParser(add_help=False)
     crowding.add_argument("--crowd", metavar="MAPS", help="run among placeholders for the mappings of a /proc/PID/maps "
                           f"dump: a file, or a shipped one ({', '.join(EXAMPLE_MAPS)}) (default: none)")
 
-    d = commands.add_parser("demo", parents=[common, _rule_options("all"), picture, crowding],
+    d = commands.add_parser("demo", parents=[common, _rule_options("all"), picture, crowding, debugging],
                             help="replay Go issue 20259 with real memory, under every rule",
                             description="Replay Go issue 20259 with real memory, under each rule side by side. On 32-bit, "
                                         "legacy's violations are the bug being shown: the demo still exits 0.")
     d.add_argument("--save-trace", metavar="PATH", help="save the run as a replayable trace (needs a single --rule)")
+    d.add_argument("--real", action="store_true",
+                   help="instead: the Go test program built by each Go toolchain here (Go 1.8, its fix, Go 1.9, Debian's "
+                        "Go), run under an adversary that moves its own heap reservations, the model beside it")
+    d.add_argument("--runs", type=_positive(int, "runs"), metavar="N",
+                   help="with --real: run each program N times and count the runs that reproduced (default: 1)")
     d.set_defaults(run=cmd_demo)
-    r = commands.add_parser("replay", parents=[common, _rule_options("the trace's own rule"), picture, crowding],
-                            help="replay a saved trace (docs/trace-format.md)",
+    r = commands.add_parser("replay", parents=[common, _rule_options("the trace's own rule"), picture, crowding, debugging],
+                            help=f"replay a saved trace (its format: {TRACE_DOC})",
                             description="Replay a trace's kernel answers with real memory and check the result; "
                                         f"exit 1 if a rule is violated. A trace holds at most {trace.MAX_STEPS:,} requests.")
-    r.add_argument("trace", metavar="TRACE.json", help="a trace saved by arena demo, arena hunt or Arena.save_trace")
+    r.add_argument("trace", metavar="TRACE.json", help="a trace saved by arena demo, arena hunt or Arena.save_trace; "
+                   "or a real program's, saved by arena run --save-trace: the program runs again under the recorded "
+                   "decisions (exit 0 if it succeeds, 1 if it fails, as arena run), says whether its end repeats, and "
+                   "shows the model given the same kernel answers")
+    r.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",
+                   help=f"a real program's trace: stop the program after SECONDS (default: {programs.REPLAY_FACTOR} "
+                        f"times the recorded run, at least {programs.REPLAY_FLOOR:g} s)")
+    r.add_argument("--all-calls", action="store_true", help="a real program's trace: list every call, not only those that matter")
     r.set_defaults(run=cmd_replay)
-    m = commands.add_parser("maps", parents=[common, _rule_options("all")],
+    m = commands.add_parser("maps", parents=[common, _rule_options("all"), debugging],
                             help="the mappings of a live arena, annotated; or another process's",
                             description="Run the 20259 demo (or --trace) and print the mappings its live arena holds, "
                                         "annotated with their roles; or, with --pid, another process's mappings.")
     m.add_argument("--trace", metavar="FILE", help="replay this trace instead of the 20259 scenario (default: none)")
-    m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory")
+    m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory "
+                   "(needs psutil: the 'maps' extra)")
     m.set_defaults(run=cmd_maps)
-    h = commands.add_parser("hunt", parents=[common, picture, crowding], help="search for a counterexample to a rule, "
-                            "or for the mmap answers that break a real program, with real memory",
+    h = commands.add_parser("hunt", parents=[common, picture, crowding, debugging], help="search for a counterexample "
+                            "to a rule, or for the mmap answers that break a real program, with real memory",
                             description="Search for requests and kernel answers that break a placement rule (verify's "
                             "invariants, allocations reading back their bytes), with real mappings; the first one found "
                             "is shrunk to a minimal one. Exit 1 if found, 0 if none was within the budget, 2 for usage. "
-                            "Needs hypothesis (the 'hunt' extra). Writing your own rule: docs/rules.md. "
+                            f"Needs hypothesis (the 'hunt' extra). Writing your own rule: {RULES_DOC}. "
                             "With --program -- PROG ARGS: run a real program again and again, each time with some of its "
                             "mmap calls answered elsewhere (below or above the address it asked for, into a hole, "
                             "misaligned by whole pages) or refused, until it fails (a non-zero exit, a signal, a "
                             "runtime's fatal line, a timeout); shrink that to the fewest, simplest rewrites and save "
-                            "the run as a trace that arena replay repeats (docs/program-hunt.md).")
+                            "the run as a trace that arena replay repeats (python3 -m pydoc arena.harness.program_hunt).")
     h.add_argument("--rule", type=_rule_or_release, metavar="RULE",
                    help=f"{', '.join(RULES)}, module:attr of your own rule, or {RELEASE} (Go 1.11's sparse heap arenas) "
                         "(default: fixed)")
@@ -669,13 +753,30 @@ def _parser() -> argparse.ArgumentParser:
                         "(repeatable)")
     h.add_argument("argv", nargs="*", metavar="PROG ARGS", help="with --program, after --: the program and its arguments")
     h.set_defaults(run=cmd_hunt)
+    u = commands.add_parser("run", parents=[common], usage="arena run [-h] [--json] [--adversary NAME] [--timeout SECONDS]\n"
+                            "                 [--save-trace PATH] [--all-calls] -- PROGRAM [ARG ...]", help="run a real program with its mmap answers made adversarial",
+                            description="Run PROGRAM under ptrace with the kernel's answers to its mmap calls decided by an "
+                            "adversary: a hint moved (the kernel still places the mapping, for real) or a call failed "
+                            "with ENOMEM; MAP_FIXED calls are never changed. Its output passes through; then the calls "
+                            "that matter and the verdict. Exit 0 if the program succeeded, 1 if it failed (a non-zero "
+                            "exit, a signal, a fatal error line, a timeout), 2 if it could not be run or traced "
+                            "(docs/tracer.md).")
+    u.add_argument("--adversary", default="observe", metavar="NAME",
+                   help="observe, below, gap, displace,by=SIZE, enomem, scripted,file=TRACE, or module:attr of your "
+                        "own; parameters as name,key=value (docs/tracer.md) (default: observe, which changes nothing)")
+    u.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",
+                   help="then SIGTERM to every process of the program, SIGKILL 2 s later (default: none)")
+    u.add_argument("--save-trace", metavar="PATH", help="save the run as a process trace (arena replay PATH runs it again)")
+    u.add_argument("--all-calls", action="store_true", help="list every call, not only those that matter")
+    u.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARG ...]", help="the program and its arguments")
+    u.set_defaults(run=cmd_run)
     b = commands.add_parser("bench", parents=[common], help="run the benchmarks (from a source checkout)",
                             description="Run benchmarks/run.py: the OS layer, arena growth and allocation against a C "
                                         "reference, in this process. The benchmarks are not installed with the package: "
                                         "run this from a source checkout (make bench there does the same).")
     b.add_argument("--quick", action="store_true", help="a short run, about a minute (default: the full run, about 5 minutes)")
     b.set_defaults(run=cmd_bench)
-    for each in (parser, d, r, m, h, b):
+    for each in (parser, d, r, m, h, u, b):
         _one_line_errors(each)
     return parser
 
@@ -694,6 +795,13 @@ def main(argv: list[str] | None = None) -> int:
         # A bad ARENA_BACKEND, or ARENA_BACKEND=cffi without the shim, is the
         # environment's mistake, reported like a bad argument.
         _note(f"arena {args.command}: {exc}")
+        return EXIT_USAGE
+    except RuleFailed as exc:
+        # The user's rule failed, not a rule violation: exit 1 would read as
+        # "violation found". One line; --traceback shows where it failed.
+        _note(f"arena {args.command}: {exc}" + ("" if getattr(args, "traceback", False) else " (--traceback shows where)"))
+        if getattr(args, "traceback", False):
+            _note("".join(traceback.format_exception(exc)).rstrip("\n"))
         return EXIT_USAGE
     except KeyboardInterrupt:
         _note(f"\narena {args.command}: interrupted")

@@ -7,27 +7,46 @@ gave back: those are listed from its events though no longer mapped.
 """
 from __future__ import annotations
 
-import psutil
+import bisect
+import itertools
 
 from .. import sysmem
 from ..harness.run import arena_part
-from ..managers import Arena, HeapArenas
+from ..managers import Arena, HeapArenas, Region
 from ..words import plural, size_text
 from .report import columns
 
 _RELEASED = ("rejected", "fallback-rejected", "missed")  # HeapArenas: a missed hint
 
 
-def _roles(arena: Arena | HeapArenas, m: sysmem.Mapping, base: int) -> list[str]:
+class _Meeting:
+    """Ranges ``(start, end)`` sorted once, so that those meeting a mapping are found by binary search,
+    in their original order (a trace's arena has thousands, and a mapping per one of them)."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.order = sorted(range(len(ranges)), key=lambda i: ranges[i])
+        self.starts = [ranges[i][0] for i in self.order]
+        self.ends = [ranges[i][1] for i in self.order]
+        # The highest end so far: ranges need not be disjoint (a broken manager's overlap).
+        self.reach = list(itertools.accumulate(self.ends, max))
+
+    def meeting(self, start: int, end: int) -> list[int]:
+        """Indexes of the ranges that meet ``[start, end)``, in their original order."""
+        lo, hi = bisect.bisect_right(self.reach, start), bisect.bisect_left(self.starts, end)
+        return sorted(self.order[k] for k in range(lo, hi) if self.ends[k] > start)
+
+
+def _roles(arena: Arena | HeapArenas, m: sysmem.Mapping, base: int, regions: list[Region], regions_at: _Meeting,
+           allocations: list[tuple[int, int]], allocations_at: _Meeting) -> list[str]:
     roles = []
-    for r in arena.regions:
-        if r.start < m.end and m.start < r.end:
-            if r.role == "first":
-                part = "metadata" if m.end <= base else "arena" if m.start >= base else "metadata+arena"
-                roles.append(f"first ({part})")
-            else:
-                roles.append(r.role)
-    held = [(p, n) for p, n in arena.allocations if p < m.end and m.start < p + n]
+    for i in regions_at.meeting(m.start, m.end):
+        r = regions[i]
+        if r.role == "first":
+            part = "metadata" if m.end <= base else "arena" if m.start >= base else "metadata+arena"
+            roles.append(f"first ({part})")
+        else:
+            roles.append(r.role)
+    held = [allocations[i] for i in allocations_at.meeting(m.start, m.end)]
     if held:
         lost = sum(not arena.contains(p) for p, _ in held)
         roles.append(f"committed ({plural(len(held), 'allocation')}" + (f", {lost} LOST)" if lost else ")"))
@@ -37,9 +56,13 @@ def _roles(arena: Arena | HeapArenas, m: sysmem.Mapping, base: int) -> list[str]
 def annotate(arena: Arena | HeapArenas, maps: list[sysmem.Mapping]) -> list[dict[str, object]]:
     """Rows for the mappings that meet the arena's regions, and for the regions it released, lowest first."""
     base = arena_part(arena.events)
+    # Read once: each is a list built anew on every read, and there is a mapping per region.
+    regions, allocations = arena.regions, arena.allocations
+    regions_at = _Meeting([(r.start, r.end) for r in regions])
+    allocations_at = _Meeting([(p, p + n) for p, n in allocations])
     rows: list[dict[str, object]] = []
     for m in maps:
-        roles = _roles(arena, m, base)
+        roles = _roles(arena, m, base, regions, regions_at, allocations, allocations_at)
         if roles:
             rows.append({"start": m.start, "end": m.end, "perms": m.perms, "roles": roles, "name": m.name, "mapped": True})
     for e in arena.events:
@@ -65,10 +88,13 @@ def rows_text(rows: list[dict[str, object]]) -> str:
 def process_rows(pid: int) -> list[dict[str, object]]:
     """Process ``pid``'s mappings, lowest first, each with the bytes of it resident in memory.
 
-    Reads ``/proc/PID/smaps`` through psutil. Raises ``psutil.NoSuchProcess``
-    if there is no such running process, ``psutil.AccessDenied`` if this user
-    may not read its mappings.
+    Reads ``/proc/PID/smaps`` through psutil (the ``maps`` extra). Raises
+    ``ImportError`` if psutil is not installed, ``psutil.NoSuchProcess`` if
+    there is no such running process, ``psutil.AccessDenied`` if this user may
+    not read its mappings.
     """
+    import psutil  # here, not at the top: it is optional, and this is its only use
+
     rows: list[dict[str, object]] = []
     for m in psutil.Process(pid).memory_maps(grouped=False):
         start, end = (int(x, 16) for x in m.addr.split("-"))

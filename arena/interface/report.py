@@ -17,15 +17,34 @@ _REASON_ROOM = 40
 _TOLD_BY_COMMIT = {("hint", "honoured"), ("aligned", "reserved"), ("aligned", "trimmed")}
 
 
+def _widths(rows: list[list[str]]) -> list[int]:
+    """The width of each column: its widest line (a cell may have several)."""
+    widths = []
+    for i in range(max(map(len, rows))):
+        lines = "\n".join(row[i] for row in rows if i < len(row)).split("\n")
+        widths.append(max(map(len, lines)))
+    return widths
+
+
 def columns(rows: list[list[str]]) -> str:
     """``rows`` as left-aligned columns two spaces apart; a cell with line breaks spans as many lines."""
-    cells = [[c.split("\n") for c in row] for row in rows]
-    widths = [max(len(line) for row in cells if i < len(row) for line in row[i]) for i in range(max(map(len, rows)))]
+    widths = _widths(rows)
     out = []
-    for row in cells:
-        for k in range(max(map(len, row))):
-            out.append("  ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(row, widths)).rstrip())
+    # Most rows are one line high, and a trace's table has tens of thousands: they take the short way.
+    for row in rows:
+        if "\n" not in "".join(row):
+            out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+            continue
+        cells = [c.split("\n") for c in row]
+        for k in range(max(map(len, cells))):
+            out.append("  ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)).rstrip())
     return "\n".join(out)
+
+
+def columns_width(rows: list[list[str]]) -> int:
+    """``width_of(columns(rows))`` or a little more, without laying the table out."""
+    widths = _widths(rows)
+    return sum(widths) + 2 * (len(widths) - 1)
 
 
 def width_of(text: str) -> int:
@@ -97,6 +116,14 @@ def side_by_side(outcomes: list[Outcome], width: int | None = None) -> str:
     return "\n\n".join(_table(group, wrap=True) for group in groups)
 
 
+def _fill(text: str, room: int, indent: str = "") -> str:
+    """``textwrap.fill(text, room)``, each line indented by ``indent``; a plain line that fits is
+    already that (textwrap costs as much as the rest of a table)."""
+    if text and len(indent) + len(text) <= room and text.isprintable() and text == text.strip():
+        return indent + text
+    return textwrap.fill(text, room, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+
+
 def decisions(o: Outcome, width: int | None = None) -> str:
     """Every event of one run: what was asked, answered and decided, and how arena_used moved.
 
@@ -117,14 +144,14 @@ def decisions(o: Outcome, width: int | None = None) -> str:
             str(i), e.step, size_text(e.request) if e.request else "-", _hex(e.hint), size_text(e.size),
             _hex(e.returned), e.verdict, used, e.reason,
         ])
-    text = columns(rows)
-    if width is None or width_of(text) <= width:
-        return text
-    room = width - width_of(columns([row[:-1] for row in rows])) - 2
+    if width is None or columns_width(rows) <= width:
+        return columns(rows)
+    room = width - columns_width([row[:-1] for row in rows]) - 2
     if room >= _REASON_ROOM:
-        return columns([row[:-1] + [textwrap.fill(row[-1], room, break_on_hyphens=False)] for row in rows])
+        # Only a reason too long for its room is wrapped (textwrap costs as much as the rest of the table).
+        return columns([row[:-1] + [_fill(row[-1], room)] for row in rows])
     lines = columns([row[:-1] for row in rows]).splitlines()
     out = [lines[0], "   " + rows[0][-1]]
     for line, row in zip(lines[1:], rows[1:]):
-        out += [line, textwrap.fill(row[-1], width, initial_indent="   ", subsequent_indent="   ", break_on_hyphens=False)]
+        out += [line, _fill(row[-1], width, indent="   ")]
     return "\n".join(out)

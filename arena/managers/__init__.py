@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from .. import sysmem
 from ..policy.layout import Layout
-from ..policy.rules import RULES, Rule
+from ..policy.rules import RULES, Parts, Rule
 from .heaparenas import RELEASE, GoThrow, HeapArenas
 from .linear import Arena, ReservationFailed
-from .vocabulary import ArenaClosed, Bounds, Event, HeapState, Region, Stats
+from .vocabulary import ArenaClosed, Bounds, Event, HeapState, ReentrantCall, Region, Stats
 
 # Every name the command line, the demo and traces accept, the linear arena's rules first.
 NAMES = (*RULES, RELEASE)
 
 
 def open_manager(
-    rule: str | Rule,
+    rule: str | Rule | Parts,
     layout: Layout,
     memory: sysmem.Memory | None = None,
     start: int | None = None,
@@ -34,6 +34,7 @@ __all__ = [
     "GoThrow",
     "HeapArenas",
     "HeapState",
+    "ReentrantCall",
     "Region",
     "ReservationFailed",
     "Stats",

@@ -20,7 +20,7 @@ from typing import Any
 from .. import sysmem
 from ..policy.layout import LAYOUT_64, KiB, Layout, MiB
 from ..words import plural
-from .lifetime import Manager
+from .lifetime import _CLOSED, _INSIDE, Manager
 from .vocabulary import Event, HeapState, Stats, binary_end, round_up
 
 RELEASE = "go1.11"
@@ -74,7 +74,9 @@ class HeapArenas(Manager):
     name in the command line, demo and traces is the rule name ``"go1.11"``.
 
     Raises ``TypeError`` for an argument of the wrong type and ``ValueError``
-    for one out of range, each naming it.
+    for one out of range, each naming it. Closing, views, the garbage
+    collector's closing of one dropped unclosed, ``ReentrantCall`` and the
+    refusal to be copied are ``Arena``'s.
     """
 
     _span_limit = "max_alloc"
@@ -215,13 +217,26 @@ class HeapArenas(Manager):
     def sys_alloc(self, n: int) -> int | None:
         """Start of at least ``n`` committed, read-write bytes in registered heap arenas, or ``None`` when out of memory.
 
-        ``n`` is a positive multiple of the arena page up to ``layout.max_alloc``.
-        Raises ``GoThrow`` where Go 1.11 throws, ``ArenaClosed`` after ``close``.
+        ``n`` is a positive multiple of the arena page up to ``layout.max_alloc``
+        (``TypeError``/``ValueError`` otherwise), read once, before the lock.
+        Raises ``GoThrow`` where Go 1.11 throws, ``ArenaClosed`` after
+        ``close``, ``OSError`` as ``Arena.sys_alloc`` does, ``ReentrantCall``
+        when called from inside another call on the manager, and what the
+        memory layer raises (nothing registered then).
         """
-        with self._lock:
-            self._check_open()
-            n = self._page_multiple("n", n, positive=True)
-            return self._sys_alloc(n)
+        n = self._int("n", n)
+        # _enter, inlined: growth is measured against C.
+        self._lock.acquire()
+        if self._flags:
+            state = self._flags  # read under the lock: another thread may change it after
+            self._lock.release()
+            self._refuse("sys_alloc", state)
+        self._flags = _INSIDE
+        try:
+            return self._sys_alloc(self._page_multiple("n", n, positive=True))
+        finally:
+            self._flags = 0
+            self._lock.release()
 
     def _arena_index(self, p: int) -> int:
         """mheap.go L429: Go's arenaIndex, in uintptr arithmetic."""
@@ -272,6 +287,12 @@ class HeapArenas(Manager):
         p = round_up(nxt, self._size)
         if p + n > end:
             return None
+        if (self._arena_index(p) | self._arena_index(p + n - 1)) >> self._bits:
+            # Go indexes its arena map here unchecked (the hints and aligned regions
+            # are checked in _map): a pre-reservation outside a heap narrower than
+            # the space (mips' 31 bits, say) fails Go's bounds check, a fatal panic.
+            self._throw(request, p, n, False, f"runtime error: index out of range: heap arenas of [{p:#x}, {p + n:#x}) "
+                        f"are outside the {self.layout.heap_addr_bits}-bit heap the arena index covers")
         nxt = p + n
         mapped_end = max(mapped, round_up(nxt, self.memory.page_size))
         self._check_unregistered(request, p, n, release=False)
@@ -358,32 +379,46 @@ class HeapArenas(Manager):
     # -- queries ---------------------------------------------------------------
 
     def contains(self, addr: int) -> bool:
-        """Go's spanOf question: does ``addr`` lie in a registered heap arena? (An int outside the space does not.)"""
+        """Go's spanOf question: does ``addr`` lie in a registered heap arena? (An int outside the space does not.)
+
+        ``TypeError`` for a non-int, ``ArenaClosed``, ``ReentrantCall`` from inside another call on it.
+        """
         addr = self._int("addr", addr)
-        with self._lock:
-            self._check_open()
+        self._enter("contains")
+        try:
             return 0 <= addr < self._top and self._lookup(self._arena_index(addr)) is not None
+        finally:
+            self._leave()
 
     @property
     def arenas(self) -> list[int]:
         """Start addresses of the registered heap arenas, lowest first."""
-        with self._lock:
+        self._enter("arenas", open_only=False)
+        try:
             return sorted(
                 self._arena_base(l1 << self._l2_bits | l2)
                 for l1, l2s in enumerate(self._index) if l2s is not None for l2 in l2s
             )
+        finally:
+            self._leave()
 
     @property
     def hints(self) -> list[tuple[int, bool]]:
         """The arena hints ``(address, down)``, the next one tried first."""
-        with self._lock:
+        self._enter("hints", open_only=False)
+        try:
             return [(addr, down) for addr, down in reversed(self._hints)]
+        finally:
+            self._leave()
 
     @property
     def state(self) -> HeapState:
         """What the manager holds now (``HeapState``): the next hint, the number of heap arenas, the pre-reservation."""
-        with self._lock:
+        self._enter("state", open_only=False)
+        try:
             return self._state()
+        finally:
+            self._leave()
 
     @property
     def events(self) -> list[Event]:
@@ -397,7 +432,8 @@ class HeapArenas(Manager):
         missed hints as rejections; what was released without a stat (missed hints, trimmed ends)
         as ``released_after_rejection``."""
         t = Stats()
-        with self._lock:
+        self._enter("stats", open_only=False)
+        try:
             for step, request, _, size, returned, verdict, *_ in self._events:
                 if returned is not None and verdict in ANSWERED:
                     t.reservations += 1
@@ -413,6 +449,8 @@ class HeapArenas(Manager):
                 if step == "aligned" and verdict in ("reserved", "trimmed"):
                     t.noncontiguous += 1
             t.reserved = sum(size for _, size, _ in self._regions)
+        finally:
+            self._leave()
         return t
 
     def _trace_start(self) -> tuple[int, dict[str, Any]]:
@@ -420,5 +458,5 @@ class HeapArenas(Manager):
         return 2, {"start": None if self._start is None else hex(self._start), "initial_size": self._initial_size}
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"arenas={self._arenas} hints={len(self._hints)}"
+        state = "closed" if self._flags & _CLOSED else f"arenas={self._arenas} hints={len(self._hints)}"
         return f"<HeapArenas {self.layout.name} {RELEASE} {state}>"

@@ -7,17 +7,31 @@ out views of what they handed out, and closes.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import operator
+import sys
 import threading
+import warnings
+import weakref
 from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import Any, Self
+from typing import Any, Callable, NoReturn, Self
 
 from .. import sysmem
 from ..policy.layout import Layout, check_layout
 from ..words import plural
 from . import record, views
-from .vocabulary import ArenaClosed, Region
+from .vocabulary import ArenaClosed, ReentrantCall, Region
+
+# A manager's state (``_flags``) is bits, so that the hot path's one test sees
+# both reasons a call cannot go on: this thread is already inside a call on the
+# manager, or it is closed. Every call sets _INSIDE while it holds the lock:
+# code that runs meanwhile on this thread (a rule, a memory layer, a finalizer
+# the collector runs, a signal handler) and calls back finds it. The lock is an
+# RLock, so that such a call is an error (ReentrantCall), not a deadlock, and
+# never runs in the middle of another.
+_INSIDE, _CLOSED = 1, 2
 
 
 class _Ranges:
@@ -82,8 +96,7 @@ class Manager:
             raise ValueError(f"the arena page {layout.page_size:#x} is not a multiple of the OS page {memory.page_size:#x}")
         self.layout = layout
         self.memory = memory
-        self._lock = threading.Lock()
-        self._closed = False
+        self._lock = threading.RLock()
         # Read by _reserve as plain attributes, not through layout and memory: Arena's hot path calls it.
         self._top, self._limit, self._mem_reserve = 1 << layout.address_bits, memory.limit, memory.reserve
         self._regions: list[tuple[int, int, str]] = []
@@ -94,6 +107,7 @@ class Manager:
         # needs them.
         self._exports = views.Exports(self, layout.page_size)
         self._by_address = _Ranges()
+        self._flags = 0  # last: until it is set, the finalizer has nothing to give back
         return memory
 
     # -- arguments -------------------------------------------------------------
@@ -150,7 +164,7 @@ class Manager:
         """
         try:
             self.memory.release(p, size)
-        except OSError:
+        except Exception:  # OSError; or a memory layer of one's own that failed (ReentrantCall, say)
             self._unreleased.append((p, size))
             raise
 
@@ -161,13 +175,38 @@ class Manager:
         except OSError:
             pass  # the constructor's own error is the one to report
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ArenaClosed("the arena is closed")
+    # -- the lock ----------------------------------------------------------------
+
+    def _refuse(self, call: str, state: int) -> NoReturn:
+        """Why a call that found ``state`` cannot go on: ``ReentrantCall`` or ``ArenaClosed``."""
+        if state & _INSIDE:
+            raise ReentrantCall(
+                f"arena: re-entrant call to {call} from inside another call on the same {type(self).__name__} "
+                "(a rule, a memory layer or an argument's __index__ called back into it): make it after that call returns")
+        raise ArenaClosed("the arena is closed")
+
+    def _enter(self, call: str, open_only: bool = True) -> None:
+        """Take the lock for ``call`` (the hot paths inline this); ``_leave`` gives it back.
+
+        Another thread waits; this thread, already inside a call on the
+        manager, gets ``ReentrantCall``, and the outer call goes on.
+        ``ArenaClosed`` once closed, if ``open_only``.
+        """
+        self._lock.acquire()
+        state = self._flags
+        if state & _INSIDE or (open_only and state):
+            self._lock.release()
+            self._refuse(call, state)
+        self._flags = state | _INSIDE
+
+    def _leave(self) -> None:
+        self._flags &= _CLOSED
+        self._lock.release()
 
     # -- queries ---------------------------------------------------------------
 
-    closed = property(lambda self: self._closed, doc="Whether ``close`` ran: the mappings are released and every call but ``close`` raises ``ArenaClosed``.")
+    closed = property(lambda self: bool(self._flags & _CLOSED),
+                      doc="Whether ``close`` ran: the mappings are released and every call but ``close`` raises ``ArenaClosed``.")
 
     @property
     def allocations(self) -> list[tuple[int, int]]:
@@ -204,18 +243,22 @@ class Manager:
         where each allocation ends: the range must lie inside one run of
         committed memory (``committed_runs``) and ``size`` is required.
         Raises ``TypeError`` for a non-int, ``ValueError`` for a range
-        outside, and ``ArenaClosed``. While the view (a slice of it, or
-        anything holding it) is alive, ``close`` refuses; the view keeps the
-        arena alive.
+        outside, ``ArenaClosed``, and ``ReentrantCall`` from inside another
+        call on the arena. While the view (a slice of it, or anything holding
+        it) is alive, ``close`` refuses; the view keeps the arena alive.
         """
         if type(addr) is not int:
             addr = self._int("addr", addr)
         if size is not None and type(size) is not int:
             size = self._int("size", size)
+        # _enter, inlined: views are made often.
         self._lock.acquire()
+        if self._flags:
+            state = self._flags  # read under the lock: another thread may change it after
+            self._lock.release()
+            self._refuse("view", state)
+        self._flags = _INSIDE
         try:
-            if self._closed:
-                raise ArenaClosed("the arena is closed")
             if self._history is None:
                 index = self._by_address
                 if len(index.starts) != len(self._allocations):
@@ -232,6 +275,7 @@ class Manager:
                 raise ValueError(self._too_long(addr, size, end))
             return self._exports.export(addr, size)
         finally:
+            self._flags = 0
             self._lock.release()
 
     def alloc(self, n: int) -> memoryview | None:
@@ -239,13 +283,16 @@ class Manager:
 
         Raises as ``sys_alloc`` does. While the view is alive ``close`` refuses (see ``view``).
         """
+        # Read once: the view is exactly as long as what sys_alloc was asked for.
+        n = self._int("n", n)
         p = self.sys_alloc(n)
         if p is None:
             return None
-        with self._lock:
-            if self._closed:  # by another thread, since sys_alloc returned
-                raise ArenaClosed("the arena is closed")
-            return self._exports.export(p, operator.index(n))
+        self._enter("alloc")  # ArenaClosed if another thread closed it since sys_alloc returned
+        try:
+            return self._exports.export(p, n)
+        finally:
+            self._leave()
 
     def address_of(self, view: memoryview) -> int:
         """The address of the first byte of ``view``: one from ``view`` or ``alloc``, or a slice of one.
@@ -289,32 +336,63 @@ class Manager:
         ``BufferError`` while a view of its memory is alive (release them, or
         let them go); nothing is unmapped then. A mapping the kernel refused
         to release (``OSError``) stays on the books and is tried again by the
-        next ``close``.
+        next ``close``. ``ReentrantCall`` from inside another call on the arena.
+
+        An arena never closed is closed by the garbage collector, as a file
+        is, with a ``ResourceWarning``: once no view of it is left.
         """
-        with self._lock:
-            if self._closed and not self._unreleased:
+        self._enter("close", open_only=False)
+        try:
+            if self._flags & _CLOSED and not self._unreleased:
                 return
             # As mmap.close(): nothing is unmapped while a view could still reach it.
             alive = self._exports.alive()
             if alive:
                 raise BufferError(f"cannot close: {plural(alive, 'view')} of arena memory {'is' if alive == 1 else 'are'} still alive")
-            self._closed = True
-            self._exports.clear()
-            self._by_address = _Ranges()
-            self._closing()
-            error = None
-            # What the kernel refused to release before is tried again, every time.
-            pending = [(p, size) for p, size, _ in reversed(self._regions)] + self._unreleased
-            self._regions.clear()
-            self._unreleased = []
-            for p, size in pending:
-                try:
-                    self.memory.release(p, size)
-                except OSError as exc:
-                    self._unreleased.append((p, size))
-                    error = error or exc
-            if error is not None:
-                raise error
+            self._unreleased, error = _give_back(self.memory, self._take_mappings())
+        finally:
+            self._leave()
+        if error is not None:
+            raise error
+
+    def _take_mappings(self) -> list[tuple[int, int]]:
+        """Mark the manager closed and take every mapping off its books, for ``close`` or the collector to give back."""
+        self._flags |= _CLOSED
+        self._exports.clear()
+        self._by_address = _Ranges()
+        self._closing()
+        # What the kernel refused to release before is tried again, every time.
+        pending = [(p, size) for p, size, _ in reversed(self._regions)] + self._unreleased
+        self._regions.clear()
+        self._unreleased = []
+        return pending
+
+    def __del__(self, _finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
+        # Dropped without close(): like a file, a ResourceWarning, and the
+        # mappings go back. Views hold the manager, so none is reachable now;
+        # but one that is garbage of this same collection is not freed yet:
+        # the mappings are given back after the collection, once the types of
+        # its views are gone too (_reap). At interpreter exit the OS takes them.
+        # getattr, never __dict__: making the instance's dict here would hold
+        # its attributes from outside the garbage, and keep them for one more collection.
+        if _finalizing() or (getattr(self, "_flags", _CLOSED) & _CLOSED and not getattr(self, "_unreleased", None)):
+            return
+        if not self._lock.acquire(False):
+            return  # cannot be: a thread inside a call holds the manager; were it so, nothing is safe here
+        try:
+            types = [weakref.ref(t) for t in self._exports.types()]
+            with contextlib.suppress(Exception):  # warnings turned into errors must not keep the mappings
+                warnings.warn(f"unclosed {self!r}: the garbage collector gives back its mappings "
+                              "(close it, or use it in a with block)", ResourceWarning, source=self)
+            _doomed.append((self.memory, self._take_mappings(), types))
+        finally:
+            self._lock.release()
+        if _reap not in gc.callbacks:
+            gc.callbacks.append(_reap)
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        # A copy would share the mappings: closing one would unmap what the other still hands out.
+        raise TypeError(f"cannot copy or pickle {type(self).__name__}: it owns its mappings, as mmap does (make a new one)")
 
     def _closing(self) -> None:
         """``close`` is about to give back every region: what a subclass keeps of them, it takes now."""
@@ -325,3 +403,56 @@ class Manager:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _give_back(memory: sysmem.Memory, pending: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], Exception | None]:
+    """Release each mapping; those not released, to be tried again, and the first error."""
+    left: list[tuple[int, int]] = []
+    error = None
+    for p, size in pending:
+        try:
+            memory.release(p, size)
+        except Exception as exc:  # OSError from the kernel; anything from a memory layer of one's own
+            left.append((p, size))
+            error = error or exc
+    return left, error
+
+
+# Managers the collector found unclosed: (memory layer, mappings, weak references
+# to the types of their views). Given back by _reap once every type is gone.
+_doomed: list[tuple[sysmem.Memory, list[tuple[int, int]], list[weakref.ref[type]]]] = []
+
+
+def _reap(phase: str, info: object, _finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
+    """After a collection (a ``gc.callbacks`` entry): give back the mappings of unclosed managers no view can reach."""
+    if phase != "stop" or not _doomed or _finalizing() or _in_memory_code(sys._getframe(1)):
+        return
+    kept = []
+    while _doomed:
+        entry = _doomed.pop()
+        memory, pending, types = entry
+        if any(t() is not None for t in types):
+            kept.append(entry)  # a view still holds one (a finalizer kept it): not yet
+            continue
+        left, error = _give_back(memory, pending)
+        if error is not None:
+            with contextlib.suppress(Exception):
+                warnings.warn(f"an unclosed arena's mappings {[(hex(p), hex(n)) for p, n in left]} could not be "
+                              f"released: {error}", ResourceWarning)
+    _doomed.extend(kept)
+
+
+def _in_memory_code(frame: Any) -> bool:
+    """Whether the collection ran inside a memory layer's code: it may hold a lock a release needs.
+
+    The confined layers share one lock, and ``track_reservations`` another:
+    releasing here could wait on this very thread forever. The next
+    collection tries again.
+    """
+    layers = {type(memory).__module__ for memory, _, _ in _doomed}
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name.startswith("arena.sysmem") or name in layers:
+            return True
+        frame = frame.f_back
+    return False

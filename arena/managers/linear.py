@@ -13,23 +13,14 @@ import dataclasses
 import errno
 import sys
 from collections import deque
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
 from .. import sysmem
 from ..policy import rules
 from ..policy.layout import LAYOUT_64, Layout, MiB, check_layout
 from ..policy.rules import Bounds, Rule
-from .lifetime import Manager, _Ranges
-from .vocabulary import ArenaClosed, Event, Stats, binary_end, round_up
-
-
-class _RuleParts(NamedTuple):
-    """What the arena reads of its rule, read once when it is made (see ``arena.rules.Rule``)."""
-
-    refusal: Callable[[Bounds, int, int, Layout], str | None]
-    separate_cursor: bool
-    fallback_on_no_room: bool
-    fallback_raises_end: bool
+from .lifetime import _CLOSED, _INSIDE, Manager, _Ranges
+from .vocabulary import Event, Stats, binary_end, round_up
 
 
 class ReservationFailed(MemoryError):
@@ -50,6 +41,9 @@ class Arena(Manager):
       (Go issue 20259); ``"go1.9"``, Go 1.9: a separate allocation cursor;
       ``"strict"``: only the exact hint. Or ``"module:attr"`` naming a rule of
       your own, or a ``Rule`` object. (Go 1.11's sparse heap is ``HeapArenas``.)
+      It is read once (``rules.read``); a rule that fails is a
+      ``rules.RuleFailed``, from ``sys_alloc`` after the region it was asked
+      about is given back.
     - ``memory``: the OS memory layer (``arena.sysmem``); ``None`` takes
       ``sysmem.default()``. An ``arena.testing.ScriptedMemory`` places the
       kernel's answers where a test says.
@@ -67,13 +61,15 @@ class Arena(Manager):
     Raises ``TypeError`` for an argument of the wrong type and
     ``ValueError`` for one out of range (each naming the argument), and
     ``ReservationFailed`` when no first reservation can be made. Close it
-    (``close``, or use it as a context manager) to release its mappings.
+    (``close``, or use it as a context manager) to release its mappings;
+    one dropped unclosed is closed by the garbage collector, with a
+    ``ResourceWarning``. It cannot be copied or pickled (``TypeError``).
     """
 
     def __init__(
         self,
         layout: Layout = LAYOUT_64,
-        rule: str | Rule = "fixed",
+        rule: str | Rule | rules.Parts = "fixed",
         memory: sysmem.Memory | None = None,
         start: int | None = None,
         initial_size: int | None = None,
@@ -82,17 +78,18 @@ class Arena(Manager):
         if history is not None:
             if isinstance(history, bool) or not isinstance(history, int):
                 raise TypeError(f"history must be None (keep every decision) or an int N (keep the last N), not {history!r}")
+            history = int.__index__(history)  # a plain int: a subclass's own methods are never asked
             if not 0 <= history < sys.maxsize:
                 raise ValueError(f"history must be None or the number of decisions to keep (0: none), got {history}")
         check_layout(layout)  # before the rule: a wrong layout is reported first
-        rule = rules.resolve(rule)
+        # Read once, into the values that were checked (rules.Parts): a rule
+        # whose parts change later cannot change how the arena behaves, nor
+        # slip a pair the check forbids past it. One attribute, not four: past
+        # 30 instance attributes CPython 3.11 loses its fast attribute access.
+        self._rule = parts = rules.read(rule)
         memory = self._take(layout, memory)
         # rule is the rule's name (what reports, JSON and traces show); placement the rule itself.
-        self.placement, self.rule = rule, rules.name_of(rule)
-        # Read once: a rule cannot change how an arena behaves after it is made.
-        # One attribute, not four: past 30 instance attributes CPython 3.11
-        # loses its fast attribute access, and the hot path pays for it.
-        self._rule = _RuleParts(rule.refusal, rule.separate_cursor, rule.fallback_on_no_room, rule.fallback_raises_end)
+        self.placement, self.rule = parts.rule, parts.name
         # The hot path reads these as plain attributes, not through layout and memory
         # (_take keeps _top, _limit and _mem_reserve so too).
         self._page, self._step, self._max_mem = layout.page_size, layout.growth_step, layout.max_mem
@@ -225,18 +222,27 @@ class Arena(Manager):
         """The address of ``n`` bytes of committed, read-write memory, or ``None`` when out of memory.
 
         ``n`` is a positive multiple of the arena page up to ``layout.max_mem``
-        (``TypeError``/``ValueError`` otherwise). Raises ``ArenaClosed`` after
-        ``close``, and ``OSError`` if the kernel fails in a way that is not
-        "out of memory".
+        (``TypeError``/``ValueError`` otherwise), read once. Raises
+        ``ArenaClosed`` after ``close``, ``OSError`` if the kernel fails in a
+        way that is not "out of memory", ``ReentrantCall`` when called from
+        inside another call on the arena, and what the rule or the memory
+        layer raise (after putting back what the call took).
         """
-        # acquire/release, not "with": half the cost of a lock on the hot path.
+        # Read once, at the door, before the lock: an __index__ that calls back
+        # into the arena finds it free.
+        if type(n) is not int:
+            n = self._int("n", n)
+        # _enter, inlined (acquire/release, not "with": half the cost of a lock on the hot path).
         self._lock.acquire()
+        if self._flags:
+            state = self._flags  # read under the lock: another thread may change it after
+            self._lock.release()
+            self._refuse("sys_alloc", state)
+        self._flags = _INSIDE
         try:
-            if self._closed:  # _check_open, without a call on the hot path
-                raise ArenaClosed("the arena is closed")
-            # The usual request, an int page multiple within max_mem, costs a few comparisons.
-            if type(n) is not int or n <= 0 or n % self._page or n > self._max_mem:
-                n = self._page_multiple("n", n, positive=True)
+            # The usual request, a page multiple within max_mem, costs a few comparisons.
+            if n <= 0 or n % self._page or n > self._max_mem:
+                self._page_multiple("n", n, positive=True)  # raises, saying what is wrong
             p = self._alloc
             if n > self._end - p:
                 if self._grow(n) is False:
@@ -248,6 +254,7 @@ class Arena(Manager):
                     return self._fallback(n)
             return self._commit(p, n)
         finally:
+            self._flags = 0
             self._lock.release()
 
     def _grow(self, n: int) -> bool | None:
@@ -282,9 +289,10 @@ class Arena(Manager):
         hint, used_before = self._end, self._used
         try:
             why, failure = self._accepts(p, p_size), None
-        except Exception as exc:
-            # A rule that fails refuses: the region is given back and recorded before the error is raised.
-            why, failure = f"the rule failed ({type(exc).__name__}: {exc})", exc
+        except BaseException as exc:
+            # A rule that fails (RuleFailed), or is interrupted, refuses: the region
+            # is given back and recorded before the error is raised.
+            why, failure = str(exc) if isinstance(exc, rules.RuleFailed) else f"the rule failed ({type(exc).__name__}: {exc})", exc
         if why is None:
             before = Bounds(self._start, self._used, self._alloc, self._end)
             self._regions.append((p, p_size, "reservation"))
@@ -318,10 +326,8 @@ class Arena(Manager):
         # Every rule: the heap spans at most max_mem + 1 bytes from arena_start.
         if p + p_size - self._start - 1 > self.layout.max_mem:
             return f"region ends past arena_start + max_mem ({self._start + self.layout.max_mem:#x})"
-        why = self._rule.refusal(Bounds(self._start, self._used, self._alloc, self._end), p, p_size, self.layout)
-        if why is not None and not isinstance(why, str):
-            raise TypeError(f"rule {self.rule}: refusal must return None or a reason (str), not {why!r}")
-        return why
+        # RuleFailed if the rule raises or answers neither None nor a str; it is handed a copy of the layout.
+        return self._rule.refuse(Bounds(self._start, self._used, self._alloc, self._end), p, p_size, self.layout)
 
     def _commit(self, p: int, n: int) -> int | None:
         # [p, p + n) lies inside the current block, which the arena reserved and
@@ -404,12 +410,22 @@ class Arena(Manager):
     def contains(self, addr: int) -> bool:
         """Go's heap check: ``arena_start <= addr < arena_used``, nothing else.
 
-        ``TypeError`` for a non-int ``addr``, ``ArenaClosed`` after ``close``.
+        ``TypeError`` for a non-int ``addr``, ``ArenaClosed`` after ``close``,
+        ``ReentrantCall`` from inside another call on the arena.
         """
         addr = self._int("addr", addr)
-        with self._lock:
-            self._check_open()
+        # _enter, inlined: verify asks it of every allocation.
+        self._lock.acquire()
+        if self._flags:
+            state = self._flags  # read under the lock: another thread may change it after
+            self._lock.release()
+            self._refuse("contains", state)
+        self._flags = _INSIDE
+        try:
             return self._start <= addr < self._used
+        finally:
+            self._flags = 0
+            self._lock.release()
 
     arena_start = property(lambda self: self._start, doc="Lowest heap address (0 on 32-bit).")
     arena_used = property(lambda self: self._used, doc="End of the heap handed out so far.")
@@ -447,20 +463,26 @@ class Arena(Manager):
         """``(address, size)`` of the committed memory, lowest first: allocations merged where they touch.
 
         Kept whatever ``history`` is; its size is bounded by the regions.
+        ``ReentrantCall`` from inside another call on the arena.
         """
-        with self._lock:
+        self._enter("committed_runs", open_only=False)
+        try:
             runs = self._runs.copy()
             if self._alloc > self._run_start:
                 runs.add(self._run_start, self._alloc, merge=True)
+        finally:
+            self._leave()
         return [(start, runs.end_at[start] - start) for start in runs.starts]
 
     @property
     def stats(self) -> Stats:
         """A snapshot of the arena's counters (``Stats``): cumulative since it was made, whatever ``history`` keeps.
 
-        Reading it resets nothing; each read is a new ``Stats``.
+        Reading it resets nothing; each read is a new ``Stats``. ``ReentrantCall``
+        from inside another call on the arena.
         """
-        with self._lock:
+        self._enter("stats", open_only=False)
+        try:
             t = self._tally
             # Every region is the first one, a contiguous growth, an accepted
             # non-contiguous region or a fallback: the hot path's growths need
@@ -473,6 +495,8 @@ class Arena(Manager):
                 reservations=t.reservations + contiguous,
                 contiguous=contiguous,
             )
+        finally:
+            self._leave()
 
     # -- views (bounded history) ----------------------------------------------
 
@@ -519,5 +543,5 @@ class Arena(Manager):
         self._regions_closed += len(self._regions)  # for stats.contiguous
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"used={self._used:#x} end={self._end:#x}"
+        state = "closed" if self._flags & _CLOSED else f"used={self._used:#x} end={self._end:#x}"
         return f"<Arena {self.layout.name} rule={self.rule} start={self._start:#x} {state}>"

@@ -39,6 +39,17 @@ LAYOUTS = {"32": LAYOUT_32, "64": LAYOUT_64}
 # every decision: 10,000 requests cost at most ~80 MB and a second per rule.
 # A longer trace is refused before anything runs (docs/trace-format.md).
 MAX_STEPS = 10_000
+# A layout's lists are tried one by one (each first hint and size is a
+# reservation): Go has 128 hints on 64-bit and 4 sizes on 32-bit.
+MAX_HINTS = 1_024
+# What a replay of Go 1.11's heap arenas registers, one index entry per heap
+# arena, is its cost: each request registers at most n / heap_arena_size + 1
+# (docs/trace-format.md). 8 KiB heap arenas and a 256 GiB request would be 2**25.
+MAX_HEAP_ARENAS = 1 << 18
+# The decisions of a run within those limits: at most three per request of a
+# linear arena (grow, fallback, commit), one per first hint and size tried,
+# and for heap arenas one per hint (two new ones per aligned reservation).
+MAX_EVENTS = 8 * MAX_STEPS + 2 * MAX_HINTS + 8
 # Events whose step made a reserve call, and so consumed one answer.
 ASKED = {
     "first": {"reserved", "missed", "no-room", "trimmed", "trim-failed"},
@@ -67,7 +78,8 @@ def record(manager: Manager) -> dict[str, Any]:
     """The trace of ``manager``'s history so far, as a JSON-ready dict.
 
     ``ValueError`` if the history is not all kept, or holds more than the
-    ``MAX_STEPS`` requests or answers a trace may hold (it could not be read back).
+    ``MAX_STEPS`` requests or answers a trace may hold, or the layout more than
+    ``MAX_HINTS`` first hints or sizes (it could not be read back).
     """
     if not manager.history_complete:
         raise ValueError(f"a trace needs every decision, and the arena keeps only its last {manager.history} (history={manager.history})")
@@ -77,6 +89,10 @@ def record(manager: Manager) -> dict[str, Any]:
         if len(steps) > MAX_STEPS:
             raise ValueError(f"a trace holds at most {MAX_STEPS:,} {what}, and this arena's history has {len(steps):,}")
     layout = manager.layout
+    for what in ("first_hints", "first_sizes"):
+        if len(getattr(layout, what)) > MAX_HINTS:
+            raise ValueError(f"a trace's layout holds at most {MAX_HINTS:,} {what}, and this arena's layout has "
+                             f"{len(getattr(layout, what)):,}")
     named = [k for k, v in LAYOUTS.items() if v == layout]
     version, start = manager._trace_start()
     return {

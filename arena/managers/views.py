@@ -19,23 +19,21 @@ until the garbage collector frees it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 from sys import getrefcount
 
-# ctypes keeps array types only while something uses them, and making one
-# costs tens of microseconds: the sizes used last stay here.
-_ARRAYS: dict[int, type] = {}
 _KEPT = 256
 _EMPTY = ctypes.c_char * 0
 
 
+# ctypes keeps array types only while something uses them, and making one
+# costs tens of microseconds: the sizes used last stay here. Every arena of
+# every thread shares this cache, so it is lru_cache's, which is thread-safe
+# (a cache of its own, evicted without a lock, lost entries under threads).
+@functools.lru_cache(maxsize=_KEPT)
 def _array_type(size: int) -> type:
-    t = _ARRAYS.get(size)
-    if t is None:
-        if len(_ARRAYS) >= _KEPT:
-            del _ARRAYS[next(iter(_ARRAYS))]
-        t = _ARRAYS[size] = ctypes.c_ubyte * size
-    return t
+    return ctypes.c_ubyte * size
 
 
 def _new_type(owner: object, size: int) -> type:
@@ -89,6 +87,10 @@ class Exports:
     def alive(self) -> int:
         """How many views (each with its slices and holders) are still alive."""
         return sum(_refcounts(self._types)) - _UNHELD * len(self._types)
+
+    def types(self) -> list[type]:
+        """The array types of the views made and not yet forgotten: a view alive holds one of them."""
+        return list(self._types.values())
 
     def clear(self) -> None:
         self._types.clear()

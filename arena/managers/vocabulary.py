@@ -14,11 +14,18 @@ from typing import NamedTuple
 from .. import sysmem
 from ..policy.rules import Bounds
 
-__all__ = ["ArenaClosed", "Bounds", "Event", "HeapState", "Region", "Stats", "binary_end", "per_request", "round_up"]
+__all__ = ["ArenaClosed", "Bounds", "Event", "HeapState", "Region", "ReentrantCall", "Stats", "binary_end", "per_request",
+           "round_up"]
 
 
 class ArenaClosed(RuntimeError):
     """The arena was closed: its mappings are gone, and every call but ``close`` raises this."""
+
+
+class ReentrantCall(RuntimeError):
+    """A call on a manager made from inside another call on it, on the same thread: a rule, a memory
+    layer or an argument's ``__index__`` called back into it. The outer call goes on (or fails
+    cleanly, if the callback lets this through); another thread's call just waits for the lock."""
 
 
 class Region(NamedTuple):

@@ -5,7 +5,9 @@ Where a default differs from Go it says so and why.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import struct
+from typing import cast
 
 from ..words import GiB, KiB, MiB, plural, size_text  # noqa: F401  (KiB, MiB and GiB are imported from here)
 
@@ -16,7 +18,7 @@ class Layout:
 
     ``LAYOUT_32`` and ``LAYOUT_64`` are Go's; each field below says what it
     is in Go. ``TypeError`` for a field of the wrong type, ``ValueError``
-    for a value out of range (naming the field).
+    for a value out of range (naming the field): ``validate`` lists the bounds.
     """
 
     name: str
@@ -53,68 +55,7 @@ class Layout:
     arena_base_offset: int | None = None
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.type == "bool" and not isinstance(value, bool):
-                raise TypeError(f"Layout.{field.name} must be a bool, got {value!r}")
-            if field.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"Layout.{field.name} must be an int, got {value!r}")
-        if not isinstance(self.name, str):
-            raise TypeError(f"Layout.name must be a str, got {self.name!r}")
-        if self.address_bits not in (32, 64):
-            raise ValueError(f"Layout.address_bits must be 32 or 64, got {self.address_bits}")
-        top = 1 << self.address_bits
-        if self.page_size < 4 * KiB or self.page_size & (self.page_size - 1):
-            raise ValueError(f"Layout.page_size must be a power of two of at least 4 KiB, got {self.page_size:#x}")
-        if not 0 < self.max_mem < top:
-            raise ValueError(f"Layout.max_mem must be in (0, 2**{self.address_bits}), got {self.max_mem:#x}")
-        for name in ("growth_step", "metadata_size", "strand_limit"):
-            value = getattr(self, name)
-            if value < 0 or value % self.page_size or value >= top:
-                raise ValueError(f"Layout.{name} must be a multiple of page_size below 2**{self.address_bits}, got {value:#x}")
-        if self.growth_step == 0:
-            raise ValueError("Layout.growth_step must be positive")
-        for name in ("first_hints", "first_sizes"):
-            values = getattr(self, name)
-            if not isinstance(values, tuple) or not all(type(v) is int for v in values):
-                raise TypeError(f"Layout.{name} must be a tuple of ints, got {values!r}")
-            for v in values:
-                if not 0 <= v < top:
-                    raise ValueError(f"Layout.{name} holds {v:#x}: outside [0, 2**{self.address_bits})")
-                if v % self.page_size:
-                    raise ValueError(f"Layout.{name} holds {v:#x}: not a multiple of page_size {self.page_size:#x}")
-        if not self.first_sizes:
-            raise ValueError("Layout.first_sizes must name at least one size")
-        if self.fallback and self.address_bits != 32:
-            raise ValueError("Layout.fallback is Go's 32-bit path: a 64-bit arena's reservation is all it has")
-        self._resolve_heap_arena_fields()
-
-    def _resolve_heap_arena_fields(self) -> None:
-        """Fill the sparse-heap fields left None with Go 1.11's values and check them."""
-        wide = self.address_bits == 64
-        go = {
-            "heap_arena_size": 64 * MiB if wide else 4 * MiB,
-            "heap_addr_bits": 48 if wide else 32,
-            "arena_l1_bits": 0,
-            "arena_base_offset": 1 << 47 if wide else 0,
-        }
-        for name, value in go.items():
-            given = getattr(self, name)
-            if given is None:
-                object.__setattr__(self, name, value)
-            elif isinstance(given, bool) or not isinstance(given, int):
-                raise TypeError(f"Layout.{name} must be an int or None, got {given!r}")
-        size, bits = self.heap_arena_size, self.heap_addr_bits
-        if not 12 <= bits <= self.address_bits:
-            raise ValueError(f"Layout.heap_addr_bits must be in [12, {self.address_bits}], got {bits}")
-        if size < self.page_size or size & (size - 1) or size >= 1 << bits:
-            raise ValueError(
-                f"Layout.heap_arena_size must be a power of two of at least page_size below 2**heap_addr_bits, got {size:#x}"
-            )
-        if not 0 <= self.arena_l1_bits <= self.arena_bits:
-            raise ValueError(f"Layout.arena_l1_bits must be in [0, {self.arena_bits}], got {self.arena_l1_bits}")
-        if not 0 <= self.arena_base_offset < 1 << self.address_bits:
-            raise ValueError(f"Layout.arena_base_offset must be a {self.address_bits}-bit value, got {self.arena_base_offset:#x}")
+        validate(self)
 
     def __repr__(self) -> str:
         hints = self.first_hints
@@ -133,9 +74,119 @@ class Layout:
         return (1 << self.heap_addr_bits) - (self.address_bits == 32)
 
 
+# Bounds on Go 1.11's arena index (see validate).
+L1_BITS_MAX = 16
+L2_BITS_MAX = 22
+
+
+def validate(layout: Layout) -> None:
+    """Check every field of ``layout`` against what Go allows; one ``TypeError`` or ``ValueError`` naming the field.
+
+    The one check of a layout: ``Layout`` runs it when made, ``check_layout``
+    again on every layout a manager is given (a frozen dataclass can still be
+    changed with ``object.__setattr__``). It fills the Go 1.11 fields left
+    ``None`` with Go's values, and makes an int of a subclass of int a plain
+    int (read once, here). What it guarantees, so that any valid layout is
+    cheap to use (a trace's included):
+
+    - ``address_bits`` is 32 or 64; ``page_size`` a power of two of at least
+      4 KiB; ``max_mem``, ``growth_step`` (positive), ``metadata_size``,
+      ``strand_limit``, every ``first_hints`` and ``first_sizes`` entry lie in
+      ``[0, 2**address_bits)``, all but ``max_mem`` multiples of ``page_size``.
+    - ``heap_addr_bits`` in ``[12, address_bits]``; ``heap_arena_size`` a power
+      of two, at least ``page_size``, below ``2**heap_addr_bits``;
+      ``arena_base_offset`` a multiple of ``heap_arena_size`` below
+      ``2**address_bits`` (Go's are 0 and 2**47: else heap arenas straddle
+      index entries).
+    - The arena index is bounded: ``arena_l1_bits <= L1_BITS_MAX`` (16; Go's L1
+      map is a static array: 0 bits, 6 on 64-bit Windows), so ``HeapArenas``
+      makes at most 2**16 first-level entries at once; ``arena_bits -
+      arena_l1_bits <= L2_BITS_MAX`` (22, "about the practical threshold" in
+      Go's malloc.go), so a second-level map has at most 2**22 entries, and
+      the index at most 2**38. The 32-bit metadata reservation is then
+      ``2**arena_bits`` <= 2**20 arenas' worth.
+    """
+    for field in dataclasses.fields(layout):
+        value = getattr(layout, field.name)
+        if field.type == "bool" and not isinstance(value, bool):
+            raise TypeError(f"Layout.{field.name} must be a bool, got {value!r}")
+        if field.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"Layout.{field.name} must be an int, got {value!r}")
+        if isinstance(value, int) and type(value) not in (int, bool):
+            object.__setattr__(layout, field.name, operator.index(value))  # a subclass's own methods are never asked again
+    if not isinstance(layout.name, str):
+        raise TypeError(f"Layout.name must be a str, got {layout.name!r}")
+    if layout.address_bits not in (32, 64):
+        raise ValueError(f"Layout.address_bits must be 32 or 64, got {layout.address_bits}")
+    top = 1 << layout.address_bits
+    if layout.page_size < 4 * KiB or layout.page_size & (layout.page_size - 1):
+        raise ValueError(f"Layout.page_size must be a power of two of at least 4 KiB, got {layout.page_size:#x}")
+    if not 0 < layout.max_mem < top:
+        raise ValueError(f"Layout.max_mem must be in (0, 2**{layout.address_bits}), got {layout.max_mem:#x}")
+    for name in ("growth_step", "metadata_size", "strand_limit"):
+        value = getattr(layout, name)
+        if value < 0 or value % layout.page_size or value >= top:
+            raise ValueError(f"Layout.{name} must be a multiple of page_size below 2**{layout.address_bits}, got {value:#x}")
+    if layout.growth_step == 0:
+        raise ValueError("Layout.growth_step must be positive")
+    for name in ("first_hints", "first_sizes"):
+        values = getattr(layout, name)
+        if not isinstance(values, tuple) or not all(type(v) is int for v in values):
+            raise TypeError(f"Layout.{name} must be a tuple of ints, got {values!r}")
+        for v in values:
+            if not 0 <= v < top:
+                raise ValueError(f"Layout.{name} holds {v:#x}: outside [0, 2**{layout.address_bits})")
+            if v % layout.page_size:
+                raise ValueError(f"Layout.{name} holds {v:#x}: not a multiple of page_size {layout.page_size:#x}")
+    if not layout.first_sizes:
+        raise ValueError("Layout.first_sizes must name at least one size")
+    if layout.fallback and layout.address_bits != 32:
+        raise ValueError("Layout.fallback is Go's 32-bit path: a 64-bit arena's reservation is all it has")
+    _validate_heap_arena_fields(layout)
+
+
+def _validate_heap_arena_fields(layout: Layout) -> None:
+    """Fill the sparse-heap fields left None with Go 1.11's values (malloc.go lines 161-298) and check them."""
+    wide = layout.address_bits == 64
+    go = {
+        "heap_arena_size": 64 * MiB if wide else 4 * MiB,
+        "heap_addr_bits": 48 if wide else 32,
+        "arena_l1_bits": 0,
+        "arena_base_offset": 1 << 47 if wide else 0,
+    }
+    for name, value in go.items():
+        given = getattr(layout, name)
+        if given is None:
+            object.__setattr__(layout, name, value)
+        elif isinstance(given, bool) or not isinstance(given, int):
+            raise TypeError(f"Layout.{name} must be an int or None, got {given!r}")
+    # Filled in above: ints from here on.
+    size, bits, l1, offset = (cast(int, getattr(layout, name)) for name in go)
+    if not 12 <= bits <= layout.address_bits:
+        raise ValueError(f"Layout.heap_addr_bits must be in [12, {layout.address_bits}], got {bits}")
+    if size < layout.page_size or size & (size - 1) or size >= 1 << bits:
+        raise ValueError(
+            f"Layout.heap_arena_size must be a power of two of at least page_size below 2**heap_addr_bits, got {size:#x}"
+        )
+    arena_bits = bits - (size.bit_length() - 1)
+    l1_max = min(arena_bits, L1_BITS_MAX)
+    if not 0 <= l1 <= l1_max:
+        raise ValueError(f"Layout.arena_l1_bits must be in [0, {l1_max}] (the first level of the arena index has "
+                         f"2**arena_l1_bits entries, at most 2**{L1_BITS_MAX}), got {l1}")
+    if arena_bits - l1 > L2_BITS_MAX:
+        raise ValueError(
+            f"Layout.arena_l1_bits must be at least {arena_bits - L2_BITS_MAX} with heap_arena_size {size:#x} and "
+            f"heap_addr_bits {bits}: an arena number has {arena_bits} bits, and the second level of the index "
+            f"covers at most {L2_BITS_MAX} of them (Go's practical limit), got {l1}")
+    if not 0 <= offset < 1 << layout.address_bits or offset % size:
+        raise ValueError(f"Layout.arena_base_offset must be a multiple of heap_arena_size {size:#x} below "
+                         f"2**{layout.address_bits} (Go's are 0 and 2**47), got {offset:#x}")
+
+
 def check_layout(value: object) -> Layout:
-    """``value`` if it is a ``Layout``; else ``TypeError`` saying which one to pass (``"32"`` is ``LAYOUT_32``)."""
+    """``value``, checked by ``validate``, if it is a ``Layout``; else ``TypeError`` saying which one to pass (``"32"`` is ``LAYOUT_32``)."""
     if isinstance(value, Layout):
+        validate(value)
         return value
     named = isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) in ("32", "64")
     fix = (f"use arena.LAYOUT_{value} (the command line and traces name it {str(value)!r})" if named

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import importlib.resources
-from typing import Iterable, NamedTuple
+import operator
+from typing import Iterable, NamedTuple, NoReturn
 
 from .. import sysmem
 
@@ -32,12 +33,22 @@ _STACK_ROOM = 9 << 20
 
 
 class Crowd:
-    """Real blocker mappings (PROT_NONE) that occupy hints or fill ranges; released on exit."""
+    """Real blocker mappings (PROT_NONE) that occupy hints or fill ranges; released on exit.
+
+    ``Crowd(memory=None)``: the memory layer the blockers are mapped with
+    (``None``: ``sysmem.default()``); ``TypeError``/``ValueError`` for one
+    that is not a memory layer (see ``sysmem.layer``). A crowd owns its
+    blockers: it cannot be copied or pickled (``TypeError``).
+    """
 
     def __init__(self, memory: sysmem.Memory | None = None) -> None:
-        self.memory = memory if memory is not None else sysmem.default()
+        self.memory = sysmem.layer(memory, None)
         self.blocks: list[tuple[int, int]] = []
         self.skipped: list[Skipped] = []
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        # A copy would release the same blockers again, unmapping whatever is there by then.
+        raise TypeError("cannot copy or pickle a Crowd: it owns its blocker mappings (make a new one)")
 
     @classmethod
     def from_maps(cls, text: str, memory: sysmem.Memory | None = None) -> Crowd:
@@ -47,8 +58,11 @@ class Crowd:
         outside ``memory``'s space (a 64-bit dump on the 32-bit layer, say),
         ranges this process maps itself, and room its stack may grow into.
         ``ValueError`` naming the line if ``text`` has one that is not a maps
-        line; nothing is mapped then.
+        line; nothing is mapped then. ``TypeError`` if ``text`` is not a str,
+        and as ``Crowd()`` for ``memory``.
         """
+        if not isinstance(text, str):
+            raise TypeError(f"from_maps needs the text of a maps dump (a str, as example_maps gives), not {type(text).__name__}")
         runs: list[list[int]] = []
         for m in sorted(sysmem.parse_maps(text)):
             # Adjacent and overlapping ranges become one: fewer placeholders, fewer syscalls.
@@ -92,7 +106,15 @@ class Crowd:
         return sum(size for _, size in self.blocks)
 
     def occupy(self, addr: int, size: int) -> int:
-        """Map exactly ``[addr, addr+size)``; ``RuntimeError`` naming the range if it is not free."""
+        """Map exactly ``[addr, addr+size)``; ``RuntimeError`` naming the range if it is not free.
+
+        ``TypeError``/``ValueError`` for bad arguments, ``OSError`` as the layer's ``reserve_exact``.
+        """
+        try:
+            # Read once: release gives back exactly what was mapped.
+            addr, size = operator.index(addr), operator.index(size)
+        except TypeError:
+            raise TypeError(f"addr and size must be ints, not {type(addr).__name__} and {type(size).__name__}") from None
         p = self.memory.reserve_exact(addr, size)
         if p is None:
             raise RuntimeError(f"cannot occupy [{addr:#x}, {addr + size:#x}): not free")

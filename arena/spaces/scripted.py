@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from typing import Callable, Iterable, NamedTuple, Union
+from typing import Callable, Iterable, NamedTuple, NoReturn, Union
 
 from .. import sysmem
 
@@ -50,6 +50,10 @@ class ScriptedMemory:
     ``(hint, size) -> answer`` decides when asked. Past the last answer it
     passes through. ``fail_next(op, errno)`` makes a later commit, decommit,
     release or reserve_exact fail once. Every call is recorded in ``calls``.
+
+    An answer callable runs inside the manager's call: calling back into that
+    manager raises ``ReentrantCall`` there. A scripted layer cannot be copied
+    or pickled (``TypeError``): two layers would answer from one script.
     """
 
     def __init__(self, inner: sysmem.Memory, answers: Iterable[Answer] = ()) -> None:
@@ -73,6 +77,7 @@ class ScriptedMemory:
             return answer
         if isinstance(answer, bool) or not isinstance(answer, int):
             raise TypeError(f"a scripted answer must be an address, None, NO_ROOM, Fail or a callable, not {answer!r}")
+        answer = operator.index(answer)  # a subclass of int: its own methods are never asked
         if answer % self.page_size:
             raise ValueError(f"scripted answer {answer:#x} is not aligned to the page size {self.page_size:#x}")
         if not self.lowest <= answer < self.limit:
@@ -152,6 +157,9 @@ class ScriptedMemory:
     def release(self, addr: int, size: int) -> None:
         """``Memory.release`` of the inner layer, unless ``fail_next`` scripted a failure (``OSError``)."""
         self._passed("release", addr, size)
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        raise TypeError("cannot copy or pickle a ScriptedMemory: a copy would answer from the same script (make a new one)")
 
     def __repr__(self) -> str:
         return f"ScriptedMemory({self.inner!r}, {plural(self.pending, 'answer')} pending)"

@@ -76,12 +76,14 @@ def default(address_bits: int | None = None) -> Memory:
 _LAYER_PARTS = ("reserve", "reserve_exact", "commit", "decommit", "release")
 
 
-def layer(memory: object, address_bits: int) -> Memory:
-    """``memory`` checked to be a memory layer of ``address_bits`` bits, or ``default(address_bits)`` if it is None.
+def layer(memory: object, address_bits: int | None) -> Memory:
+    """``memory`` checked to be a memory layer of ``address_bits`` bits (``None``: either), or ``default(address_bits)`` if it is None.
 
     ``TypeError`` for something that is not a memory layer (a ``Memory``, or
-    an object with its methods, such as ``arena.testing.ScriptedMemory``);
-    ``ValueError`` for a layer of the other width.
+    an object with its methods and attributes, such as
+    ``arena.testing.ScriptedMemory``); ``ValueError`` for a layer of the other
+    width, or attributes out of range: ``address_bits`` 32 or 64,
+    ``page_size`` a power of two, ``0 < lowest < limit``.
     """
     if memory is None:
         return default(address_bits=address_bits)
@@ -90,6 +92,20 @@ def layer(memory: object, address_bits: int) -> Memory:
                if isinstance(memory, str) and memory.lower() in _BACKENDS else
                "pass arena.sysmem.default() (or None), arena.sysmem.CffiMemory(), arena.sysmem.CtypesMemory() or an arena.testing.ScriptedMemory")
         raise TypeError(f"memory must be a memory layer, not {type(memory).__name__} ({memory!r}): {fix}")
-    if getattr(memory, "address_bits", None) != address_bits:
+    # What managers and crowds compute with: a layer of one's own must have them right.
+    values: list[int] = []
+    for name in ("address_bits", "page_size", "limit", "lowest"):
+        value = getattr(memory, name, None)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"a memory layer needs an int {name}, got {value!r} from {memory!r}")
+        values.append(value)
+    bits, page, limit, lowest = values
+    if address_bits is not None and bits != address_bits:
         raise ValueError(f"a {address_bits}-bit layout needs a {address_bits}-bit memory layer, got {memory!r}")
-    return memory
+    if bits not in (32, 64):
+        raise ValueError(f"a memory layer's address_bits must be 32 or 64, got {bits} from {memory!r}")
+    if page <= 0 or page & (page - 1):
+        raise ValueError(f"a memory layer's page_size must be a power of two, got {page!r} from {memory!r}")
+    if not 0 < lowest < limit:
+        raise ValueError(f"a memory layer needs 0 < lowest < limit, got lowest={lowest:#x}, limit={limit:#x} from {memory!r}")
+    return memory  # type: ignore[return-value]  # checked part by part above

@@ -69,6 +69,9 @@ class Memory:
     gap, as the kernel does for a 32-bit process. The gaps are kept in one index
     per process (``_gaps``), updated by every confined reserve and release:
     release a confined mapping through a confined layer, not the native one.
+
+    A layer holds no mapping: a copy (``copy.copy``, ``pickle``) is a new
+    layer of the same width.
     """
 
     page_size: int
@@ -103,6 +106,10 @@ class Memory:
             self.release = self._confined_release
         # Known to track_reservations (a leak check), which costs a call nothing unless it is on.
         _held.register(self)
+
+    def __reduce__(self) -> tuple[type, tuple[int]]:
+        # A layer holds no mapping: a copy (or an unpickled one) is a new layer of the same width, known to track_reservations.
+        return type(self), (self.address_bits,)
 
     def __repr__(self) -> str:
         where = f", confined below {self.limit:#x}" if self.confined else ""

@@ -100,15 +100,16 @@ class CffiMemory(Memory):
         super().__init__(address_bits)
 
     def reserve_exact(self, addr: int, size: int) -> int | None:
-        try:
-            if addr < self.lowest:
-                self.check("addr", addr, size)
-                self.check_lowest(addr)
-            p = self._reserve_exact(addr, size)
-        except (TypeError, OverflowError):
+        # Only plain ints are compared here (a subclass's own "<" could pass an
+        # address below lowest); anything else is converted once, by check.
+        if type(addr) is not int or type(size) is not int or addr < self.lowest:
             addr, size = self.check("addr", addr, size)
             self.check_lowest(addr)
+        try:
             p = self._reserve_exact(addr, size)
+        except OverflowError:
+            self.check("addr", addr, size)  # raises, naming the argument out of range
+            raise
         if p < _FAILED:
             return p
         return self.failed("reserve_exact", _WRAP - p, "addr", addr, size)

@@ -306,8 +306,24 @@ def _outcome(report: dict[str, Any], program: Program, digest: str, argv: list[s
     )
 
 
+def _traced_by() -> int:
+    """The pid tracing this process (strace -f, gdb), 0 if none: its children cannot be traced by us."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("TracerPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _start_error(kind: str, code: int, program: Program, cwd: str | None) -> Exception:
     reason = os.strerror(code) if code else "unknown reason"
+    if kind == "ptrace" and code == errno.EPERM and (tracer := _traced_by()):
+        return PtraceRefused(
+            f"this process is itself being traced (by pid {tracer}: strace, gdb or another tracer), and a traced "
+            "process's child cannot be traced again: run it without that tracer")
     if kind == "ptrace" and code == errno.EPERM:
         return PtraceRefused(
             "the kernel refused to let the tracer trace its own child (ptrace: Operation not permitted): "

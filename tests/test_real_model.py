@@ -1,0 +1,163 @@
+"""The model beside a real run: Go's heap found in real process traces, its answers fed to Arena and HeapArenas.
+
+The traces are made here, by real programs under the tracer: tests/programs/tracee/go_linear.c (Go 1.8's
+32-bit heap calls under each rule, so that this runs without Go 1.8's toolchain), the Go test program built
+with Debian's Go (Go 1.11's sparse heap arenas and successors), and with the old toolchains where built.
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from arena import sysmem, tracer
+from arena.harness import goheap, real, realdemo
+from arena.tracer import toolchains
+
+pytest_plugins = ["tracees"]
+pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+MiB = 1 << 20
+RULES = ("legacy", "fixed", "go1.9")
+# What each rule's program does with the gap adversary's hole, in the model's words.
+DOES = {"legacy": real.LOWERED, "fixed": real.RELEASED, "go1.9": real.CURSOR}
+
+
+@pytest.fixture(scope="module")
+def linear(build):
+    """``linear(rule, adversary)``: go_linear (32-bit) run under ``adversary``, once per module."""
+    runs: dict[tuple[str, str], tracer.Outcome] = {}
+
+    def get(rule: str, adversary: str = "gap") -> tracer.Outcome:
+        if (rule, adversary) not in runs:
+            runs[rule, adversary] = tracer.run([str(build("go_linear", 32)), rule], adversary, capture=True, timeout=60)
+        return runs[rule, adversary]
+
+    return get
+
+
+def need(name: str) -> None:
+    if name not in toolchains.toolchains():
+        pytest.skip("no `go` on PATH (apt-get install golang-go)" if name == "system" else
+                    f"Go toolchain {name} is not built: run `make go-toolchains ARENA_GO_SRC=<git copy of Go>`")
+
+
+def test_go18s_heap_is_recognised_in_its_calls(linear):
+    o = linear("legacy", "observe")
+    heap = goheap.recognise(o)
+    assert heap is not None and (heap.design, heap.bits) == (goheap.LINEAR, 32)
+    first = heap.role("first")[0]
+    assert first.size == 258 * MiB + 512 * MiB + 8192 and first.answer == first.hint == 0x4000000
+    assert heap.initial_size == 512 * MiB + 8192
+    # 900 requests of 1 MiB; the first arena holds 512 of them, two growths at the heap's end the rest.
+    assert heap.requests == [MiB] * 900
+    growths = heap.role("growth")
+    assert [g.hint for g in growths] == [first.end, first.end + 256 * MiB] and all(g.at_hint and g.used for g in growths)
+    b = real.beside(o)
+    assert b is not None and b.real == real.AT_END
+    assert [(r.rule, r.verdict, r.agrees) for r in b.runs] == [(r, real.AT_END, True) for r in RULES]
+    assert all(not r.outcome.violations and r.outcome.intact for r in b.runs)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_each_rule_agrees_with_the_program_that_follows_it(linear, rule):
+    o = linear(rule)
+    assert o.rewritten == 2
+    assert o.failed == (rule == "legacy")
+    b = real.beside(o)
+    assert b is not None and b.real == DOES[rule], b.real_words
+    assert {r.rule: r.verdict for r in b.runs} == DOES
+    assert [r.rule for r in b.runs if r.agrees] == [rule]
+    hole = b.heap.role("growth")[1]
+    assert hole.below and f"{hole.answer:#x}" in b.real_words
+    # The model speaks of the program's addresses.
+    assert all(f"{hole.answer:#x}" in r.words for r in b.runs)
+    legacy = b.run("legacy")
+    assert legacy is not None and legacy.outcome.lost and legacy.words.startswith("arena_used lowered")
+    assert any(v.kind == "arena_used-decreased" for v in legacy.outcome.violations)
+    for other in ("fixed", "go1.9"):
+        run = b.run(other)
+        assert run is not None and not run.outcome.violations and run.outcome.intact
+
+
+def test_what_each_program_did_is_read_from_its_calls(linear):
+    lowered = real.beside(linear("legacy"))
+    assert lowered is not None and "heapBitsForSpan: base out of range" in lowered.real_words
+    released = goheap.recognise(linear("fixed"))
+    assert released is not None
+    hole = released.role("growth")[1]
+    assert hole.released_at is not None and not hole.used
+    assert released.role("fallback") and all(f.size == MiB + 8192 for f in released.role("fallback"))
+    assert sum(released.requests) == 900 * MiB
+
+
+def test_only_the_rules_asked_for_run(linear):
+    b = real.beside(linear("fixed"), ("fixed", "go1.11"))
+    assert b is not None and [r.rule for r in b.runs] == ["fixed"]
+
+
+def _blocked(o: tracer.Outcome, offset: int):
+    """A 4 MiB reservation in this process at ``offset`` into the span of the program's heap."""
+    heap = goheap.recognise(o)
+    assert heap is not None
+    memory = sysmem.default(address_bits=32)
+    start = heap.role("first")[0].answer + offset
+    return memory, memory.reserve_exact(start, 4 * MiB)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blocks=st.integers(0, (1288 * MiB) // (4 * MiB) - 1))
+def test_the_verdicts_do_not_depend_on_where_the_model_runs(linear, blocks):
+    """The program's addresses taken in this process: the model runs elsewhere, all moved by one shift, and
+    says the same (in the program's addresses)."""
+    o = linear("legacy")
+    want = real.beside(o)
+    memory, at = _blocked(o, blocks * 4 * MiB)
+    assume(at is not None)  # that part of this process's space is taken already: blocked anyway
+    try:
+        got = real.beside(o)
+    finally:
+        memory.release(at, 4 * MiB)
+    assert want is not None and got is not None
+    assert got.shift and got.shift % (4 * MiB) == 0 and got.notes
+    assert [(r.rule, r.verdict, r.words, r.agrees) for r in got.runs] == [(r.rule, r.verdict, r.words, r.agrees) for r in want.runs]
+
+
+def test_a_program_without_a_go_heap():
+    o = tracer.run(["true"], timeout=60)
+    assert goheap.recognise(o) is None and real.beside(o) is None
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("arch", toolchains.ARCHES)
+def test_debian_gos_heap_arenas_at_their_hints(arch):
+    need("system")
+    if arch == "amd64" and sysmem.NATIVE_BITS == 32:
+        pytest.skip("an amd64 program cannot be traced from a 32-bit Python")
+    o = tracer.run([str(toolchains.build_program("system", arch)), "600" if arch == "386" else "200"], capture=True,
+                   timeout=300)
+    assert not o.failed, o.stderr
+    heap = goheap.recognise(o)
+    assert heap is not None and heap.design == goheap.SPARSE
+    assert heap.arena_size == (4 * MiB if arch == "386" else 64 * MiB)
+    if arch == "386":
+        # The metadata anywhere, then the pre-reservation: 512 MiB and one arena, used before any hint.
+        assert [r.role for r in heap.reservations[:2]] == ["metadata", "prereserved"]
+        assert heap.initial_size == 512 * MiB and heap.role("prereserved")[0].used
+    assert heap.role("hint") and all(t.at_hint for t in heap.role("hint"))
+    b = real.beside(o)
+    assert b is not None and b.real == real.AT_HINTS
+    run = b.run("go1.11")
+    assert run is not None and run.agrees and not run.outcome.violations and not run.outcome.lost
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("runtime", realdemo.RUNTIMES, ids=lambda rt: f"{rt.toolchain}-{rt.arch}")
+def test_each_go_runtime_meets_an_adversary_that_moves_its_own_heap(runtime):
+    """One run of each row of arena demo --real: the program ends as that Go is known to, the adversary moved
+    its calls, and the model under that Go's rule agrees."""
+    need(runtime.toolchain)
+    if runtime.arch == "amd64" and sysmem.NATIVE_BITS == 32:
+        pytest.skip("an amd64 program cannot be traced from a 32-bit Python")
+    attempt = realdemo.attempt(runtime, toolchains.build_program(runtime.toolchain, runtime.arch))
+    assert attempt.reproduced, attempt.why
+    assert attempt.outcome.rewritten > 0
