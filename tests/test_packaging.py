@@ -178,10 +178,11 @@ def test_help_points_to_installed_documentation_only():
     assert all(texts)
     assert not [t for t in texts if "docs/" in t]
     pointers = {m for t in texts for m in re.findall(r"python3 -m pydoc (\w+(?:\.\w+)*)", " ".join(t.split()))}
-    assert pointers == {"arena.harness.trace", "arena.policy.rules"}
+    assert pointers == {"arena.harness.trace", "arena.policy.rules", "arena.harness.program_hunt"}
     for module in pointers:
         shown = subprocess.run([sys.executable, "-m", "pydoc", module], capture_output=True, text=True, timeout=60,
                                env={**os.environ, "PAGER": "cat"})
         assert shown.returncode == 0 and "problem in" not in shown.stdout, shown.stdout[:200]
     assert '"format": "arena-trace"' in cli.trace.__doc__  # what replay's help promises: the trace format
     assert "refusal(bounds, p, p_size, layout)" in sys.modules["arena.policy.rules"].__doc__
+    assert "refused memory" in sys.modules["arena.harness.program_hunt"].__doc__  # hunt --program's help points there
