@@ -7,7 +7,6 @@ import arena
 from arena import sysmem
 from arena.spaces import reservations
 
-
 # glibc gives each new thread a malloc arena reserved with MAP_NORESERVE; one
 # arena keeps threaded tests from looking like they leaked a reservation.
 M_ARENA_MAX = -8

@@ -5,7 +5,8 @@ import os
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arena import sysmem, tracer
 from arena.tracer import Below, Displace, Enomem, Gap, Observe, Space

@@ -18,9 +18,9 @@ from hypothesis import given, settings
 
 import arena
 from arena.harness import hunt, trace
+from arena.harness.check import verify
 from arena.interface import demo
 from arena.managers import heaparenas
-from arena.harness.check import verify
 
 MiB = 1 << 20
 LAYOUTS = [arena.LAYOUT_32, pytest.param(arena.LAYOUT_64, marks=pytest.mark.needs_64_bit)]

@@ -12,8 +12,8 @@ import pytest
 import arena
 from arena import sysmem
 from arena.harness import hunt
-from arena.interface import cli
 from arena.harness.hunt import Answer, Scenario
+from arena.interface import cli
 
 MiB = 1 << 20
 PAGE = arena.LAYOUT_32.page_size

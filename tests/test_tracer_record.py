@@ -6,10 +6,12 @@ import json
 import shutil
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arena import tracer
 from arena.tracer import record
+
 pytest_plugins = ["tracees"]
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
