@@ -54,7 +54,7 @@ from ..managers.record import VERSION as VERSION
 from ..managers.record import record as record
 from ..managers.record import save as save
 from ..policy import rules
-from ..policy.layout import Layout
+from ..policy.layout import L1_BITS_MAX, Layout
 from ..policy.rules import RULES
 from ..spaces import NO_ROOM, Answer, ScriptedMemory
 from ..words import plural, size_text
@@ -64,9 +64,9 @@ from .run import Replay, drive
 VERSION_RULES = {1: RULES, 2: NAMES}
 # Room for MAX_STEPS requests and answers with every decision recorded.
 MAX_BYTES = 16 << 20
-# Go 1.11's index has 2**arena_l1_bits first-level entries, made up front:
-# arenaL1Bits is 0 on Linux and 6 on Windows amd64.
-MAX_L1_BITS = 16
+# Go 1.11's index has 2**arena_l1_bits first-level entries, made up front: Layout
+# itself bounds them (arena.policy.layout.validate), for a trace's layout as for any.
+MAX_L1_BITS = L1_BITS_MAX
 _FIELDS = ("format", "version", "layout", "rule", "start", "initial_size", "requests", "answers", "recorded")
 _REQUIRED = ("format", "version", "layout", "rule", "requests", "answers")
 
@@ -147,10 +147,6 @@ def _layout(value: object) -> Layout:
         if field.startswith("Layout.") and field[7:] in fields:
             raise TraceError(f"layout.{field[7:]}: {rest}") from None
         raise TraceError(f"layout: {exc}") from None
-    if (layout.arena_l1_bits or 0) > MAX_L1_BITS:
-        # HeapArenas makes the index's first level whole, 2**arena_l1_bits entries, before any request.
-        raise TraceError(f"layout.arena_l1_bits: {layout.arena_l1_bits} would make an index of 2**{layout.arena_l1_bits} "
-                         f"entries; a trace's layout may have at most {MAX_L1_BITS} (Go: 0 on Linux, 6 on Windows)")
     return layout
 
 
