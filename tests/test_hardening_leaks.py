@@ -8,9 +8,10 @@ import pytest
 import arena
 from arena import sysmem
 from arena.spaces import peek, poke, reservations
+from budget import budget
 from hardening_util import SMALL32, SMALL64
 
-CYCLES = 10_000
+CYCLES = budget(10_000)
 RSS_SLACK = 16 << 20  # bytes the interpreter may grow by (caches, free lists)
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from arena import tracer
 from arena.tracer import record
+from budget import budget
 
 pytest_plugins = ["tracees"]
 
@@ -116,7 +117,7 @@ def test_limits(saved, tmp_path):
         tracer.load(bad)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=budget(200), deadline=None)
 @given(st.data())
 def test_any_change_is_either_valid_or_named(saved, data):
     # Replace one value anywhere in a real trace with arbitrary JSON: load accepts it or raises TraceFileError.
