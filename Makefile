@@ -30,8 +30,11 @@ $(VENV)/.lint-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[lint]'
 	touch $@
 
-lint: $(VENV)/.lint-installed ## Check the layers: no import goes up a layer or closes a circle (lint-imports)
+lint: $(VENV)/.lint-installed ## The layers contract (lint-imports), ruff, mypy --strict on the package and on the docs' examples
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) tools/check-doc-types.py
 
 demo: install ## Replay Go issue 20259 with real memory under every rule
 	$(PY) -m arena demo
@@ -99,6 +102,6 @@ check-dist: ## Build the sdist and both wheels, install each as a user would and
 
 clean: ## Remove .venv, build products and caches
 	rm -rf $(VENV) build dist *.egg-info arena/_native*.so arena/_native.c arena/_native.o \
-		.pytest_cache .hypothesis .bench-ab
+		.pytest_cache .hypothesis .bench-ab .mypy_cache .ruff_cache
 	$(MAKE) -C benchmarks clean
 	find . -name __pycache__ -prune -exec rm -rf {} +

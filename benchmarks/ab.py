@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pyperf
+
 # compare_to's own statistics (pyperf compare_to --min-speed): not a second implementation.
 from pyperf._compare import CompareData, CompareResult
 

@@ -5,11 +5,11 @@ import os
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arena import sysmem, tracer
 from arena.tracer import Below, Displace, Enomem, Gap, Observe, Space
-
 from budget import budget
 
 # Fixtures for the test programs: tests/tracees.py.

@@ -11,7 +11,6 @@ import pytest
 
 from arena.harness import trace
 from arena.managers import NAMES
-
 from budget import budget
 
 COMMANDS = ("demo", "replay", "maps", "hunt", "run", "bench")
@@ -214,7 +213,8 @@ def test_exit_codes_0_success_1_violation_2_usage(legacy_trace):
 
 # -- fuzz: malformed arguments and files never show a traceback -------------------------
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from arena.interface import cli  # noqa: E402
 

@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 
 from arena import sysmem
 from arena.sysmem import _gaps
-
 from budget import budget
 
 pytestmark = pytest.mark.skipif(sysmem.NATIVE_BITS == 32, reason="a 32-bit process is not confined: the kernel places")

@@ -18,7 +18,6 @@ import arena
 from arena import sysmem
 from arena.harness.check import verify
 from arena.spaces import ScriptedMemory, peek, poke
-
 from budget import budget
 from hardening_util import LAYOUTS, Foreign, commits_inside_reservations
 
@@ -44,7 +43,7 @@ def _surround(foreign, a, seed):
     return placed
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda l: l.name.replace(" ", "-"))
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.name.replace(" ", "-"))
 @pytest.mark.parametrize("rule", arena.RULES)
 def test_foreign_mappings_survive_random_operations(rule, layout):
     rng = random.Random(f"{rule}/{layout.name}")

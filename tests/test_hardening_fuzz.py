@@ -13,7 +13,6 @@ import pytest
 import arena
 from arena import spaces, sysmem
 from arena.harness import check
-
 from budget import budget
 
 TARGET = Path(__file__).with_name("fuzz_target.py")

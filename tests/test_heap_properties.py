@@ -18,10 +18,9 @@ from hypothesis import given, settings
 
 import arena
 from arena.harness import hunt, trace
+from arena.harness.check import verify
 from arena.interface import demo
 from arena.managers import heaparenas
-from arena.harness.check import verify
-
 from budget import budget
 
 MiB = 1 << 20

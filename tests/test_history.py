@@ -8,12 +8,11 @@ import pytest
 import arena
 from arena import sysmem
 from arena.harness import trace
-from arena.interface import demo
-from arena.harness.check import verify, verify_or_raise, InvariantViolation
-from arena.policy.layout import MiB
+from arena.harness.check import InvariantViolation, verify, verify_or_raise
 from arena.harness.run import drive
+from arena.interface import demo
+from arena.policy.layout import MiB
 from arena.spaces import NO_ROOM, ScriptedMemory
-
 from budget import budget
 
 # The runs below place mappings at exact addresses: in a 32-bit process they

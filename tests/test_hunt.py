@@ -12,9 +12,8 @@ import pytest
 import arena
 from arena import sysmem
 from arena.harness import hunt
-from arena.interface import cli
 from arena.harness.hunt import Answer, Scenario
-
+from arena.interface import cli
 from budget import budget
 
 MiB = 1 << 20

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from arena.tracer import toolchains
 from arena.tracer.toolchains import ToolchainMissing, build_program
-
 from budget import budget
 
 PROGRAMS = Path(__file__).parent / "programs"

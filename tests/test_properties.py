@@ -12,7 +12,6 @@ from hypothesis import given, settings
 import arena
 from arena.harness import hunt
 from arena.harness.hunt import Answer, Scenario, arena_window, free_spot
-
 from budget import budget
 
 MiB = 1 << 20

@@ -6,12 +6,13 @@ import json
 import shutil
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arena import tracer
 from arena.tracer import record
-
 from budget import budget
+
 pytest_plugins = ["tracees"]
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")

@@ -37,17 +37,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Literal
 
 from .. import sysmem
 from ..managers import NAMES, RELEASE, Arena, HeapArenas, ReservationFailed, open_manager
-from ..managers.record import (  # noqa: F401  (record and save: arena.trace's writing half)
-    FORMAT, LAYOUTS, MAX_EVENTS, MAX_HEAP_ARENAS, MAX_HINTS, MAX_STEPS, VERSION, record, save,
-)
+
+# The format's names and limits, and record and save (arena.trace's writing half): this module's too,
+# re-exported (each "X as X" says so to a type checker).
+from ..managers.record import FORMAT as FORMAT
+from ..managers.record import LAYOUTS as LAYOUTS
+from ..managers.record import MAX_EVENTS as MAX_EVENTS
+from ..managers.record import MAX_HEAP_ARENAS as MAX_HEAP_ARENAS
+from ..managers.record import MAX_HINTS as MAX_HINTS
+from ..managers.record import MAX_STEPS as MAX_STEPS
+from ..managers.record import VERSION as VERSION
+from ..managers.record import record as record
+from ..managers.record import save as save
 from ..policy import rules
 from ..policy.layout import L1_BITS_MAX, Layout
 from ..policy.rules import RULES
-from ..spaces import NO_ROOM, ScriptedMemory
+from ..spaces import NO_ROOM, Answer, ScriptedMemory
 from ..words import plural, size_text
 from .run import Replay, drive
 
@@ -70,7 +79,7 @@ class TraceError(ValueError):
         """``exc`` as the error of ``field``, without repeating the field (or ``names``) it starts with."""
         text = str(exc)
         for name in (field, *names):
-            if text.startswith(name + " ") or text.startswith(name + ":"):
+            if text.startswith((name + " ", name + ":")):
                 text = text[len(name):].lstrip(": ")
                 break
         return cls(f"{field}: {text}")
@@ -87,7 +96,7 @@ class Trace:
     start: int | None
     initial_size: int | None
     requests: list[int]
-    answers: list[int | None | str]
+    answers: list[int | None | Literal["no-room"]]
     recorded: list[dict[str, Any]] | None = None
 
 
@@ -112,7 +121,8 @@ def _layout(value: object) -> Layout:
     if not isinstance(value, dict):
         raise TraceError(f'layout: expected "32", "64" or an object of Layout fields, got {json.dumps(value)}')
     fields = {f.name: f for f in dataclasses.fields(Layout)}
-    kwargs: dict[str, object] = {"name": "custom"}
+    # Any: what each field must be, Layout checks when made (validate), naming the field.
+    kwargs: dict[str, Any] = {"name": "custom"}
     for key, item in value.items():
         if key not in fields:
             raise TraceError(f"layout.{key}: not a Layout field (one of {', '.join(fields)})")
@@ -140,16 +150,18 @@ def _layout(value: object) -> Layout:
     return layout
 
 
-def _answer(path: str, value: object) -> int | None | str:
-    if value is None or value == "no-room":
-        return value
+def _answer(path: str, value: object) -> int | None | Literal["no-room"]:
+    if value is None:
+        return None
+    if value == "no-room":
+        return "no-room"
     try:
         return _number(path, value)
     except TraceError:
         raise TraceError(f'{path}: expected an address, null or "no-room", got {json.dumps(value)}') from None
 
 
-def _list(path: str, value: object) -> list:
+def _list(path: str, value: object) -> list[object]:
     if not isinstance(value, list):
         raise TraceError(f"{path}: expected a list, got {json.dumps(value)}")
     return value
@@ -174,7 +186,8 @@ def parse(data: object) -> Trace:
         raise TraceError(f"version: this reader knows versions 1 and {VERSION}, got {json.dumps(version)}")
     rule, names = data["rule"], VERSION_RULES[version]
     if not isinstance(rule, str) or rule not in names and not all(rule.partition(":")[::2]):
-        raise TraceError(f"rule: expected one of {', '.join(names)} or module:attr of a rule, got {json.dumps(rule)} (version {version})")
+        raise TraceError(f"rule: expected one of {', '.join(names)} or module:attr of a rule, "
+                         f"got {json.dumps(rule)} (version {version})")
     for key in ("requests", "answers"):
         steps = _list(key, data[key])
         if len(steps) > MAX_STEPS:
@@ -230,7 +243,8 @@ def load(path: str | os.PathLike[str]) -> Trace:
 
 
 def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) -> Replay:
-    """Run ``trace`` with real memory, under its own or the given rule (``"go1.11"``: ``HeapArenas``) and layout; the caller closes the arena."""
+    """Run ``trace`` with real memory, under its own or the given rule (``"go1.11"``: ``HeapArenas``) and
+    layout; the caller closes the arena."""
     name = rule or trace.rule
     layout = layout or trace.layout
     resolved: str | rules.Parts = name
@@ -254,7 +268,7 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
         inner = sysmem.default(address_bits=layout.address_bits)
     except ValueError as exc:
         raise ReplayError(f"cannot replay a {layout.name} layout here: {exc}") from None
-    scripted = []
+    scripted: list[Answer] = []
     for i, a in enumerate(trace.answers):
         answer = NO_ROOM if a == "no-room" else a
         try:

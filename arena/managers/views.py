@@ -22,9 +22,12 @@ import ctypes
 import functools
 import sys
 from sys import getrefcount
+from typing import Any, TypeAlias, cast
 
 _KEPT = 256
 _EMPTY = ctypes.c_char * 0
+# The type of the array behind a view: a subclass, made per arena, of an array of bytes.
+_Pages: TypeAlias = "type[ctypes.Array[ctypes.c_ubyte]]"
 
 
 # ctypes keeps array types only while something uses them, and making one
@@ -32,15 +35,16 @@ _EMPTY = ctypes.c_char * 0
 # every thread shares this cache, so it is lru_cache's, which is thread-safe
 # (a cache of its own, evicted without a lock, lost entries under threads).
 @functools.lru_cache(maxsize=_KEPT)
-def _array_type(size: int) -> type:
+def _array_type(size: int) -> _Pages:
     return ctypes.c_ubyte * size
 
 
-def _new_type(owner: object, size: int) -> type:
-    return type("ArenaPages", (_array_type(size),), {"_arena": owner})
+def _new_type(owner: object, size: int) -> _Pages:
+    # type() is typed as making a plain type: this one is a subclass of the array type.
+    return cast(_Pages, type("ArenaPages", (_array_type(size),), {"_arena": owner}))
 
 
-def _refcounts(types: dict[int, type]) -> list[int]:
+def _refcounts(types: dict[int, Any]) -> list[int]:
     return [getrefcount(t) for t in types.values()]
 
 
@@ -57,7 +61,7 @@ class Exports:
 
     def __init__(self, owner: object, page: int) -> None:
         self._owner, self._mask = owner, page - 1  # a Layout's page is a power of two
-        self._types: dict[int, type] = {}
+        self._types: dict[int, _Pages] = {}
 
     def export(self, addr: int, size: int) -> memoryview:
         """A writable byte view of ``[addr, addr + size)``, which the caller checked lies in committed,
@@ -71,7 +75,7 @@ class Exports:
         view = memoryview((self._types.get(span) or self._type(span)).from_address(addr - offset)).cast("B")
         return view[offset : offset + size]
 
-    def _type(self, span: int) -> type:
+    def _type(self, span: int) -> _Pages:
         if span > sys.maxsize:
             raise ValueError(f"size {span:#x} is more than one view can hold in this process "
                              f"(at most {sys.maxsize:#x} bytes): view the allocation in parts")
@@ -88,7 +92,7 @@ class Exports:
         """How many views (each with its slices and holders) are still alive."""
         return sum(_refcounts(self._types)) - _UNHELD * len(self._types)
 
-    def types(self) -> list[type]:
+    def types(self) -> list[_Pages]:
         """The array types of the views made and not yet forgotten: a view alive holds one of them."""
         return list(self._types.values())
 
