@@ -34,8 +34,8 @@ sys.path.insert(0, str(HERE))
 
 import cases  # noqa: E402
 import climit  # noqa: E402
-import report  # noqa: E402
 import program_hunt  # noqa: E402
+import report  # noqa: E402
 import tracer_cost  # noqa: E402
 
 # pyperf settings per mode: worker processes, values per process, warm-ups,

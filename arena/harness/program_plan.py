@@ -66,7 +66,8 @@ class Shape(NamedTuple):
 
     def __str__(self) -> str:
         prot = "PROT_NONE" if self.prot == 0 else f"prot {self.prot:#x}"
-        return f"{self.syscall} of {size_text(self.size)}, {prot}, flags {self.flags:#x}, {'hinted' if self.hinted else 'no hint'}"
+        return (f"{self.syscall} of {size_text(self.size)}, {prot}, flags {self.flags:#x}, "
+                f"{'hinted' if self.hinted else 'no hint'}")
 
 
 def _ordinal(n: int) -> str:

@@ -1,4 +1,4 @@
-"""Where a real-program hunt looks: the calls a plain run made, the plans drawn from them, and the simpler plans tried when shrinking.
+"""Where a real-program hunt looks: the calls a plain run made, the plans drawn from them, the simpler ones tried when shrinking.
 
 ``Observation.of(outcome)`` turns a run under ``observe`` into *slots*: each
 adjustable call as (shape, nth of that shape), with the kind of call it is:

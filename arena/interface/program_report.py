@@ -17,7 +17,8 @@ def duration(seconds: float) -> str:
 
 
 def progress_line(p: ProgramProgress) -> str:
-    extra = "".join(f", {text}" for n, text in ((p.refused, f"{p.refused:,} refused memory"), (p.flaky, f"{p.flaky:,} flaky")) if n)
+    counts = ((p.refused, f"{p.refused:,} refused memory"), (p.flaky, f"{p.flaky:,} flaky"))
+    extra = "".join(f", {text}" for n, text in counts if n)
     return f"arena hunt: {p.phase}: {plural(p.scenarios, 'scenario')}, {plural(p.runs, 'run')} in all, {p.rate:.2f}/s{extra}"
 
 
@@ -28,7 +29,8 @@ def _last_words(f: Finding) -> list[str]:
         return []
     start = next((i for i, line in enumerate(text) if f.outcome.fatal and line.strip() == f.outcome.fatal), None)
     shown = text[start:start + LAST_WORDS] if start is not None else text[-LAST_WORDS:]
-    return ["its stderr" + (" from the fatal line on:" if start is not None else ", last lines:")] + [f"  {line}" for line in shown]
+    head = "its stderr" + (" from the fatal line on:" if start is not None else ", last lines:")
+    return [head] + [f"  {line}" for line in shown]
 
 
 def _plan(f: Finding, indent: str = "  ") -> list[str]:
