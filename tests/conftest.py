@@ -34,6 +34,13 @@ PROGRAMS_LOCK = Path(tempfile.gettempdir()) / "arena-test-programs.lock"
 
 
 def pytest_configure(config):
+    if not os.environ.get("ARENA_BACKEND", "").strip():
+        # Where the shim was not built the suite tests the ctypes backend: the
+        # commands it runs use it as chosen, without the warning a user gets.
+        try:
+            sysmem.CffiMemory()
+        except sysmem.ShimUnavailable:
+            os.environ["ARENA_BACKEND"] = "ctypes"
     if getattr(config.option, "dist", "no") != "no":
         # A worker's communication thread has its malloc arena before this file
         # runs there, and glibc fixes the arena limit at the second arena: too

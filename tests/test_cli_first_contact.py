@@ -156,6 +156,18 @@ def test_arena_backend_cffi_without_the_compiled_shim_is_one_line_naming_the_fix
     assert "or set ARENA_BACKEND=ctypes" in line
 
 
+def test_without_the_compiled_shim_a_command_warns_in_one_line_and_runs():
+    # As if the install had skipped the shim, with no backend chosen: the ctypes backend, said once.
+    env = {k: v for k, v in os.environ.items() if k != "ARENA_BACKEND"}
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['arena._native'] = None; "
+                           "from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))", "demo", "--rule", "fixed"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "CtypesMemory" in done.stdout.splitlines()[0], done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("arena demo: warning: compiled shim unavailable (import of arena._native halted")
+    assert "using the slower ctypes backend" in done.stderr
+
+
 def test_a_crowd_dump_that_is_not_a_file_of_maps_is_one_line(tmp_path):
     line = one_line_usage_error(arena_cmd("demo", "--crowd", str(tmp_path)), "demo")
     assert line == f"arena demo: --crowd {tmp_path}: Is a directory"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -17,9 +18,10 @@ import subprocess
 import sys
 import textwrap
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, TextIO, TypeVar
 
 from .. import __version__, sysmem
 from ..harness import trace
@@ -790,6 +792,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(command: str, message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the command line: ``arena COMMAND: warning: MESSAGE``."""
+    _note(f"arena {command}: warning: {str(message).removeprefix('arena: ')}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
 
@@ -800,7 +808,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run: Callable[[argparse.Namespace], tuple[int, str]] = args.run  # the command's cmd_* (set_defaults)
-        code, out = run(args)
+        with warnings.catch_warnings():
+            # A warning (the ctypes backend's, where the shim was not built) is
+            # one line naming the command, as an error is, not Python's two
+            # lines with a file and a line of arena's own source.
+            warnings.showwarning = functools.partial(_warning_line, args.command)
+            code, out = run(args)
     except (UsageError, sysmem.UnknownBackend, sysmem.ShimUnavailable) as exc:
         # A bad ARENA_BACKEND, or ARENA_BACKEND=cffi without the shim, is the
         # environment's mistake, reported like a bad argument.
