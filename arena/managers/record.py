@@ -21,7 +21,9 @@ class Manager(Protocol):
 
     layout: Layout
     memory: sysmem.Memory
-    rule: str
+
+    @property
+    def rule(self) -> str: ...
 
     @property
     def events(self) -> list[Event]: ...
