@@ -14,10 +14,10 @@ BACKENDS := $(if $(ARENA_BACKEND),$(ARENA_BACKEND),cffi ctypes)
 ARENA_REQUIRE_SHIM ?= 1
 export ARENA_REQUIRE_SHIM
 
-.PHONY: help install lint demo demo-real test test-real bench bench-quick profile test32 bench32 docker32 go-toolchains dist check-dist clean
+.PHONY: help install lint demo demo-real test test-full test-real bench bench-quick bench-ab bench-ab-quick profile test32 bench32 docker32 go-toolchains dist check-dist clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml setup.py arena/__init__.py native/shim.h native/shim.c native/build.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,11 @@ $(VENV)/.lint-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[lint]'
 	touch $@
 
-lint: $(VENV)/.lint-installed ## Check the layers: no import goes up a layer or closes a circle (lint-imports)
+lint: $(VENV)/.lint-installed ## The layers contract (lint-imports), ruff, mypy --strict on the package and on the docs' examples
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) tools/check-doc-types.py
 
 demo: install ## Replay Go issue 20259 with real memory under every rule
 	$(PY) -m arena demo
@@ -42,11 +45,15 @@ demo-real: install ## Go 1.8, its fix, Go 1.9 and Debian's Go under an adversari
 test-real: install ## The real-program tests once, the slow ones too (arena demo --real 10 times); ~5 min
 	ARENA_SLOW=1 $(PY) -m pytest $(REAL_TESTS) $(PYTEST_ARGS)
 
-test: install ## Run the test suite once per backend (cffi, ctypes)
-	@status=0; for b in $(BACKENDS); do \
-		echo "== backend: $$b"; \
-		ARENA_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS) || status=1; \
-	done; exit $$status
+# Both backends' runs at once, sharing the cores (tools/test-backends.sh: pytest-xdist
+# workers when a run has more than one core to itself, as ARENA_BACKEND=cffi make test has).
+# The profile (tests/budget.py): dev, a fifth of each property test's examples and
+# loop's repeats, unless $$CI is set or ARENA_TEST_PROFILE=ci names the whole budget.
+test: install ## Run the test suite once per backend (cffi, ctypes), both at once (dev profile: see README)
+	@tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
+
+test-full: install ## The same with every test's whole budget (the ci profile, as CI runs it)
+	@ARENA_TEST_PROFILE=ci tools/test-backends.sh $(PY) $(BACKENDS) -- $(PYTEST_ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
@@ -63,6 +70,14 @@ bench-quick: $(VENV)/.bench-installed ## The benchmark in quick mode (< 60 s), a
 $(VENV)/.profile-installed: $(VENV)/.bench-installed
 	$(PY) -m pip install -q -e '.[bench,profile]'
 	touch $@
+
+# BASE: a commit, tag or branch; empty: the newest tag, else benchmarks/last-release.
+BASE ?=
+bench-ab: $(VENV)/.bench-installed ## Compare BASE=<rev> with the working tree, case by case, interleaved (~10 min)
+	$(PY) benchmarks/ab.py $(BASE) $(AB_ARGS)
+
+bench-ab-quick: $(VENV)/.bench-installed ## The same in quick mode (< 2 min), as CI runs it against the last release
+	$(PY) benchmarks/ab.py $(BASE) --quick $(AB_ARGS)
 
 profile: $(VENV)/.profile-installed ## Profile the benchmark's hot paths with pyinstrument (benchmarks/results/profile-*.txt)
 	$(PY) benchmarks/profile.py
@@ -87,6 +102,6 @@ check-dist: ## Build the sdist and both wheels, install each as a user would and
 
 clean: ## Remove .venv, build products and caches
 	rm -rf $(VENV) build dist *.egg-info arena/_native*.so arena/_native.c arena/_native.o \
-		.pytest_cache .hypothesis
+		.pytest_cache .hypothesis .bench-ab .mypy_cache .ruff_cache
 	$(MAKE) -C benchmarks clean
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -41,7 +41,8 @@ def without_runpath(args: list[str]) -> list[str]:
 
 
 class build_shim_if_possible(build_ext):
-    """build_ext that links the shim with no run-time search path, and turns a failed compile into a skipped shim, unless $ARENA_REQUIRE_SHIM is set."""
+    """build_ext that links the shim with no run-time search path, and turns a failed compile into a skipped
+    shim, unless $ARENA_REQUIRE_SHIM is set."""
 
     def build_extensions(self) -> None:
         # The shim needs libc only, but the link command comes from the

@@ -21,7 +21,8 @@ Enabled by the ``pytest11`` entry point (or ``-p arena.pytest_plugin``):
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -32,6 +33,15 @@ from .spaces import Answer, Crowd, ScriptedMemory, reservations
 
 _LAYOUTS = {"32": LAYOUT_32, "64": LAYOUT_64, 32: LAYOUT_32, 64: LAYOUT_64}
 NO_LEAK_CHECK = "no_arena_leak_check"
+
+
+class _ArenaOptions(TypedDict, total=False):
+    """The rest of ``Arena``'s arguments, which ``arena_factory`` passes on."""
+
+    memory: sysmem.MemoryLayer | None
+    start: int | None
+    initial_size: int | None
+    history: int | None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -122,7 +132,8 @@ def arena_factory(scripted_memory: Callable[..., ScriptedMemory]) -> Iterator[Ca
     """
     made: list[Arena] = []
 
-    def make(layout: str | int | Layout = "32", rule: str | Rule = "fixed", answers: Iterable[Answer] | None = None, **kwargs) -> Arena:
+    def make(layout: str | int | Layout = "32", rule: str | Rule = "fixed", answers: Iterable[Answer] | None = None,
+             **kwargs: Unpack[_ArenaOptions]) -> Arena:
         lay = _layout(layout)
         if answers is not None:
             kwargs["memory"] = scripted_memory(answers, lay.address_bits)

@@ -31,13 +31,13 @@ from time import perf_counter
 # The work tree's package, not whatever an older editable install points at.
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-import pyperf  # noqa: E402
+import pyperf
 
-import climit  # noqa: E402
-import space  # noqa: E402
-from arena import LAYOUT_32, LAYOUT_64, Arena, HeapArenas, __version__, sysmem  # noqa: E402
-from arena.harness import hunt  # noqa: E402
-from arena._native import lib as shim  # noqa: E402
+import climit
+import space
+from arena import LAYOUT_32, LAYOUT_64, Arena, HeapArenas, __version__, sysmem
+from arena._native import lib as shim
+from arena.harness import hunt
 
 KiB, MiB = 1 << 10, 1 << 20
 LAYOUTS = {32: LAYOUT_32, 64: LAYOUT_64}

@@ -1,20 +1,52 @@
 import ctypes
+import fcntl
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import arena
+import budget
 from arena import sysmem
 from arena.spaces import reservations
+
+# The test profiles (tests/budget.py): loaded here, before any test module is
+# collected, so that the budgets their decorators and constants name at import
+# are the profile's; pytest's --hypothesis-profile, read later, still wins.
+for _name, _examples in budget.PROFILES.items():
+    settings.register_profile(_name, max_examples=_examples)
+settings.load_profile(budget.chosen())
 
 
 # glibc gives each new thread a malloc arena reserved with MAP_NORESERVE; one
 # arena keeps threaded tests from looking like they leaked a reservation.
 M_ARENA_MAX = -8
 ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
+# What a worker of pytest -n inherits from this process, as a test run without -n sees it.
+TERMINAL = ("COLUMNS", "LINES")
+# Held by each test that checks no test program outlives it (tests/tracees.py):
+# that check counts every process of a test program's name on the machine, so
+# two such tests at once (make test's other backend, a pytest -n worker) would
+# see each other's programs.
+PROGRAMS_LOCK = Path(tempfile.gettempdir()) / "arena-test-programs.lock"
 
 
 def pytest_configure(config):
+    if getattr(config.option, "dist", "no") != "no":
+        # A worker's communication thread has its malloc arena before this file
+        # runs there, and glibc fixes the arena limit at the second arena: too
+        # early for mallopt, so the worker gets the limit from its environment.
+        os.environ.setdefault("MALLOC_ARENA_MAX", "1")
+    if hasattr(config, "workerinput"):
+        # A worker starts with COLUMNS=80 and LINES=24 set; the commands the
+        # tests run must see the terminal the run was started from.
+        for name, value in config.workerinput["arena_terminal"].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     config.addinivalue_line("markers", "needs_64_bit: needs a 64-bit address space; skipped in a 32-bit process")
     config.addinivalue_line("markers", "needs_clean_space: places mappings at fixed addresses; runs first")
     config.addinivalue_line("markers", "needs_shim: needs the compiled shim; deselect with -m 'not needs_shim' where it was not built")
@@ -22,6 +54,12 @@ def pytest_configure(config):
                                        "one backend's run is enough")
     config.addinivalue_line("markers", "slow: takes minutes (10-of-10 reproductions); skipped unless selected with "
                                        "-m slow or ARENA_SLOW=1 (make test-real)")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist, before a worker starts: what it restores of this process's environment."""
+    node.workerinput["arena_terminal"] = {name: os.environ.get(name) for name in TERMINAL}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,15 +83,59 @@ def pytest_collection_modifyitems(config, items):
 def pytest_report_header(config):
     # Where arena was imported from shows whether the suite tests a checkout or an installed package.
     return (f"arena backend: {type(sysmem.default()).__name__} ({sysmem.NATIVE_BITS}-bit process); "
-            f"arena {arena.__version__} from {os.path.dirname(arena.__file__)}")
+            f"arena {arena.__version__} from {os.path.dirname(arena.__file__)}; "
+            f"test profile {settings.get_current_profile_name()} (max_examples {settings.default.max_examples})")
+
+
+class _Reservations:
+    """``reservations()``, read from /proc/self/smaps again only when /proc/self/maps changed.
+
+    smaps costs the kernel a walk of every mapping's pages (about 5 ms here,
+    twice per test); maps costs a tenth of that. A reservation made or released
+    changes maps (a line, a range, or permissions: a MAP_NORESERVE mapping never
+    merges with one without that flag), so an identical maps text means the
+    same reservations. The pair is kept only if maps read the same around the
+    smaps read, so that another thread's mapping cannot slip between them.
+    """
+
+    def __init__(self):
+        self.maps, self.found = None, frozenset()
+
+    def __call__(self):
+        maps = self._maps()
+        if maps != self.maps:
+            found = reservations()
+            if self._maps() != maps:
+                return found
+            self.maps, self.found = maps, found
+        return self.found
+
+    @staticmethod
+    def _maps():
+        with open("/proc/self/maps", "rb") as f:
+            return f.read()
+
+
+_reservations = _Reservations()
+
+
+@pytest.fixture(autouse=True)
+def one_test_with_programs_at_a_time(request):
+    """A test that uses ``no_leftover_processes`` runs while no other such test runs on this machine."""
+    if "no_leftover_processes" not in request.fixturenames:
+        yield
+        return
+    with open(PROGRAMS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(autouse=True)
 def no_leaked_mappings():
-    """Every test must give back every mapping it reserved."""
-    before = reservations()
+    """Every test must give back every mapping it reserved (checked in each pytest process, xdist workers included)."""
+    before = _reservations()
     yield
-    leaked = sorted(reservations() - before)
+    leaked = sorted(_reservations() - before)
     assert not leaked, "mappings left behind: " + ", ".join(f"[{a:#x}, {b:#x}) {p}" for a, b, p in leaked)
 
 

@@ -18,7 +18,6 @@ the rest.
 """
 import ctypes
 import dataclasses
-import errno
 import json
 import mmap
 import sys

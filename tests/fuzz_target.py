@@ -32,15 +32,14 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import arena  # noqa: E402
-from arena import (LAYOUT_32, LAYOUT_64, Arena, ArenaClosed, GoThrow, HeapArenas, Layout, ReentrantCall,  # noqa: E402
-                   ReservationFailed, sysmem)
-from arena.harness.check import InvariantViolation, verify, verify_or_raise  # noqa: E402
-from arena.spaces import NO_ROOM, Crowd, Fail, ScriptedMemory, peek, poke, reservations  # noqa: E402
-from arena.policy.rules import RuleFailed  # noqa: E402
+import arena
+from arena import LAYOUT_32, LAYOUT_64, Arena, ArenaClosed, GoThrow, HeapArenas, Layout, ReentrantCall, ReservationFailed, sysmem
+from arena.harness.check import InvariantViolation, verify, verify_or_raise
+from arena.policy.rules import RuleFailed
+from arena.spaces import NO_ROOM, Crowd, Fail, ScriptedMemory, peek, poke, reservations
 
 # -- the contract -----------------------------------------------------------------
 # callable -> (exceptions it may raise, what it returns). Nothing else may escape.
@@ -288,7 +287,7 @@ arena_sizes = mostly(st.one_of(
 ), 4)
 errnos = st.sampled_from([errno.ENOMEM, errno.EACCES, errno.EAGAIN, errno.EINVAL, errno.EPERM, errno.EIO, errno.EFAULT])
 
-SETTINGS = dict(deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck))
+SETTINGS = {"deadline": None, "database": None, "derandomize": False, "suppress_health_check": list(HealthCheck)}
 
 
 # -- ownership: the only memory destructive calls may touch -------------------------
@@ -831,7 +830,7 @@ def shifting_scripts():
     """Each part: a value that holds, or turns after 1-4 reads; refusal: what it answers, call by call."""
     part = st.tuples(st.booleans(), st.integers(0, 4)).map(lambda vk: [vk[0]] * vk[1] + [not vk[0]] if vk[1] else [vk[0]])
     refusals = st.lists(st.sampled_from(["no", "no", "no", None, 0, b"no"]), min_size=1, max_size=3)
-    return st.fixed_dictionaries({**{name: part for name in RULE_PARTS}, "refusal": refusals})
+    return st.fixed_dictionaries({**dict.fromkeys(RULE_PARTS, part), "refusal": refusals})
 
 
 @group

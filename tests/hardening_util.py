@@ -12,7 +12,6 @@ from arena.policy.layout import MiB
 # made with them directly, not through the OS layer.
 from arena.sysmem._ctypes import _MAP_FIXED_NOREPLACE, _mmap, _mprotect, _munmap
 
-
 # Cheap layouts: small first reservations and growth steps, so a cycle or a
 # growth costs a few syscalls.
 SMALL32 = dataclasses.replace(LAYOUT_32, name="32-bit small", metadata_size=8192, first_sizes=(16 * MiB,), growth_step=16 * MiB)

@@ -5,10 +5,12 @@ import os
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arena import sysmem, tracer
 from arena.tracer import Below, Displace, Enomem, Gap, Observe, Space
+from budget import budget
 
 # Fixtures for the test programs: tests/tracees.py.
 pytest_plugins = ["tracees"]
@@ -138,7 +140,7 @@ def test_user_adversaries_load_from_the_current_directory(tmp_path, monkeypatch)
 # -- Space, on this process's real maps ------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=budget(60), deadline=None)
 @given(where=st.integers(0, (1 << sysmem.NATIVE_BITS) - 1), pages=st.integers(1, 1 << 16), shift=st.integers(12, 30))
 def test_free_ranges_of_a_real_process(where, pages, shift):
     space = Space(os.getpid(), sysmem.NATIVE_BITS)

@@ -3,8 +3,8 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.interface import demo
 from arena.harness.check import InvariantViolation, verify, verify_or_raise
+from arena.interface import demo
 
 MiB = 1 << 20
 

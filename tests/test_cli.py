@@ -11,8 +11,8 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.interface import cli, demo
 from arena.harness.run import size_text
+from arena.interface import cli, demo
 
 
 def run(capsys, *argv):

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from arena import sysmem
 from arena.sysmem import _gaps
+from budget import budget
 
 pytestmark = pytest.mark.skipif(sysmem.NATIVE_BITS == 32, reason="a 32-bit process is not confined: the kernel places")
 
@@ -37,7 +38,7 @@ def brute_highest(gaps, size):
 ranges = st.tuples(st.sampled_from(["occupy", "free"]), st.integers(LOW - 2, LOW + PAGES + 2), st.integers(1, 80))
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=budget(300), deadline=None, database=None)
 @given(st.lists(ranges, max_size=60))
 def test_index_agrees_with_a_set_of_free_pages(ops):
     ix = _gaps.GapIndex(LOW * PAGE, (LOW + PAGES) * PAGE, PAGE, load=2)
@@ -98,7 +99,7 @@ op = st.one_of(
 )
 
 
-@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=budget(100), deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(op, min_size=1, max_size=25), look_each_time=st.booleans())
 def test_index_follows_confined_reserve_exact_and_release(space, memory32, ops, look_each_time):
     """Read after every call, or only when a placement needs it (maps and

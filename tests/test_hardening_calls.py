@@ -14,7 +14,6 @@ import arena
 from arena import sysmem
 from arena.harness import hunt
 from arena.spaces import Crowd, ScriptedMemory, example_maps, peek, poke, reservations
-
 from hardening_util import SMALL32, SMALL64
 
 NATIVE = arena.native_layout()

@@ -15,7 +15,6 @@ import pytest
 import arena
 from arena import sysmem
 from arena.spaces import reservations
-
 from hardening_util import SMALL32, SMALL64
 
 MANAGERS = {

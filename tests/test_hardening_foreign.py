@@ -18,13 +18,13 @@ import arena
 from arena import sysmem
 from arena.harness.check import verify
 from arena.spaces import ScriptedMemory, peek, poke
-
+from budget import budget
 from hardening_util import LAYOUTS, Foreign, commits_inside_reservations
 
 ROOT = Path(__file__).resolve().parent.parent
 # The package under test, wherever it was imported from (a checkout or an install).
 PACKAGE = Path(arena.__file__).resolve().parent
-OPS = 1000
+OPS = budget(1000)
 FOREIGN_SIZE = 64 * 1024
 
 
@@ -43,7 +43,7 @@ def _surround(foreign, a, seed):
     return placed
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda l: l.name.replace(" ", "-"))
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.name.replace(" ", "-"))
 @pytest.mark.parametrize("rule", arena.RULES)
 def test_foreign_mappings_survive_random_operations(rule, layout):
     rng = random.Random(f"{rule}/{layout.name}")

@@ -13,10 +13,11 @@ import pytest
 import arena
 from arena import spaces, sysmem
 from arena.harness import check
+from budget import budget
 
 TARGET = Path(__file__).with_name("fuzz_target.py")
 GROUPS = ["sysmem_constructors", "sysmem_calls", "layouts", "arenas", "heap_arenas", "threads", "testing_helpers"]
-EXAMPLES = 150
+EXAMPLES = budget(150)
 
 
 def run(*args, timeout=240):

@@ -8,10 +8,10 @@ import pytest
 import arena
 from arena import sysmem
 from arena.spaces import peek, poke, reservations
-
+from budget import budget
 from hardening_util import SMALL32, SMALL64
 
-CYCLES = 10_000
+CYCLES = budget(10_000)
 RSS_SLACK = 16 << 20  # bytes the interpreter may grow by (caches, free lists)
 
 
@@ -29,7 +29,7 @@ def cycle(layout, rule, i):
             a.sys_alloc(layout.growth_step)  # a second block
 
 
-@pytest.mark.parametrize("layout", [SMALL32] + ([SMALL64] if sysmem.NATIVE_BITS == 64 else []), ids=lambda l: l.name.replace(" ", "-"))
+@pytest.mark.parametrize("layout", [SMALL32] + ([SMALL64] if sysmem.NATIVE_BITS == 64 else []), ids=lambda layout: layout.name.replace(" ", "-"))
 def test_ten_thousand_cycles_leak_nothing(layout):
     proc = psutil.Process()
     for i in range(200):  # warm up: imports, caches, free lists

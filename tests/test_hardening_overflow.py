@@ -19,7 +19,7 @@ import pytest
 import arena
 from arena import sysmem
 from arena.harness.check import verify
-from arena.policy.layout import GiB, MiB
+from arena.policy.layout import MiB
 from arena.spaces import NO_ROOM, ScriptedMemory
 
 FOUR_GIB = 1 << 32

@@ -25,6 +25,7 @@ sys.path.insert(0, {str(Path(__file__).parent)!r})
 import arena
 from arena import sysmem
 from arena.harness.check import verify
+from arena.policy.rules import RuleFailed
 from arena.spaces import NO_ROOM, ScriptedMemory, reservations
 from hardening_util import SMALL32, SMALL64
 
@@ -87,8 +88,9 @@ def test_a_rule_calling_back_fails_its_sys_alloc_cleanly(layout, name):
         try:
             a.sys_alloc(8192)  # grows: the region away from arena_end asks the rule
             sys.exit("no error")
-        except arena.ReentrantCall as exc:
-            assert re.search("re-entrant call to {NAMED.get(name, name)} ", str(exc)), exc
+        except RuleFailed as exc:  # the rule failed, and says why: the call back it made
+            assert isinstance(exc.__cause__, arena.ReentrantCall), repr(exc.__cause__)
+            assert re.search("raised ReentrantCall in refusal\\(\\): arena: re-entrant call to {NAMED.get(name, name)} ", str(exc)), exc
         last, (away,) = a.events[-1], answered
         assert (last.returned, last.verdict) == (away, "rejected"), last  # given back, as any failed rule's
         assert not [m for m in sysmem.mappings() if m.start < away + layout.growth_step and away < m.end]

@@ -17,13 +17,12 @@ import arena
 from arena import sysmem
 from arena.harness.check import verify
 from arena.spaces import NO_ROOM, Fail, ScriptedMemory, peek, poke, reservations
-
 from hardening_util import SMALL32, SMALL64, commits_inside_reservations
 
 MiB = 1 << 20
 ERRNOS = [errno.EACCES, errno.EAGAIN, errno.EPERM, errno.EIO]
 LAYOUTS = [SMALL32] + ([SMALL64] if sysmem.NATIVE_BITS == 64 else [])
-ids = lambda l: l.name.replace(" ", "-")  # noqa: E731
+ids = lambda layout: layout.name.replace(" ", "-")  # noqa: E731
 
 
 def state(a):

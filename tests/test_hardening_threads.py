@@ -8,14 +8,13 @@ import arena
 from arena import sysmem
 from arena.harness.check import verify
 from arena.spaces import peek, poke
-
 from hardening_util import SMALL32, SMALL64
 
 THREADS = 8
 CALLS = 200
 
 
-@pytest.mark.parametrize("layout", [SMALL32] + ([SMALL64] if sysmem.NATIVE_BITS == 64 else []), ids=lambda l: l.name.replace(" ", "-"))
+@pytest.mark.parametrize("layout", [SMALL32] + ([SMALL64] if sysmem.NATIVE_BITS == 64 else []), ids=lambda layout: layout.name.replace(" ", "-"))
 @pytest.mark.parametrize("rule", arena.RULES)
 def test_concurrent_sys_alloc(rule, layout):
     got = [[] for _ in range(THREADS)]

@@ -6,11 +6,11 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.interface import cli, svg
 from arena.harness.check import verify
-from arena.policy.layout import MiB
-from arena.interface.maps import annotate
 from arena.harness.run import drive, observe
+from arena.interface import cli, svg
+from arena.interface.maps import annotate
+from arena.policy.layout import MiB
 
 L32 = arena.LAYOUT_32
 SIZE = L32.heap_arena_size

@@ -18,14 +18,15 @@ from hypothesis import given, settings
 
 import arena
 from arena.harness import hunt, trace
+from arena.harness.check import verify
 from arena.interface import demo
 from arena.managers import heaparenas
-from arena.harness.check import verify
+from budget import budget
 
 MiB = 1 << 20
 LAYOUTS = [arena.LAYOUT_32, pytest.param(arena.LAYOUT_64, marks=pytest.mark.needs_64_bit)]
 # Scenarios per layout; arena hunt --rule go1.11 runs as many as asked (the report has thousands more).
-EXAMPLES = {32: 500, 64: 300}
+EXAMPLES = {32: budget(500), 64: budget(300)}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["32", "64"])
@@ -82,7 +83,7 @@ def test_the_search_catches_a_broken_variant(layout, mutation, kinds, shape):
     assert hunt.failures(result.counterexample, hunt.heap_target(), layout) == []
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings(max_examples=budget(200), deadline=None, database=None)
 @given(hunt.scenarios(arena.LAYOUT_32, hunt.heap_target()))
 def test_every_drawn_heap_scenario_is_a_valid_one(sc):
     assert sc.setup in hunt.heap_setups(arena.LAYOUT_32)

@@ -8,8 +8,8 @@ import arena
 import arena.harness.check
 import arena.harness.hunt
 import arena.policy.rules
-import arena.sysmem
 import arena.spaces
+import arena.sysmem
 
 # The modules a user imports from, and the names each makes public: __all__
 # where it has one, else the classes and functions it defines itself.

@@ -12,8 +12,9 @@ import pytest
 import arena
 from arena import sysmem
 from arena.harness import hunt
-from arena.interface import cli
 from arena.harness.hunt import Answer, Scenario
+from arena.interface import cli
+from budget import budget
 
 MiB = 1 << 20
 PAGE = arena.LAYOUT_32.page_size
@@ -170,10 +171,10 @@ def test_hunt_finds_legacy_saves_a_replayable_trace_and_draws_it(capsys, tmp_pat
 
 
 def test_hunt_json_and_a_clean_rule_exits_0(capsys):
-    code = cli.main(["hunt", "--rule", "strict", "--examples", "300", "--json"])
+    code = cli.main(["hunt", "--rule", "strict", "--examples", str(budget(300)), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == data["exit"] == 0
-    assert data["found"] is False and data["examples"] >= 300 and data["target"] == "strict" and data["rules"] == []
+    assert data["found"] is False and data["examples"] >= budget(300) and data["target"] == "strict" and data["rules"] == []
     code = cli.main(["hunt", "--rule", "legacy", "--seed", "3", "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == data["exit"] == 1 and data["found"] is True
@@ -246,7 +247,7 @@ def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path):
     done = run_arena("replay", "t.json", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert done.stderr.startswith("arena replay: t.json: rule mine:NoOverlap: cannot import mine")
-    done = run_arena("hunt", "--rule", "mine:OwnCursor", "--examples", "500", cwd=tmp_path, pythonpath=rules_dir)
+    done = run_arena("hunt", "--rule", "mine:OwnCursor", "--examples", str(budget(500)), cwd=tmp_path, pythonpath=rules_dir)
     assert done.returncode == 0 and "no counterexample" in done.stdout, done.stdout + done.stderr
 
 
@@ -280,10 +281,10 @@ def test_the_low_answer_is_what_breaks_legacy_and_only_legacy():
 
 @pytest.mark.parametrize("layout", ["32", pytest.param("64", marks=pytest.mark.needs_64_bit)])
 def test_hunt_go1_11_comes_back_clean(capsys, layout):
-    code = cli.main(["hunt", "--rule", "go1.11", "--layout", layout, "--examples", "300", "--json"])
+    code = cli.main(["hunt", "--rule", "go1.11", "--layout", layout, "--examples", str(budget(300)), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == data["exit"] == 0 and data["target"] == "go1.11" and data["layout"] == f"{layout}-bit"
-    assert data["found"] is False and data["examples"] >= 300 and data["rules"] == []
+    assert data["found"] is False and data["examples"] >= budget(300) and data["rules"] == []
 
 
 def test_a_heap_arenas_counterexample_is_shown_saved_and_replayed(capsys, tmp_path, monkeypatch):

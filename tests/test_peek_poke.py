@@ -15,9 +15,8 @@ import threading
 import pytest
 
 from arena import sysmem
-from arena.sysmem._ctypes import _PROT_NONE
 from arena.spaces.peek import _Pipe, peek, poke
-
+from arena.sysmem._ctypes import _PROT_NONE
 from hardening_util import _mmap, _mprotect, _munmap
 
 PAGE = mmap.PAGESIZE

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from arena.tracer import toolchains
 from arena.tracer.toolchains import ToolchainMissing, build_program
+from budget import budget
 
 PROGRAMS = Path(__file__).parent / "programs"
 # What each build's malloc must come from: proves the link picked the allocator.
@@ -85,7 +86,7 @@ def test_stress_passes_with_each_allocator(stress, allocator):
     assert f"malloc from {ALLOCATORS[allocator]}" in done.stdout
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=budget(15), deadline=None)
 @given(threads=st.integers(1, 4), ops=st.integers(1, 400), seed=st.integers(1, 2**64 - 1))
 def test_stress_is_deterministic_per_seed(stress, threads, ops, seed):
     program = str(stress("glibc"))

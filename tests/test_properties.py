@@ -12,12 +12,13 @@ from hypothesis import given, settings
 import arena
 from arena.harness import hunt
 from arena.harness.hunt import Answer, Scenario, arena_window, free_spot
+from budget import budget
 
 MiB = 1 << 20
 PAGE = arena.LAYOUT_32.page_size
 LAYOUTS = [arena.LAYOUT_32, pytest.param(arena.LAYOUT_64, marks=pytest.mark.needs_64_bit)]
 # Scenarios per rule and layout; arena hunt runs as many as asked (the report has thousands more).
-EXAMPLES = {32: 500, 64: 250}
+EXAMPLES = {32: budget(500), 64: budget(250)}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["32", "64"])
@@ -98,7 +99,7 @@ def test_what_is_kept_without_history_agrees_with_the_history(rule):
     # stats, lowered and committed_runs are kept incrementally, for arenas that
     # keep no history; under adversarial answers they must say what the full
     # history says.
-    @settings(max_examples=150, deadline=None, database=None)
+    @settings(max_examples=budget(150), deadline=None, database=None)
     @given(hunt.scenarios(arena.LAYOUT_32))
     def prop(sc):
         try:
@@ -111,7 +112,7 @@ def test_what_is_kept_without_history_agrees_with_the_history(rule):
     prop()
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings(max_examples=budget(200), deadline=None, database=None)
 @given(hunt.scenarios(arena.LAYOUT_32))
 def test_every_drawn_scenario_is_a_valid_one(sc):
     assert sc.setup in hunt.arena_setups(arena.LAYOUT_32)

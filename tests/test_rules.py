@@ -7,15 +7,14 @@ import pytest
 
 import arena
 from arena import sysmem
-from arena.interface import demo
-from arena.policy import rules
 from arena.harness import trace
 from arena.harness.check import verify
-from arena.policy.layout import MiB
 from arena.harness.hunt import free_spot
+from arena.interface import demo
+from arena.policy import rules
+from arena.policy.layout import MiB
 from arena.policy.rules import Bounds, Rule
 from arena.spaces import ScriptedMemory, reservations
-
 from hardening_util import Foreign
 
 PAGE = arena.LAYOUT_32.page_size

@@ -4,8 +4,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import arena
-from arena.interface import cli, demo, svg
 from arena.harness.run import observe
+from arena.interface import cli, demo, svg
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 

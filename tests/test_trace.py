@@ -6,10 +6,10 @@ import pytest
 import arena
 from arena import sysmem
 from arena.harness import trace
-from arena.interface import demo
 from arena.harness.check import verify
-from arena.policy.layout import MiB
 from arena.harness.run import per_request
+from arena.interface import demo
+from arena.policy.layout import MiB
 from arena.spaces import NO_ROOM, ScriptedMemory
 
 GOOD = {

@@ -39,12 +39,13 @@ def hostile(layout=None, **fields):
 HOSTILE = {
     # Item 12: an index of 2**35 first-level entries, made before the first request.
     "l1-bits": (hostile({"heap_arena_size": 8192, "arena_l1_bits": 35}),
-                "layout.arena_l1_bits: 35 would make an index of 2**35 entries; a trace's layout may have at most 16"),
+                "layout.arena_l1_bits: must be in [0, 16] (the first level of the arena index has 2**arena_l1_bits entries"),
     # Item 13: one request and 150,000 first hints, each a reservation tried in turn.
     "hints": (hostile({"first_hints": [hex(0x100000000000 + (i << 30)) for i in range(150_000)]}, rule="fixed"),
               f"layout.first_hints: 150,000 entries, more than the {trace.MAX_HINTS:,} a trace's layout may hold"),
     # Item 14: 8 KiB heap arenas and one 2**38-byte request: 2**25 heap arenas to register.
-    "arenas": (hostile({"heap_arena_size": 8192}, requests=[hex(1 << 38)]),
+    # (arena_l1_bits 13: the index of 8 KiB heap arenas a Layout allows, 2**22 entries per second level.)
+    "arenas": (hostile({"heap_arena_size": 8192, "arena_l1_bits": 13}, requests=[hex(1 << 38)]),
                f"requests[0]: up to here the requests need 33,554,433 heap arenas of 8 KiB, more than the "
                f"{trace.MAX_HEAP_ARENAS:,} a replay under go1.11 may register"),
 }
@@ -86,7 +87,7 @@ def test_the_limits_are_inclusive():
 
 def test_the_heap_arena_bound_is_checked_under_go1_11_only_and_before_anything_is_mapped():
     # One heap arena less than the bound's worth of requests, then one that passes it.
-    t = trace.parse(hostile({"heap_arena_size": 8192}, requests=[hex(8192 * (trace.MAX_HEAP_ARENAS - 1))] + [8192]))
+    t = trace.parse(hostile({"heap_arena_size": 8192, "arena_l1_bits": 13}, requests=[hex(8192 * (trace.MAX_HEAP_ARENAS - 1))] + [8192]))
     with pytest.raises(trace.TraceError, match=r"^requests\[1\]: up to here the requests need 262,146 heap arenas"):
         trace.replay(t)
     # A linear arena registers no heap arenas: the same requests are its to replay, one reservation each.
@@ -124,7 +125,7 @@ def worst_heap():
         k += 1
     return {"format": "arena-trace", "version": 2, "rule": "go1.11", "requests": [per * size] * trace.MAX_STEPS,
             "answers": answers[:trace.MAX_STEPS],
-            "layout": {"address_bits": 64, "max_mem": "0x7fffffffff", "heap_arena_size": size,
+            "layout": {"address_bits": 64, "max_mem": "0x7fffffffff", "heap_arena_size": size, "arena_l1_bits": 13,
                        "first_hints": [hex(0x100000000000 + (i << 32)) for i in range(trace.MAX_HINTS)]}}
 
 

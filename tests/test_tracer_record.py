@@ -6,10 +6,13 @@ import json
 import shutil
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arena import tracer
 from arena.tracer import record
+from budget import budget
+
 pytest_plugins = ["tracees"]
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -114,7 +117,7 @@ def test_limits(saved, tmp_path):
         tracer.load(bad)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=budget(200), deadline=None)
 @given(st.data())
 def test_any_change_is_either_valid_or_named(saved, data):
     # Replace one value anywhere in a real trace with arbitrary JSON: load accepts it or raises TraceFileError.

@@ -13,9 +13,9 @@ import pytest
 
 import arena
 from arena import sysmem
+from arena.harness.run import drive, mark
 from arena.interface import demo
 from arena.policy.layout import MiB
-from arena.harness.run import drive, mark
 from arena.spaces import NO_ROOM, Crowd, ScriptedMemory, reservations
 
 # Several runs place mappings at exact addresses: in a 32-bit process they run

@@ -292,7 +292,7 @@ if "${nocc[@]}" /bin/sh -c 'for c in gcc cc c89 c99 clang tcc; do command -v "$c
 fi
 logged nocc-install "${nocc[@]}" "$v/bin/python" -m pip install --no-cache-dir -v "mmap-arena[test] @ file://$SDIST"
 grep -q "arena: compiled backend skipped" "$WORK/nocc-install.log" || die "the install did not say the shim was skipped"
-! ls "$v"/lib/python*/site-packages/arena/_native* 2>/dev/null || die "a shim was built without a compiler"
+! ls "$v"/lib/python*/site-packages/arena/_native*.so 2>/dev/null || die "a shim was built without a compiler"
 smoke "$v" CtypesMemory
 step no-cc "$(grep -o 'arena: compiled backend skipped.*' "$WORK/nocc-install.log" | head -n 1)"
 

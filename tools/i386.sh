@@ -380,18 +380,23 @@ take_lock() {
     fi
 }
 
-chroot_main() {
-    local mode="$1"
-    shift
-    require_root "$mode"
+# enter_root MODE: the root built and locked for this run, a fresh copy of the
+# sources in it, and the proof that it runs 32-bit code (else no run at all).
+enter_root() {
+    require_root "$1"
     take_lock
     ensure_root
     sweep_stale_mounts
     prepare_run_files
     copy_sources
-    # Proof first, and refuse to go on if this is not 32-bit.
     in_root "$SRC_IN_ROOT" python3 "$PROOF" ||
         die 1 "the root does not run 32-bit code (pointer size != 4)"
+}
+
+chroot_main() {
+    local mode="$1"
+    shift
+    enter_root "$mode"
     # The inner command's status becomes the script's.
     local rc=0
     in_root "$SRC_IN_ROOT" "$@" || rc=$?
@@ -407,15 +412,8 @@ chroot_wheel() {
     local sdist dist box=/tmp/arena-wheel rc=0
     sdist="$(realpath "$1")" dist="$(realpath "$2")"
     shift 2
-    require_root wheel
-    take_lock
-    ensure_root
-    sweep_stale_mounts
-    prepare_run_files
-    copy_sources
     log "back end: chroot, i386 root $ROOT (the wheel mode copies files in and out of the root)"
-    in_root "$SRC_IN_ROOT" python3 "$PROOF" ||
-        die 1 "the root does not run 32-bit code (pointer size != 4)"
+    enter_root wheel
     rm -rf --one-file-system "$ROOT$box"
     mkdir -p "$ROOT$box/out"
     cp "$sdist" "$ROOT$box/"

@@ -121,7 +121,8 @@ def verify(a: Arena | HeapArenas, *, read_maps: bool = True) -> Findings:
         if not (a.contains(addr) and a.contains(addr + size - 1)):
             found.append(Violation("not-heap", f"{what} [{addr:#x}, {addr + size:#x}) is not inside [arena_start, arena_used)"))
     _held_mapped_disjoint(found, what, ranges, held, maps, "the arena")
-    made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "contiguous", "accepted", "fallback")} if complete else set()
+    made = ({(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "contiguous", "accepted", "fallback")}
+            if complete else set())
     mapped = None if maps is None else _Cover(maps)
     for r in regions:
         if complete and (r.start, r.size) not in made:
@@ -147,15 +148,17 @@ def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
     for e in a.events:
         # An index entry never goes back to nil (mheap.go): registered arenas only grow.
         if e.after.arenas < e.before.arenas:
-            found.append(Violation("arena-unregistered", f"{e.step} {e.verdict}: heap arenas {e.before.arenas} -> {e.after.arenas}"))
+            found.append(Violation("arena-unregistered",
+                                   f"{e.step} {e.verdict}: heap arenas {e.before.arenas} -> {e.after.arenas}"))
         if e.verdict == "throw":
             # The model refused and stayed sound, but a Go program would have died here.
             found.append(Violation("throw", f"Go 1.11 throws at sys_alloc({e.request:#x}): {e.reason}"))
     regions, allocations, size = sorted(a.regions), sorted(a.allocations), a.layout.heap_arena_size
+    assert size is not None  # Layout fills it in when made
     top = max([r.end for r in regions] + [p + n for p, n in allocations], default=0)
     maps = sysmem.mappings(below=top) if read_maps else None
     held = [sysmem.Mapping(r.start, r.end, "", r.role) for r in regions]
-    handed = set()
+    handed: set[int] = set()
     for addr, n in allocations:
         frames = range(addr - addr % size, addr + n, size)
         handed.update(frames)
@@ -165,12 +168,16 @@ def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
     mapped, writable = (None, None) if maps is None else (_Cover(maps), _Cover(maps, "rw-p"))
     for base in a.arenas:
         if base not in handed:
-            found.append(Violation("stray-arena", f"heap arena [{base:#x}, {base + size:#x}) is registered but was never handed out"))
+            found.append(Violation("stray-arena",
+                                   f"heap arena [{base:#x}, {base + size:#x}) is registered but was never handed out"))
         elif writable is not None and not writable.covers(base, base + size):
-            found.append(Violation("index-unmapped", f"registered heap arena [{base:#x}, {base + size:#x}) is not mapped read-write"))
+            found.append(Violation("index-unmapped",
+                                   f"registered heap arena [{base:#x}, {base + size:#x}) is not mapped read-write"))
     # What the kernel answered and was kept: whole, or trimmed to alignment (one arena less).
     made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "honoured")}
-    made |= {(e.returned - e.returned % size + size, e.size - size) for e in a.events if e.verdict == "trimmed"}
+    # (A trimmed reservation always has the kernel's answer: "is not None" only says so to the type checker.)
+    made |= {(e.returned - e.returned % size + size, e.size - size) for e in a.events
+             if e.verdict == "trimmed" and e.returned is not None}
     for r in regions:
         if (r.start, r.size) not in made:
             found.append(Violation("foreign", f"region [{r.start:#x}, {r.end:#x}) was not made by these heap arenas"))

@@ -101,7 +101,8 @@ class GoHeap:
         return [r for r in self.reservations if r.role in roles]
 
     def describe(self) -> str:
-        """One line, e.g. ``Go's linear heap arena (Go 1.8 to 1.10), 32-bit: 2 growths, 1 answered below the heap's end; 615 requests``."""
+        """One line, e.g. ``Go's linear heap arena (Go 1.8 to 1.10), 32-bit: 2 growths, 1 answered below the
+        heap's end; 615 requests``."""
         if self.design == LINEAR:
             growths = self.role("growth")
             low = sum(g.below for g in growths)

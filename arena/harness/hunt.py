@@ -27,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from .. import sysmem
 from ..managers import RELEASE, Arena, HeapArenas, ReservationFailed
@@ -35,9 +36,14 @@ from ..managers.vocabulary import binary_end
 from ..policy import rules
 from ..policy.layout import LAYOUT_32, Layout, MiB, check_layout
 from ..spaces import NO_ROOM, AnswerTaken, ScriptedMemory
+from ..spaces import Answer as ScriptedAnswer
 from ..words import size_text
 from .check import Violation, verify
 from .run import Replay, drive
+
+if TYPE_CHECKING:
+    # hypothesis is an extra (hunt): imported where a hunt needs it (require_hypothesis).
+    from hypothesis.strategies import SearchStrategy
 
 # -- targets ---------------------------------------------------------------------
 
@@ -55,7 +61,7 @@ class Target:
     """
 
     name: str
-    make: Callable[[sysmem.Memory, Layout, Mapping[str, Any]], Any]
+    make: Callable[[sysmem.MemoryLayer, Layout, Mapping[str, Any]], Any]
     setups: Callable[[Layout], Sequence[Mapping[str, Any]]]
     categories: tuple[str, ...]
     window: Callable[[Any, str, int], tuple[int, int]]
@@ -156,6 +162,7 @@ def heap_window(h: HeapArenas, category: str, size: int) -> tuple[int, int]:
     near = asked if asked is not None else high  # where an unaligned answer goes: just above
     last = h.allocations[-1] if h.allocations else None
     page, align, limit = h.memory.page_size, h.layout.heap_arena_size, h.memory.limit
+    assert align is not None  # Layout fills it in when made
     windows = {
         "at-hint": (asked, asked) if asked is not None else _EMPTY,
         "below-hint": (0, below - size) if below is not None else _EMPTY,
@@ -177,7 +184,8 @@ def heap_setups(layout: Layout) -> list[dict[str, int | None]]:
         return [{"start": 0x100000000000}, {"start": None}]
     # 32-bit: a pre-reservation hinted at start (none, or of initial_size; None: Go's 512, 256,
     # 128 MiB ladder), Go's own first hint last: it lies above the program break (see arena_setups).
-    return [{"start": s, "initial_size": n} for s in (0x40000000, 0x80000000, 0xC0000000, None) for n in (0, 16 * MiB, 128 * MiB, None)]
+    return [{"start": s, "initial_size": n}
+            for s in (0x40000000, 0x80000000, 0xC0000000, None) for n in (0, 16 * MiB, 128 * MiB, None)]
 
 
 def heap_target() -> Target:
@@ -208,7 +216,8 @@ class Answer(NamedTuple):
     def __str__(self) -> str:
         if self.category in (KERNEL, NO_ROOM_ANSWER):
             return WORDS[self.category]
-        where = {0.0: "its lowest free spot", 1.0: "its highest free spot"}.get(self.fraction, f"{self.fraction:.0%} up its free spots")
+        where = {0.0: "its lowest free spot", 1.0: "its highest free spot"}.get(self.fraction,
+                                                                                 f"{self.fraction:.0%} up its free spots")
         return f"{WORDS.get(self.category, self.category)} ({self.category}), {where}"
 
 
@@ -274,9 +283,11 @@ def decode(blob: bytes, layout: Layout, target: Target) -> Scenario:
     return decoder(layout, target)(blob)
 
 
-def scenarios(layout: Layout = LAYOUT_32, target: Target | None = None):
+def scenarios(layout: Layout = LAYOUT_32, target: Target | None = None) -> SearchStrategy[Scenario]:
     """The hypothesis strategy of scenarios for ``target`` (default: the arena under "fixed") on ``layout``."""
-    st = _hypothesis().strategies
+    require_hypothesis()
+    from hypothesis import strategies as st
+
     target = target or arena_target()
     return st.binary(min_size=1, max_size=1 + MAX_STEPS).map(decoder(layout, target))
 
@@ -324,8 +335,10 @@ def free_spot(memory: sysmem.Memory, lo: int, hi: int, size: int, fraction: floa
     return spans[-1][1]
 
 
-def _reply(made: list, target: Target, inner: sysmem.Memory, answer: Answer, log: list | None) -> Callable[[int, int], object]:
-    def reply(hint: int, size: int) -> object:
+def _reply(made: list[Any], target: Target, inner: sysmem.Memory, answer: Answer,
+           log: list[Answer] | None) -> Callable[[int, int], ScriptedAnswer]:
+    def reply(hint: int, size: int) -> ScriptedAnswer:
+        p: ScriptedAnswer
         if answer.category == NO_ROOM_ANSWER:
             p = NO_ROOM
         # Until the manager exists (a 64-bit first reservation trying its hints), the kernel answers.
@@ -349,7 +362,7 @@ def play(scenario: Scenario, target: Target, layout: Layout, memory: sysmem.Memo
     ``log`` receives each answer as it was used: the kernel's choice where its window had no free spot.
     """
     inner = memory if memory is not None else sysmem.default(address_bits=layout.address_bits)
-    made: list = []
+    made: list[Any] = []  # the manager, once made: the replies read its bounds
     # The first reservation is the kernel's; each later one takes the next answer, then the kernel's again.
     scripted = ScriptedMemory(inner, [None, *(_reply(made, target, inner, a, log) for a in scenario.answers)])
     made.append(target.make(scripted, layout, scenario.setup))
@@ -385,7 +398,8 @@ def failures(scenario: Scenario, target: Target, layout: Layout, memory: sysmem.
         return [Violation("raised", f"{type(exc).__name__}: {exc}")]
     with replay.arena:
         found = verify(replay.arena, read_maps=read_maps)
-        found += [Violation("bytes-changed", f"allocation at {p:#x} does not read back what was written") for p in replay.changed()]
+        found += [Violation("bytes-changed", f"allocation at {p:#x} does not read back what was written")
+                  for p in replay.changed()]
     if replay.failed is not None:
         # A user's rule that raises (or answers neither None nor a str) on some scenario is a finding.
         found.append(Violation("rule-failed", str(replay.failed)))
@@ -452,22 +466,27 @@ class _Found(Exception):
         self.scenario, self.violations = scenario, violations
 
 
+class _Counts(TypedDict):
+    """A hunt's tallies: scenarios run, the run that first failed (0: none yet), those skipped as
+    unplayable, and when progress was last shown (time.monotonic)."""
+
+    run: int
+    found_at: int
+    skipped: int
+    shown: float
+
+
 class _OutOfTime(BaseException):
     """The time budget ran out before anything was found: not an Exception, so hypothesis lets it through."""
 
 
 def require_hypothesis() -> None:
     """``ImportError`` saying what to install, unless hypothesis is there."""
-    _hypothesis()
-
-
-def _hypothesis():
     try:
         import hypothesis
         import hypothesis.strategies  # noqa: F401
     except ImportError:
         raise ImportError(f"hunting needs hypothesis: pip install '{_distribution()}[hunt]'") from None
-    return hypothesis
 
 
 def _distribution() -> str:
@@ -488,7 +507,8 @@ def hunt(
     read_maps: bool = True,
     progress: Callable[[Progress], None] | None = None,
 ) -> HuntResult:
-    """Search for a scenario that breaks ``rule`` (default "fixed"; "go1.11": ``heap_target()``) or ``target`` on ``layout``, with real memory.
+    """Search for a scenario that breaks ``rule`` (default "fixed"; "go1.11": ``heap_target()``) or ``target``
+    on ``layout``, with real memory.
 
     Stops at the first counterexample (then shrunk to a minimal one), after
     ``examples`` scenarios, or after ``seconds``. ``seed`` makes it repeatable;
@@ -497,7 +517,9 @@ def hunt(
     without hypothesis; ``ValueError``/``TypeError`` for a bad rule, layout,
     target or budget (each argument is read once).
     """
-    hypothesis = _hypothesis()
+    require_hypothesis()
+    import hypothesis
+
     if target is not None and rule is not None:
         raise ValueError("give a rule or a target, not both")
     if target is not None and not isinstance(target, Target):
@@ -521,7 +543,7 @@ def hunt(
     memory = sysmem.default(address_bits=layout.address_bits)
     t0 = time.monotonic()
     deadline = None if seconds is None else t0 + seconds
-    count = {"run": 0, "found_at": 0, "skipped": 0, "shown": t0}
+    count: _Counts = {"run": 0, "found_at": 0, "skipped": 0, "shown": t0}
     settings = hypothesis.settings(
         max_examples=examples, deadline=None, database=None, report_multiple_bugs=False,
         phases=[hypothesis.Phase.generate, hypothesis.Phase.shrink], verbosity=hypothesis.Verbosity.quiet,

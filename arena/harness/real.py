@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import cast
+
 from .. import sysmem
 from ..managers import RELEASE, Arena, Bounds, HeapArenas
 from ..managers.heaparenas import metadata_size

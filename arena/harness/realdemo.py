@@ -17,8 +17,8 @@ their heap without a reservation to move (docs/real-programs.md).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .. import sysmem, tracer
 from ..tracer import toolchains as chains
@@ -85,9 +85,11 @@ def judge(rt: Runtime, outcome: tracer.Outcome, model: Beside | None) -> tuple[b
     if outcome.rewritten == 0:
         return False, f"the adversary {rt.adversary} moved none of its calls"
     if rt.fatal is not None and not (outcome.fatal and rt.fatal in outcome.fatal):
-        return False, f"expected it to die with {rt.fatal!r}; it {outcome.ended()}" + (f" ({outcome.fatal})" if outcome.fatal else "")
+        return False, (f"expected it to die with {rt.fatal!r}; it {outcome.ended()}"
+                       + (f" ({outcome.fatal})" if outcome.fatal else ""))
     if rt.fatal is None and outcome.failed:
-        return False, f"expected it to survive; it {outcome.ended()}" + (f" ({outcome.fatal or outcome.stopped})" if outcome.fatal or outcome.stopped else "")
+        return False, (f"expected it to survive; it {outcome.ended()}"
+                       + (f" ({outcome.fatal or outcome.stopped})" if outcome.fatal or outcome.stopped else ""))
     if model is None:
         return False, "no Go heap reservations recognised in its calls"
     if model.real != rt.expect:

@@ -7,11 +7,13 @@ each request caused.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
-from ..managers import Arena, Bounds, Event, GoThrow, HeapArenas, HeapState, Region
-from ..managers.vocabulary import per_request  # noqa: F401  (imported from here too)
+from ..managers import Arena, Bounds, GoThrow, HeapArenas, HeapState, Region
+from ..managers.vocabulary import AnyEvent
+from ..managers.vocabulary import per_request as per_request  # imported from here too ("as": re-exported)
 from ..policy.rules import RuleFailed
-from ..words import size_text  # noqa: F401  (imported from here too)
+from ..words import size_text as size_text  # imported from here too ("as": re-exported)
 from .check import Violation, verify
 
 PATTERN = b"live heap object"
@@ -108,7 +110,7 @@ class Outcome:
     address_bits: int
     requests: list[int]
     returned: list[int | None]
-    events: list[Event]
+    events: Sequence[AnyEvent]
     regions: list[Region]
     allocations: list[tuple[int, int]]
     bounds: Bounds | HeapState
@@ -159,7 +161,7 @@ def observe(replay: Replay) -> Outcome:
     )
 
 
-def arena_part(events: list[Event]) -> int:
+def arena_part(events: Sequence[AnyEvent]) -> int:
     """Where the arena part of a linear arena's first reservation begins (its metadata lies below); 0 for heap arenas."""
     firsts = (e.after for e in events if e.step == "first" and e.verdict == "reserved")
     return next((b.arena_used for b in firsts if isinstance(b, Bounds)), 0)

@@ -37,17 +37,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Literal
 
 from .. import sysmem
 from ..managers import NAMES, RELEASE, Arena, HeapArenas, ReservationFailed, open_manager
-from ..managers.record import (  # noqa: F401  (record and save: arena.trace's writing half)
-    FORMAT, LAYOUTS, MAX_EVENTS, MAX_HEAP_ARENAS, MAX_HINTS, MAX_STEPS, VERSION, record, save,
-)
+
+# The format's names and limits, and record and save (arena.trace's writing half): this module's too,
+# re-exported (each "X as X" says so to a type checker).
+from ..managers.record import FORMAT as FORMAT
+from ..managers.record import LAYOUTS as LAYOUTS
+from ..managers.record import MAX_EVENTS as MAX_EVENTS
+from ..managers.record import MAX_HEAP_ARENAS as MAX_HEAP_ARENAS
+from ..managers.record import MAX_HINTS as MAX_HINTS
+from ..managers.record import MAX_STEPS as MAX_STEPS
+from ..managers.record import VERSION as VERSION
+from ..managers.record import record as record
+from ..managers.record import save as save
 from ..policy import rules
-from ..policy.layout import Layout
+from ..policy.layout import L1_BITS_MAX, Layout
 from ..policy.rules import RULES
-from ..spaces import NO_ROOM, ScriptedMemory
+from ..spaces import NO_ROOM, Answer, ScriptedMemory
 from ..words import plural, size_text
 from .run import Replay, drive
 
@@ -55,9 +64,9 @@ from .run import Replay, drive
 VERSION_RULES = {1: RULES, 2: NAMES}
 # Room for MAX_STEPS requests and answers with every decision recorded.
 MAX_BYTES = 16 << 20
-# Go 1.11's index has 2**arena_l1_bits first-level entries, made up front:
-# arenaL1Bits is 0 on Linux and 6 on Windows amd64.
-MAX_L1_BITS = 16
+# Go 1.11's index has 2**arena_l1_bits first-level entries, made up front: Layout
+# itself bounds them (arena.policy.layout.validate), for a trace's layout as for any.
+MAX_L1_BITS = L1_BITS_MAX
 _FIELDS = ("format", "version", "layout", "rule", "start", "initial_size", "requests", "answers", "recorded")
 _REQUIRED = ("format", "version", "layout", "rule", "requests", "answers")
 
@@ -70,7 +79,7 @@ class TraceError(ValueError):
         """``exc`` as the error of ``field``, without repeating the field (or ``names``) it starts with."""
         text = str(exc)
         for name in (field, *names):
-            if text.startswith(name + " ") or text.startswith(name + ":"):
+            if text.startswith((name + " ", name + ":")):
                 text = text[len(name):].lstrip(": ")
                 break
         return cls(f"{field}: {text}")
@@ -87,7 +96,7 @@ class Trace:
     start: int | None
     initial_size: int | None
     requests: list[int]
-    answers: list[int | None | str]
+    answers: list[int | None | Literal["no-room"]]
     recorded: list[dict[str, Any]] | None = None
 
 
@@ -112,7 +121,8 @@ def _layout(value: object) -> Layout:
     if not isinstance(value, dict):
         raise TraceError(f'layout: expected "32", "64" or an object of Layout fields, got {json.dumps(value)}')
     fields = {f.name: f for f in dataclasses.fields(Layout)}
-    kwargs: dict[str, object] = {"name": "custom"}
+    # Any: what each field must be, Layout checks when made (validate), naming the field.
+    kwargs: dict[str, Any] = {"name": "custom"}
     for key, item in value.items():
         if key not in fields:
             raise TraceError(f"layout.{key}: not a Layout field (one of {', '.join(fields)})")
@@ -137,23 +147,21 @@ def _layout(value: object) -> Layout:
         if field.startswith("Layout.") and field[7:] in fields:
             raise TraceError(f"layout.{field[7:]}: {rest}") from None
         raise TraceError(f"layout: {exc}") from None
-    if (layout.arena_l1_bits or 0) > MAX_L1_BITS:
-        # HeapArenas makes the index's first level whole, 2**arena_l1_bits entries, before any request.
-        raise TraceError(f"layout.arena_l1_bits: {layout.arena_l1_bits} would make an index of 2**{layout.arena_l1_bits} "
-                         f"entries; a trace's layout may have at most {MAX_L1_BITS} (Go: 0 on Linux, 6 on Windows)")
     return layout
 
 
-def _answer(path: str, value: object) -> int | None | str:
-    if value is None or value == "no-room":
-        return value
+def _answer(path: str, value: object) -> int | None | Literal["no-room"]:
+    if value is None:
+        return None
+    if value == "no-room":
+        return "no-room"
     try:
         return _number(path, value)
     except TraceError:
         raise TraceError(f'{path}: expected an address, null or "no-room", got {json.dumps(value)}') from None
 
 
-def _list(path: str, value: object) -> list:
+def _list(path: str, value: object) -> list[object]:
     if not isinstance(value, list):
         raise TraceError(f"{path}: expected a list, got {json.dumps(value)}")
     return value
@@ -178,7 +186,8 @@ def parse(data: object) -> Trace:
         raise TraceError(f"version: this reader knows versions 1 and {VERSION}, got {json.dumps(version)}")
     rule, names = data["rule"], VERSION_RULES[version]
     if not isinstance(rule, str) or rule not in names and not all(rule.partition(":")[::2]):
-        raise TraceError(f"rule: expected one of {', '.join(names)} or module:attr of a rule, got {json.dumps(rule)} (version {version})")
+        raise TraceError(f"rule: expected one of {', '.join(names)} or module:attr of a rule, "
+                         f"got {json.dumps(rule)} (version {version})")
     for key in ("requests", "answers"):
         steps = _list(key, data[key])
         if len(steps) > MAX_STEPS:
@@ -234,7 +243,8 @@ def load(path: str | os.PathLike[str]) -> Trace:
 
 
 def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) -> Replay:
-    """Run ``trace`` with real memory, under its own or the given rule (``"go1.11"``: ``HeapArenas``) and layout; the caller closes the arena."""
+    """Run ``trace`` with real memory, under its own or the given rule (``"go1.11"``: ``HeapArenas``) and
+    layout; the caller closes the arena."""
     name = rule or trace.rule
     layout = layout or trace.layout
     resolved: str | rules.Parts = name
@@ -258,7 +268,7 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
         inner = sysmem.default(address_bits=layout.address_bits)
     except ValueError as exc:
         raise ReplayError(f"cannot replay a {layout.name} layout here: {exc}") from None
-    scripted = []
+    scripted: list[Answer] = []
     for i, a in enumerate(trace.answers):
         answer = NO_ROOM if a == "no-room" else a
         try:

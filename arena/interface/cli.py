@@ -17,16 +17,16 @@ import subprocess
 import sys
 import textwrap
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, TypeVar
 
 from .. import __version__, sysmem
 from ..harness import trace
 from ..harness.run import Outcome, Replay, observe
-from ..managers import NAMES, RELEASE, ReservationFailed
+from ..managers import NAMES, RELEASE, Arena, HeapArenas, ReservationFailed
 from ..policy.layout import Layout
-from ..policy.rules import RULES
-from ..policy.rules import RuleFailed
+from ..policy.rules import RULES, RuleFailed
 from ..policy.rules import read as read_rule
 from ..spaces import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
 from ..words import plural, size_text
@@ -125,7 +125,7 @@ def _check_writable(path: str | None, option: str) -> None:
         raise UsageError(f"{option} {path}: permission denied: give a path in a writable directory")
 
 
-def _write_file(path: str, option: str, write: Callable[[], None]) -> None:
+def _write_file(path: str, option: str, write: Callable[[], object]) -> None:
     """Run ``write``; a path that became unwritable since it was checked is a usage error too."""
     try:
         write()
@@ -226,7 +226,7 @@ def _picture(args: argparse.Namespace, outcomes: list[Outcome], title: str, note
     return "" if args.json else f"\npicture of the address space: {args.svg}\n"
 
 
-def _save(arena, path: str) -> None:
+def _save(arena: Arena | HeapArenas, path: str) -> None:
     _write_file(path, "--save-trace", lambda: trace.save(arena, path))
 
 
@@ -286,7 +286,8 @@ def cmd_demo(args: argparse.Namespace) -> tuple[int, str]:
     head, tail = demo.explain(layout, rules)
     code = _exit(outcomes, _expected(args, layout))
     if args.json:
-        out = json.dumps({"command": "demo", "layout": layout.name, "rules": [o.as_json() for o in outcomes], "exit": code}) + "\n"
+        out = json.dumps({"command": "demo", "layout": layout.name, "rules": [o.as_json() for o in outcomes],
+                          "exit": code}) + "\n"
     else:
         width = _width()
         lines = [_paragraphs(f"Go issue 20259 replayed with real memory: {layout.name} layout, "
@@ -305,12 +306,13 @@ def cmd_replay(args: argparse.Namespace) -> tuple[int, str]:
     recorded = _programs(lambda: programs.process_trace(args.trace))
     if recorded is not None:
         _only(args, "a real program's trace", {"layout": "--layout", "svg": "--svg", "crowd": "--crowd"})
-        rules = None if args.rule in (None, "all") else (args.rule,)
-        return _programs(lambda: programs.replay(args.trace, recorded, rules=rules, timeout=args.timeout,
+        chosen = None if args.rule in (None, "all") else (args.rule,)
+        return _programs(lambda: programs.replay(args.trace, recorded, rules=chosen, timeout=args.timeout,
                                                  as_json=args.json, every=args.all_calls, width=_width()))
     _only(args, "the model's trace", {"timeout": "--timeout", "all_calls": "--all-calls"})
     _outputs(args)
     layout, rules, start, title, t = _scenario(args)
+    assert t is not None  # a replay's scenario has its trace
     outcomes, diverged = [], []
     with _crowded(args, layout):
         for r in _live(rules, start):
@@ -356,7 +358,8 @@ def _process_maps(args: argparse.Namespace) -> tuple[int, str]:
     if args.json:
         return EXIT_OK, json.dumps({"command": "maps", "pid": args.pid, "mappings": rows, "exit": EXIT_OK}) + "\n"
     resident = sum(row["rss"] for row in rows)
-    return EXIT_OK, f"/proc/{args.pid}/smaps: {plural(len(rows), 'mapping')}, {resident >> 10} KiB resident\n{process_text(rows)}\n"
+    return EXIT_OK, (f"/proc/{args.pid}/smaps: {plural(len(rows), 'mapping')}, {resident >> 10} KiB resident\n"
+                     f"{process_text(rows)}\n")
 
 
 def cmd_maps(args: argparse.Namespace) -> tuple[int, str]:
@@ -409,7 +412,7 @@ def _crowded(args: argparse.Namespace, layout: Layout) -> Iterator[None]:
     except ValueError as exc:
         raise UsageError(f"{path}: {exc}") from None
     with crowd:
-        why = {}
+        why: dict[str, int] = {}
         for skipped in crowd.skipped:
             why[skipped.why] = why.get(skipped.why, 0) + 1
         left = "; ".join(f"{n} {text}" for text, n in why.items())
@@ -480,7 +483,8 @@ def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: l
             f"{result.seconds:.1f} s, {result.rate:,.0f} scenarios/s")
     if result.counterexample is None:
         return f"no counterexample: the rule held for {budget}\n{head}"
-    lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more", head, ""]
+    lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more",
+             head, ""]
     # A rule that raised (or answered neither None nor a str) is the finding itself: say so first.
     lines += [_paragraphs(v.detail, _width()) + "\n" for v in result.violations if v.kind == "rule-failed"][:1]
     lines += ["minimal scenario (each answer is where the kernel's answer was placed, really mapped there):"]
@@ -551,19 +555,22 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
 def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     """A mistake on this command's line is one line on stderr and exit 2, unknown options included."""
 
-    def error(message: str) -> None:
+    def error(message: str) -> NoReturn:
         _note(f"{parser.prog}: {message} (see {parser.prog} --help)")
         parser.exit(EXIT_USAGE)
 
     known = parser.parse_known_args
 
-    def parse_known_args(args=None, namespace=None):
-        namespace, extra = known(args, namespace)
+    def parse_known_args(args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extra = known(args, namespace)
         if extra:
             error(f"unrecognized arguments: {' '.join(extra)}")
-        return namespace, extra
+        return parsed, extra
 
-    parser.error, parser.parse_known_args = error, parse_known_args
+    # This parser's own methods shadow argparse's (deliberately: what the type checker calls assigning to a
+    # method; argparse's parse_known_args is overloaded on the namespace's type, this one is not).
+    parser.error, parser.parse_known_args = error, parse_known_args  # type: ignore[method-assign, assignment]
 
 
 def _bench_script() -> Path | None:
@@ -655,7 +662,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory "
                    "(needs psutil: the 'maps' extra)")
     m.set_defaults(run=cmd_maps)
-    h = commands.add_parser("hunt", parents=[common, picture, crowding, debugging], help="search for a counterexample to a rule, with real memory",
+    h = commands.add_parser("hunt", parents=[common, picture, crowding, debugging],
+                            help="search for a counterexample to a rule, with real memory",
                             description="Search for requests and kernel answers that break a placement rule (verify's "
                             "invariants, allocations reading back their bytes), with real mappings; the first one found "
                             "is shrunk to a minimal one. Exit 1 if found, 0 if none was within the budget, 2 for usage. "
@@ -674,7 +682,8 @@ def _parser() -> argparse.ArgumentParser:
                    "/proc/self/maps (faster)")
     h.set_defaults(run=cmd_hunt)
     u = commands.add_parser("run", parents=[common], usage="arena run [-h] [--json] [--adversary NAME] [--timeout SECONDS]\n"
-                            "                 [--save-trace PATH] [--all-calls] -- PROGRAM [ARG ...]", help="run a real program with its mmap answers made adversarial",
+                            "                 [--save-trace PATH] [--all-calls] -- PROGRAM [ARG ...]",
+                            help="run a real program with its mmap answers made adversarial",
                             description="Run PROGRAM under ptrace with the kernel's answers to its mmap calls decided by an "
                             "adversary: a hint moved (the kernel still places the mapping, for real) or a call failed "
                             "with ENOMEM; MAP_FIXED calls are never changed. Its output passes through; then the calls "
@@ -710,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        code, out = args.run(args)
+        run: Callable[[argparse.Namespace], tuple[int, str]] = args.run  # the command's cmd_* (set_defaults)
+        code, out = run(args)
     except (UsageError, sysmem.UnknownBackend, sysmem.ShimUnavailable) as exc:
         # A bad ARENA_BACKEND, or ARENA_BACKEND=cffi without the shim, is the
         # environment's mistake, reported like a bad argument.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from typing import TypedDict
 
 from .. import sysmem
 from ..harness.run import arena_part
@@ -17,6 +18,27 @@ from ..words import plural, size_text
 from .report import columns
 
 _RELEASED = ("rejected", "fallback-rejected", "missed")  # HeapArenas: a missed hint
+
+
+class MapRow(TypedDict):
+    """A row of ``annotate``: a mapping of this process (``mapped``), or a region the arena released, and its roles."""
+
+    start: int
+    end: int
+    perms: str  # "" for a released region
+    roles: list[str]
+    name: str
+    mapped: bool
+
+
+class ProcessRow(TypedDict):
+    """A row of ``process_rows``: a mapping of another process and the bytes of it resident (``rss``)."""
+
+    start: int
+    end: int
+    perms: str
+    rss: int
+    name: str
 
 
 class _Meeting:
@@ -38,7 +60,7 @@ class _Meeting:
 
 def _roles(arena: Arena | HeapArenas, m: sysmem.Mapping, base: int, regions: list[Region], regions_at: _Meeting,
            allocations: list[tuple[int, int]], allocations_at: _Meeting) -> list[str]:
-    roles = []
+    roles: list[str] = []
     for i in regions_at.meeting(m.start, m.end):
         r = regions[i]
         if r.role == "first":
@@ -53,14 +75,14 @@ def _roles(arena: Arena | HeapArenas, m: sysmem.Mapping, base: int, regions: lis
     return roles
 
 
-def annotate(arena: Arena | HeapArenas, maps: list[sysmem.Mapping]) -> list[dict[str, object]]:
+def annotate(arena: Arena | HeapArenas, maps: list[sysmem.Mapping]) -> list[MapRow]:
     """Rows for the mappings that meet the arena's regions, and for the regions it released, lowest first."""
     base = arena_part(arena.events)
     # Read once: each is a list built anew on every read, and there is a mapping per region.
     regions, allocations = arena.regions, arena.allocations
     regions_at = _Meeting([(r.start, r.end) for r in regions])
     allocations_at = _Meeting([(p, p + n) for p, n in allocations])
-    rows: list[dict[str, object]] = []
+    rows: list[MapRow] = []
     for m in maps:
         roles = _roles(arena, m, base, regions, regions_at, allocations, allocations_at)
         if roles:
@@ -74,7 +96,7 @@ def annotate(arena: Arena | HeapArenas, maps: list[sysmem.Mapping]) -> list[dict
     return sorted(rows, key=lambda row: (row["start"], not row["mapped"]))
 
 
-def rows_text(rows: list[dict[str, object]]) -> str:
+def rows_text(rows: list[MapRow]) -> str:
     """``annotate``'s rows as aligned columns with hex addresses."""
     table = [["start", "end", "size", "perms", "role", "name"]]
     for row in rows:
@@ -85,7 +107,7 @@ def rows_text(rows: list[dict[str, object]]) -> str:
     return columns(table)
 
 
-def process_rows(pid: int) -> list[dict[str, object]]:
+def process_rows(pid: int) -> list[ProcessRow]:
     """Process ``pid``'s mappings, lowest first, each with the bytes of it resident in memory.
 
     Reads ``/proc/PID/smaps`` through psutil (the ``maps`` extra). Raises
@@ -95,14 +117,14 @@ def process_rows(pid: int) -> list[dict[str, object]]:
     """
     import psutil  # here, not at the top: it is optional, and this is its only use
 
-    rows: list[dict[str, object]] = []
+    rows: list[ProcessRow] = []
     for m in psutil.Process(pid).memory_maps(grouped=False):
         start, end = (int(x, 16) for x in m.addr.split("-"))
         rows.append({"start": start, "end": end, "perms": m.perms, "rss": m.rss, "name": m.path})
     return rows
 
 
-def process_text(rows: list[dict[str, object]]) -> str:
+def process_text(rows: list[ProcessRow]) -> str:
     """``process_rows``'s rows as aligned columns with hex addresses."""
     table = [["start", "end", "size", "perms", "resident", "name"]]
     for row in rows:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .. import tracer
 from ..harness import goheap, realdemo
@@ -93,7 +94,8 @@ def run(command: list[str], adversary: str, *, timeout: float | None, save: str 
         return code, json.dumps({"command": "run", "adversary": outcome.adversary, "program": _program_json(outcome),
                                  **_calls_json(outcome), "go_heap": heap.describe() if heap else None,
                                  "trace": save, "exit": code}) + "\n"
-    lines = ["", realtext.wrap(f"arena run: {outcome.executable} ({outcome.bits}-bit) under adversary {outcome.adversary}", width),
+    lines = ["",
+             realtext.wrap(f"arena run: {outcome.executable} ({outcome.bits}-bit) under adversary {outcome.adversary}", width),
              realtext.calls_table(outcome, heap, width, every)]
     if heap is not None:
         lines.append(realtext.wrap(f"Go's heap: {heap.describe()}", width))
@@ -150,7 +152,8 @@ def replay(path: str, recorded: tracer.Outcome, *, rules: tuple[str, ...] | None
                                 f"{recorded.adversary} ({plural(moves, 'call')} rewritten), its decisions applied again", width),
              realtext.calls_table(outcome, model.heap if model else goheap.recognise(outcome), width, every),
              realtext.verdict(outcome, width),
-             f"recorded: {recorded.describe()}" + (f" ({recorded.fatal})" if recorded.fatal and recorded.fatal not in recorded.describe() else "")]
+             f"recorded: {recorded.describe()}"
+             + (f" ({recorded.fatal})" if recorded.fatal and recorded.fatal not in recorded.describe() else "")]
     if again.repeats and not again.differences:
         lines.append("repeats: yes, the program ended as recorded" + (", with the same fatal line" if outcome.fatal else ""))
     else:

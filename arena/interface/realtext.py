@@ -180,7 +180,8 @@ def verdict(outcome: Outcome, width: int) -> str:
         lines.append(f"  {outcome.fatal}")
     n = len(outcome.calls) + outcome.calls_dropped
     extra = f"; {plural(outcome.leftovers, 'process')} still running at the end, killed" if outcome.leftovers else ""
-    lines.append(f"  {plural(n, 'call')} traced, {outcome.rewritten:,} rewritten; {plural(outcome.processes, 'process', 'processes')}{extra}")
+    lines.append(f"  {plural(n, 'call')} traced, {outcome.rewritten:,} rewritten; "
+                 f"{plural(outcome.processes, 'process', 'processes')}{extra}")
     lines += [f"  adversary: {note}" for note in outcome.notes]
     return "\n".join(wrap(line, width, "  ").removeprefix("  ") if line.startswith("  ") else wrap(line, width)
                      for line in lines)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 from ..harness.run import Outcome
-from ..managers import Bounds, Event, HeapState
-from ..managers.vocabulary import per_request
+from ..managers import Bounds, HeapState
+from ..managers.vocabulary import AnyEvent, per_request
 from ..words import plural, size_text
 
 # What two rows of the demo's table mean, for a reader who has not met Go issue 20259.
@@ -56,14 +57,15 @@ def _hex(x: int | None) -> str:
     return "-" if x is None else f"{x:#x}"
 
 
-def _cell(events: list[Event]) -> str:
+def _cell(events: Sequence[AnyEvent]) -> str:
     """The decisions one request caused, in a few words."""
     words = []
     for e in events:
         if (e.step, e.verdict) in _TOLD_BY_COMMIT:
             continue
         at = f" {e.returned:#x}" if e.returned is not None else ""
-        flag = " LOWERS used" if isinstance(e.after, Bounds) and e.after.arena_used < e.before.arena_used else ""
+        lowers = isinstance(e.after, Bounds) and isinstance(e.before, Bounds) and e.after.arena_used < e.before.arena_used
+        flag = " LOWERS used" if lowers else ""
         words.append(f"{e.verdict}{at}{flag}")
     return "; ".join(words)
 
@@ -132,14 +134,17 @@ def decisions(o: Outcome, width: int | None = None) -> str:
     line of its own under its decision.
     """
     heap = isinstance(o.bounds, HeapState)
-    rows = [["#", "step", "request", "hint", "size", "returned", "verdict", "arenas, next hint" if heap else "arena_used", "reason"]]
+    rows = [["#", "step", "request", "hint", "size", "returned", "verdict", "arenas, next hint" if heap else "arena_used",
+             "reason"]]
     for i, e in enumerate(o.events):
         if heap:
             used = _heap(e.after)
         else:
-            used = _hex(e.after.arena_used)
-            if e.after.arena_used != e.before.arena_used:
-                used = f"{e.before.arena_used:#x} -> {used}"
+            before, after = e.before, e.after
+            assert isinstance(before, Bounds) and isinstance(after, Bounds)  # a linear arena's events
+            used = _hex(after.arena_used)
+            if after.arena_used != before.arena_used:
+                used = f"{before.arena_used:#x} -> {used}"
         rows.append([
             str(i), e.step, size_text(e.request) if e.request else "-", _hex(e.hint), size_text(e.size),
             _hex(e.returned), e.verdict, used, e.reason,

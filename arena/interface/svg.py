@@ -17,10 +17,12 @@ drawn as one.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Sequence
 from xml.sax.saxutils import escape
 
 from ..harness.run import Outcome, arena_part
 from ..managers import Bounds, HeapState
+from ..managers.vocabulary import AnyEvent
 from ..words import plural, size_text
 
 # Decision rows per lane: the first HEAD_ROWS, the last TAIL_ROWS, and the notable ones between.
@@ -131,7 +133,7 @@ def _inside(spans: list[tuple[int, int]], addr: int) -> bool:
     return i >= 0 and addr < spans[i][1]
 
 
-def merged(spans) -> list[tuple[int, int]]:
+def merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """``(start, end)`` spans sorted, with those that touch or overlap joined."""
     out: list[list[int]] = []
     for a, b in sorted(spans):
@@ -142,7 +144,7 @@ def merged(spans) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
-def drawn_rows(events: list) -> list[int | tuple[int, int]]:
+def drawn_rows(events: Sequence[AnyEvent]) -> list[int | tuple[int, int]]:
     """The events a lane draws: an index each, and ``(first, last)`` for each stretch left out.
 
     Past ``MAX_ROWS``: the first and last ones, and between them the notable
@@ -155,7 +157,7 @@ def drawn_rows(events: list) -> list[int | tuple[int, int]]:
 
     def rank(i: int) -> int:
         e = events[i]
-        lowered = isinstance(e.after, Bounds) and e.after.arena_used < e.before.arena_used
+        lowered = isinstance(e.after, Bounds) and isinstance(e.before, Bounds) and e.after.arena_used < e.before.arena_used
         return 0 if lowered or e.verdict == "throw" else 1
 
     notable = sorted((i for i in range(HEAD_ROWS, n - TAIL_ROWS) if events[i].verdict not in ROUTINE), key=rank)
@@ -193,11 +195,13 @@ def _low(o: Outcome) -> list[tuple[int, int, str]]:
         (e.returned, e.returned + e.size, e.verdict)
         for e in o.events
         if e.returned is not None and e.returned != e.hint
-        and (e.step == "grow" and e.returned < e.before.arena_end or e.step == "hint" and e.returned < e.hint)
+        # (A grow is a linear arena's and a hint step has a hint: the isinstance and "is not None" say so to the type checker.)
+        and (e.step == "grow" and isinstance(e.before, Bounds) and e.returned < e.before.arena_end
+             or e.step == "hint" and e.hint is not None and e.returned < e.hint)
     ]
 
 
-def _markers(state) -> list[tuple[str, str, str, int, int]]:
+def _markers(state: Bounds | HeapState) -> list[tuple[str, str, str, int, int]]:
     """``(name, colour, letter, offset, address)`` of the bounds of ``state`` that are set."""
     table = HEAP_MARKERS if isinstance(state, HeapState) else MARKERS
     found = [(name, colour, letter, dy, getattr(state, name)) for name, colour, letter, dy in table]
@@ -205,7 +209,7 @@ def _markers(state) -> list[tuple[str, str, str, int, int]]:
     return [m for m in found if m[4] or table is MARKERS]
 
 
-def _label(e) -> str:
+def _label(e: AnyEvent) -> str:
     what = f"{e.step} {size_text(e.request)}" if e.request else e.step
     at = f" {e.returned:#x}" if e.returned is not None else ""
     return f"{what}: {e.verdict}{at}"
@@ -240,7 +244,8 @@ def draw(outcomes: list[Outcome], title: str, note: str = "") -> str:
     out.append(
         f'<text id="scale" class="small" x="10" y="{y}">Scale: not linear. Empty spans over '
         f"{approx(axis.threshold)} are drawn as \u2248 breaks of {BREAK} px (their size written in them); "
-        f"other segments at {1 / axis.scale / 1024 if axis.scale else 0:,.0f} KiB per px, but at least {MIN_SEGMENT} px wide.</text>"
+        f"other segments at {1 / axis.scale / 1024 if axis.scale else 0:,.0f} KiB per px, "
+        f"but at least {MIN_SEGMENT} px wide.</text>"
     )
     y += 90
     top = y
@@ -255,9 +260,11 @@ def draw(outcomes: list[Outcome], title: str, note: str = "") -> str:
         if br:
             gap = axis.points[i + 1] - axis.points[i]
             grid.append(f'<rect class="gap-break" x="{x0:.1f}" y="{top}" width="{x1 - x0:.1f}" height="{bottom - top}"/>')
-            grid.append(f'<text class="gap-break-label" x="{(x0 + x1) / 2:.1f}" y="{top + 14}" text-anchor="middle" font-size="16">\u2248</text>')
+            grid.append(f'<text class="gap-break-label" x="{(x0 + x1) / 2:.1f}" y="{top + 14}" text-anchor="middle" '
+                        'font-size="16">\u2248</text>')
             grid.append(
-                f'<text class="small" transform="translate({(x0 + x1) / 2 + 3:.1f},{top + 22}) rotate(90)">{approx(gap)} empty</text>'
+                f'<text class="small" transform="translate({(x0 + x1) / 2 + 3:.1f},{top + 22}) rotate(90)">'
+                f"{approx(gap)} empty</text>"
             )
     for x in axis.xs:
         grid.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
@@ -266,7 +273,8 @@ def draw(outcomes: list[Outcome], title: str, note: str = "") -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{y + 10}" '
         f'viewBox="0 0 {WIDTH} {y + 10}">\n<style>{STYLE}</style>\n'
         '<defs><pattern id="lost-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
-        '<rect width="6" height="6" fill="#ffcdd2"/><line x1="0" y1="0" x2="0" y2="6" stroke="#c62828" stroke-width="3"/></pattern>'
+        '<rect width="6" height="6" fill="#ffcdd2"/>'
+        '<line x1="0" y1="0" x2="0" y2="6" stroke="#c62828" stroke-width="3"/></pattern>'
         '<marker id="arrow" viewBox="0 0 6 6" refX="5" refY="3" markerWidth="5" markerHeight="5" orient="auto-start-reverse">'
         '<path d="M0,0 L6,3 L0,6 z" fill="context-stroke"/></marker></defs>\n'
         f'<rect width="{WIDTH}" height="{y + 10}" fill="white"/>\n'
@@ -296,14 +304,14 @@ def _shapes(spans: list[tuple[int, int, str, str]], axis: Axis) -> list[tuple[in
     touch (or fall within a pixel of each other) as one, its tip saying how many it stands for."""
     if len(spans) <= MAX_SHAPES:
         return spans
-    out: list[list] = []
+    out: list[tuple[int, int, str, int]] = []  # (start, end, class, how many shapes it stands for)
     for a, b, cls, _ in sorted(spans, key=lambda s: (s[2], s[0])):
-        last = out[-1] if out else None
-        if last and last[2] == cls and axis.x(a) <= axis.x(last[1]) + 1:
-            last[1], last[4] = max(last[1], b), last[4] + 1
+        if out and out[-1][2] == cls and axis.x(a) <= axis.x(out[-1][1]) + 1:
+            start, end, _, n = out[-1]
+            out[-1] = (start, max(end, b), cls, n + 1)
         else:
-            out.append([a, b, cls, "", 1])
-    return [(a, b, cls, f"{plural(n, _NOUNS[cls])} in [{a:#x}, {b:#x})") for a, b, cls, _, n in out]
+            out.append((a, b, cls, 1))
+    return [(a, b, cls, f"{plural(n, _NOUNS[cls])} in [{a:#x}, {b:#x})") for a, b, cls, n in out]
 
 
 def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
@@ -343,13 +351,14 @@ def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
             label = tip.rsplit(" [", 1)[0]  # the range is in the tip
             out.append(f'<text class="small" x="{axis.x(a) + 2:.1f}" y="{y - 5}">{escape(label)}</text>')
     y += MAP_H + 8
-    for i in drawn_rows(o.events):
-        if not isinstance(i, int):
-            first, last = i
+    for row in drawn_rows(o.events):
+        if not isinstance(row, int):
+            first, last = row
             left = f"\u2026 {plural(last - first + 1, 'decision')} not drawn (#{first} to #{last}; arena replay lists every one)"
             out.append(f'<text class="small gap-rows" x="10" y="{y + 11}">{escape(left)}</text>')
             y += GAP_H
             continue
+        i = row
         e = o.events[i]
         out.append(f'<line class="row-line" x1="{LEFT}" y1="{y + ROW_H:.1f}" x2="{axis.right:.1f}" y2="{y + ROW_H:.1f}"/>')
         out.append(f'<text x="10" y="{y + 16}">{escape(_label(e))}</text>')
@@ -357,8 +366,10 @@ def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
         for name, colour, letter, dy, after in _markers(e.after):
             before = was.get(name)
             # arena_alloc is arena_used except under go1.9; drawn only where they part.
-            if name == "arena_alloc" and after == e.after.arena_used and before in (None, e.before.arena_used):
-                continue
+            if name == "arena_alloc":
+                assert isinstance(e.before, Bounds) and isinstance(e.after, Bounds)  # only a linear arena has it
+                if after == e.after.arena_used and before in (None, e.before.arena_used):
+                    continue
             out.append(_marker(axis, name, colour, letter, y + dy, before, after, f"{rid}-{i}"))
         y += ROW_H
     out.append("</g>")
@@ -373,7 +384,8 @@ def _marker(axis: Axis, name: str, colour: str, letter: str, y: float, before: i
         xb = axis.x(before)
         lowered = name == "arena_used" and after < before
         cls = ' class="lowered"' if lowered else ""
-        parts.append(f'<circle class="before" cx="{xb:.1f}" cy="{y}" r="2.5" fill="white" stroke="{colour}"><title>{name} before {before:#x}</title></circle>')
+        parts.append(f'<circle class="before" cx="{xb:.1f}" cy="{y}" r="2.5" fill="white" stroke="{colour}">'
+                     f"<title>{name} before {before:#x}</title></circle>")
         parts.append(f'<line{cls} x1="{xb:.1f}" y1="{y}" x2="{xa:.1f}" y2="{y}" stroke="{colour}" marker-end="url(#arrow)"/>')
     parts.append(
         f'<text class="after" x="{xa + 2:.1f}" y="{y + 3.5}" font-size="9" font-weight="bold" fill="{colour}">{letter}'
@@ -402,10 +414,12 @@ def _legend(out: list[str], y: int) -> int:
     yy = y + 24 + 3 * 22
     x = 10
     for name, colour, letter, _ in MARKERS + HEAP_MARKERS:
-        out.append(f'<text x="{x}" y="{yy + 11}" font-weight="bold" fill="{colour}">{letter}</text><text x="{x + 12}" y="{yy + 11}">{name}</text>')
+        out.append(f'<text x="{x}" y="{yy + 11}" font-weight="bold" fill="{colour}">{letter}</text>'
+                   f'<text x="{x + 12}" y="{yy + 11}">{name}</text>')
         x += 130
     x, yy = 10, yy + 22
     out.append(
-        f'<text x="{x}" y="{yy + 11}">per decision: \u25cb before \u2192 letter after; a thick red arrow: arena_used lowered</text></g>'
+        f'<text x="{x}" y="{yy + 11}">per decision: \u25cb before \u2192 letter after; '
+        "a thick red arrow: arena_used lowered</text></g>"
     )
     return yy + 24

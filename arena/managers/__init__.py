@@ -1,4 +1,5 @@
-"""The managers of real address space: Go's linear arena (``Arena``) and Go 1.11's heap arenas (``HeapArenas``), and which one a rule name opens."""
+"""The managers of real address space: Go's linear arena (``Arena``) and Go 1.11's heap arenas (``HeapArenas``),
+and which one a rule name opens."""
 from __future__ import annotations
 
 from .. import sysmem
@@ -15,7 +16,7 @@ NAMES = (*RULES, RELEASE)
 def open_manager(
     rule: str | Rule | Parts,
     layout: Layout,
-    memory: sysmem.Memory | None = None,
+    memory: sysmem.MemoryLayer | None = None,
     start: int | None = None,
     initial_size: int | None = None,
 ) -> Arena | HeapArenas:

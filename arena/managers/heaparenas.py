@@ -15,7 +15,7 @@ detector's hints are not modelled (docs/heap-arenas.md).
 from __future__ import annotations
 
 import errno
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 from .. import sysmem
 from ..policy.layout import LAYOUT_64, KiB, Layout, MiB
@@ -39,14 +39,18 @@ class GoThrow(RuntimeError):
 _NOTHING = HeapState(None, False, 0, 0, 0, 0)
 # Verdicts of an event that made a reserve call the kernel answered.
 ANSWERED = ("reserved", "trimmed", "honoured", "missed", "trim-failed")
+# A decision as the manager records it, in one flat tuple (the least a record costs): step, request, hint,
+# size, returned, verdict, reason, then the fields of the HeapState after it.
+_Decision: TypeAlias = tuple[str, int, "int | None", int, "int | None", str, str, "int | None", bool, int, int, int, int]
 
 
 
 def metadata_size(layout: Layout) -> int:
     """Go 1.11's 32-bit metadata reservation: one heapArena (bitmap and span map) per arena of the index (malloc.go L463)."""
-    ptr = layout.address_bits // 8
-    bitmap = layout.heap_arena_size // (ptr * 8 // 2)  # heapArenaBitmapBytes: 2 bits per word
-    spans = layout.heap_arena_size // layout.page_size * ptr  # one *mspan per page
+    ptr, size = layout.address_bits // 8, layout.heap_arena_size
+    assert size is not None  # Layout fills it in when made
+    bitmap = size // (ptr * 8 // 2)  # heapArenaBitmapBytes: 2 bits per word
+    spans = size // layout.page_size * ptr  # one *mspan per page
     return (1 << layout.arena_bits) * (bitmap + spans)
 
 
@@ -87,30 +91,32 @@ class HeapArenas(Manager):
     def __init__(
         self,
         layout: Layout = LAYOUT_64,
-        memory: sysmem.Memory | None = None,
+        memory: sysmem.MemoryLayer | None = None,
         start: int | None = None,
         initial_size: int | None = None,
     ) -> None:
         memory = self._take(layout, memory)
-        self._size = layout.heap_arena_size
+        size, l1_bits, offset = layout.heap_arena_size, layout.arena_l1_bits, layout.arena_base_offset
+        assert size is not None and l1_bits is not None and offset is not None  # Layout fills them in when made
+        self._size, self._offset = size, offset
         self._mask = self._top - 1
-        self._bits, self._l2_bits = layout.arena_bits, layout.arena_bits - layout.arena_l1_bits
-        # The bytes the index covers: arenaIndex(p) >> arenaBits is not 0 exactly when (p + arenaBaseOffset) & mask >= _span.
-        self._span = self._size << self._bits
+        self._bits, self._l2_bits = layout.arena_bits, layout.arena_bits - l1_bits
+        # The bytes the index covers: arenaIndex(p) >> arenaBits is not 0 exactly when
+        # (p + arenaBaseOffset) & mask >= _span.
+        self._span = size << self._bits
         # The hot path reads these as plain attributes, not through layout and memory.
-        self._l2_mask, self._offset = (1 << self._l2_bits) - 1, layout.arena_base_offset
+        self._l2_mask = (1 << self._l2_bits) - 1
         self._page, self._max_alloc, self._mem_commit = layout.page_size, layout.max_alloc, memory.commit
-        # arenaHints as [addr, down] pairs; the head of Go's list is the last item.
-        self._hints: list[list] = []
+        # arenaHints as (addr, down) pairs; the head of Go's list is the last item.
+        self._hints: list[tuple[int, bool]] = []
         # mheap_.arenas: the L1 map, each entry None or an L2 map from arena number to
         # the allocation that registered it (Go: a *heapArena of bitmap and span map).
-        self._index: list[dict[int, int] | None] = [None] * (1 << layout.arena_l1_bits)
+        self._index: list[dict[int, int] | None] = [None] * (1 << l1_bits)
         self._arenas = 0
         self._pre: tuple[int, int, int] | None = None  # 32-bit mheap_.arena: next, mapped, end
         self._pre_state = (0, 0)  # its next and end, as a HeapState shows them
-        # (step, request, hint, size, returned, verdict, reason, *the HeapState after): one flat tuple, the
-        # least a record can cost (each container made counts towards the next garbage collection)
-        self._events: list[tuple] = []
+        # Flat tuples: each container made counts towards the next garbage collection.
+        self._events: list[_Decision] = []
         self._start = self._check_start(start)
         self._initial_size = self._check_initial_size(initial_size)
         try:
@@ -129,7 +135,8 @@ class HeapArenas(Manager):
         if size is None:
             return None
         if self.layout.first_hints:
-            raise ValueError(f"initial_size: the {self.layout.name} layout has no pre-reservation (Go 1.11 reserves one on 32-bit only)")
+            raise ValueError(f"initial_size: the {self.layout.name} layout has no pre-reservation "
+                             "(Go 1.11 reserves one on 32-bit only)")
         return self._page_multiple("initial_size", size, positive=False)
 
     # -- records ---------------------------------------------------------------
@@ -140,7 +147,8 @@ class HeapArenas(Manager):
         nxt, end = self._pre_state
         return (addr, down, len(self._hints), self._arenas, nxt, end)
 
-    def _record(self, step, request, hint, size, returned, verdict, reason) -> None:
+    def _record(self, step: str, request: int, hint: int | None, size: int, returned: int | None, verdict: str,
+                reason: str) -> None:
         self._events.append((step, request, hint, size, returned, verdict, reason, *self._state()))
 
     # -- mallocinit: the first hints -------------------------------------------
@@ -151,7 +159,7 @@ class HeapArenas(Manager):
             # 64-bit (malloc.go L392-444): 0x00c0<<32, 1<<40 | 0x00c0<<32, ... up to 0x7f<<40;
             # Go pushes them from the last, so the first is the head.
             hints = layout.first_hints if self._start is None else (self._start,)
-            self._hints = [[h, False] for h in reversed(hints)]
+            self._hints = [(h, False) for h in reversed(hints)]
             self._record("first", 0, None, 0, None, "hints", f"{plural(len(hints), 'arena hint')}, the first at {hints[0]:#x}")
             return
         # 32-bit (L445-510): the metadata of every arena the index can hold is
@@ -172,7 +180,7 @@ class HeapArenas(Manager):
                 self._regions.append((a, got, "prereserved"))
                 p = (a + got) & self._mask  # L504: the hint below starts where it ends
                 break
-        self._hints = [[p, False]]
+        self._hints = [(p, False)]
         self._record("first", 0, None, 0, None, "hints", f"one arena hint, at {p:#x}")
 
     def _first_hint(self, meta: int | None, meta_size: int) -> int:
@@ -222,7 +230,8 @@ class HeapArenas(Manager):
                 self._unreleased += [*pending, (q, size)]
                 self._record(step, request, hint, full, p, "trim-failed", "the kernel refused to release an unaligned end")
                 raise
-        self._record(step, request, hint, full, p, "trimmed", f"trimmed to {q:#x}: {q - p:#x} bytes below and {p + full - q - size:#x} above released")
+        self._record(step, request, hint, full, p, "trimmed",
+                     f"trimmed to {q:#x}: {q - p:#x} bytes below and {p + full - q - size:#x} above released")
         return q, size
 
     # -- sysAlloc --------------------------------------------------------------
@@ -292,10 +301,12 @@ class HeapArenas(Manager):
                 # reaches 0 with no room would pass for success. Here it does not.
                 if v is not None and v == p:
                     pre_next, pre_end = self._pre_state
-                    self._events.append(("hint", request, p, n, v, "honoured", "at the hint, growing down" if down else "at the hint",
+                    self._events.append(("hint", request, p, n, v, "honoured",
+                                         "at the hint, growing down" if down else "at the hint",
                                          addr, down, len(hints), self._arenas, pre_next, pre_end))
                     return self._map(request, v, n, p if down else end, None)
-                verdict, why = ("missed", "not at the hint; released, hint dropped") if v is not None else ("no-room", "no room; hint dropped")
+                verdict, why = (("missed", "not at the hint; released, hint dropped") if v is not None
+                                else ("no-room", "no room; hint dropped"))
             hints.pop()
             try:
                 if v is not None:
@@ -307,10 +318,11 @@ class HeapArenas(Manager):
         if v is None:
             self._record("commit", request, None, n, None, "out-of-memory", "no hint left and no room for an aligned region")
             return None
-        return self._map(request, v, size, None, [[v, True], [(v + size) & mask, False]])
+        return self._map(request, v, size, None, [(v, True), ((v + size) & mask, False)])
 
     def _from_prereservation(self, request: int, n: int) -> int | None:
         """L524-529 with linearAlloc.alloc (L1222-1234): the 32-bit pre-reservation, mapped as it is used."""
+        assert self._pre is not None  # the caller's check: 32-bit, with a pre-reservation
         nxt, mapped, end = self._pre
         p = round_up(nxt, self._size)
         if p + n > end:
@@ -331,7 +343,8 @@ class HeapArenas(Manager):
         self._record("commit", request, None, n, p, "committed", "from the pre-reservation")
         return p
 
-    def _map(self, request: int, v: int, size: int, hint_after: int | None, new_hints: list | None) -> int:
+    def _map(self, request: int, v: int, size: int, hint_after: int | None,
+             new_hints: list[tuple[int, bool]] | None) -> int:
         """L595-651: check the region, back it (sysMap) and register its arenas; hints change only then."""
         mask, arena, offset = self._mask, self._size, self._offset
         end = v + size
@@ -346,7 +359,8 @@ class HeapArenas(Manager):
         elif hi >= self._span:
             bad = "end outside usable address space"
         if bad:
-            self._throw(request, v, size, True, f"memory allocated by OS [{v:#x}, {v + size:#x}) not in usable address space: {bad}: memory reservation exceeds address space limit")
+            self._throw(request, v, size, True, f"memory allocated by OS [{v:#x}, {v + size:#x}) not in usable address space: "
+                                                f"{bad}: memory reservation exceeds address space limit")
         if v % arena:
             self._throw(request, v, size, True, "misrounded allocation in sysAlloc")
         first, last = lo // arena, hi // arena
@@ -358,7 +372,8 @@ class HeapArenas(Manager):
             l1, key = first >> l2_bits, first & l2_mask
             l2 = index[l1]
             if l2 is not None and key in l2:
-                self._throw(request, v, size, True, f"arena already initialized (arena {first:#x} at {self._arena_base(first):#x})")
+                self._throw(request, v, size, True,
+                            f"arena already initialized (arena {first:#x} at {self._arena_base(first):#x})")
         else:
             self._check_unregistered(request, v, size, release=True)
         # sysMap (mem_linux.go): read-write, or a throw (see _commit). Only ever
@@ -371,7 +386,7 @@ class HeapArenas(Manager):
         self._regions.append((v, size, "heap"))
         hints = self._hints
         if hint_after is not None:
-            hints[-1][0] = hint_after  # L548-552
+            hints[-1] = (hint_after, hints[-1][1])  # L548-552
         if new_hints:
             hints += new_hints  # L586-592: down from its start, then up from its end (the new head)
         # L622-651: an L2 map is made on first use; an entry never goes back to nil.
@@ -388,7 +403,8 @@ class HeapArenas(Manager):
             reason = f"{plural(last + 1 - first, 'heap arena')} registered"
         addr, down = hints[-1]
         pre_next, pre_end = self._pre_state
-        self._events.append(("commit", request, None, size, v, "committed", reason, addr, down, len(hints), arenas, pre_next, pre_end))
+        self._events.append(("commit", request, None, size, v, "committed", reason,
+                             addr, down, len(hints), arenas, pre_next, pre_end))
         return v
 
     def _commit(self, request: int, v: int, size: int, release: bool) -> None:
@@ -429,9 +445,10 @@ class HeapArenas(Manager):
         """L622-651: an L2 map is made on first use; an entry never goes back to nil."""
         for ri in range(self._arena_index(v), self._arena_index(v + size - 1) + 1):
             l1 = ri >> self._l2_bits
-            if self._index[l1] is None:
-                self._index[l1] = {}
-            self._index[l1][ri & self._l2_mask] = v
+            l2 = self._index[l1]
+            if l2 is None:
+                l2 = self._index[l1] = {}
+            l2[ri & self._l2_mask] = v
             self._arenas += 1
         self._allocations.append((v, size))
 
@@ -484,7 +501,7 @@ class HeapArenas(Manager):
             self._leave()
 
     @property
-    def events(self) -> list[Event]:
+    def events(self) -> list[Event[HeapState]]:
         """One record per decision, in order; ``before``/``after`` are ``HeapState``."""
         out, before = [], _NOTHING
         for e in self._events:
@@ -501,7 +518,7 @@ class HeapArenas(Manager):
         t = Stats()
         self._enter("stats", open_only=False)
         try:
-            for step, request, _, size, returned, verdict, *_ in self._events:
+            for step, _, _, size, returned, verdict, *_ in self._events:
                 if returned is not None and verdict in ANSWERED:
                     t.reservations += 1
                 if verdict == "committed":
@@ -521,7 +538,8 @@ class HeapArenas(Manager):
         return t
 
     def _trace_start(self) -> tuple[int, dict[str, Any]]:
-        """Version 2 (which added ``go1.11``), and the constructor's own arguments: the first hints are Go's unless ``start`` was given."""
+        """Version 2 (which added ``go1.11``), and the constructor's own arguments: the first hints are Go's
+        unless ``start`` was given."""
         return 2, {"start": None if self._start is None else hex(self._start), "initial_size": self._initial_size}
 
     def __repr__(self) -> str:

@@ -16,13 +16,14 @@ import warnings
 import weakref
 from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import Any, Callable, NoReturn, Self
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Self, SupportsIndex, cast
 
 from .. import sysmem
 from ..policy.layout import Layout, check_layout
 from ..words import plural
 from . import record, views
-from .vocabulary import ArenaClosed, ReentrantCall, Region
+from .vocabulary import AnyEvent, ArenaClosed, ReentrantCall, Region
 
 # A manager's state (``_flags``) is bits, so that the hot path's one test sees
 # both reasons a call cannot go on: this thread is already inside a call on the
@@ -101,7 +102,16 @@ class Manager:
     _alloc: int
     _runs: _Ranges
 
-    def _take(self, layout: Layout, memory: sysmem.Memory | None) -> sysmem.Memory:
+    if TYPE_CHECKING:
+        # What each subclass (Arena, HeapArenas) defines, and this class reads.
+        rule: str
+
+        @property
+        def events(self) -> Sequence[AnyEvent]: ...
+        def sys_alloc(self, n: int) -> int | None: ...
+        def _run_end(self, addr: int) -> int: ...  # Arena's, with a bounded history (the only kind)
+
+    def _take(self, layout: Layout, memory: sysmem.MemoryLayer | None) -> sysmem.MemoryLayer:
         """Check the layout and the memory layer a constructor was given; returns the layer to use."""
         layout = check_layout(layout)
         memory = sysmem.layer(memory, layout.address_bits)
@@ -128,7 +138,8 @@ class Manager:
     @staticmethod
     def _int(name: str, value: object) -> int:
         try:
-            return operator.index(value)
+            # Any object may come: one without __index__ raises TypeError, answered below.
+            return operator.index(cast(SupportsIndex, value))
         except TypeError:
             raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
 
@@ -282,7 +293,8 @@ class Manager:
                 if size is None:
                     size = end - addr
             elif size is None:
-                raise ValueError(f"view needs a size: with history={self._history} the arena no longer knows where allocations end")
+                raise ValueError(f"view needs a size: with history={self._history} the arena no longer knows "
+                                 "where allocations end")
             else:
                 # Arena's bounded history: the range must lie in one run of
                 # committed memory. Most views are of the open run, which the
@@ -329,8 +341,9 @@ class Manager:
 
     def _index_allocations(self) -> None:
         """Index what sys_alloc handed out since the last view."""
-        index = self._by_address
-        for p, n in self._allocations[len(index.starts) :]:
+        index, allocations = self._by_address, self._allocations
+        assert isinstance(allocations, list)  # views index allocations only with every one kept: a list, not a deque
+        for p, n in allocations[len(index.starts) :]:
             index.add(p, p + n)
 
     def _end_around(self, addr: int, ranges: _Ranges) -> int:
@@ -350,7 +363,9 @@ class Manager:
     def _too_long(self, addr: int, size: int, end: int) -> str:
         if size <= 0:
             return f"size must be positive, got {size}"
-        start = self._by_address.below(addr)[0]
+        near = self._by_address.below(addr)
+        assert near is not None  # view found the allocation holding addr
+        start = near[0]
         return f"[{addr:#x}, {addr + size:#x}) runs past the end of the allocation [{start:#x}, {end:#x}) it starts in"
 
     # -- lifetime --------------------------------------------------------------
@@ -373,7 +388,8 @@ class Manager:
             # As mmap.close(): nothing is unmapped while a view could still reach it.
             alive = self._exports.alive()
             if alive:
-                raise BufferError(f"cannot close: {plural(alive, 'view')} of arena memory {'is' if alive == 1 else 'are'} still alive")
+                raise BufferError(f"cannot close: {plural(alive, 'view')} of arena memory "
+                                  f"{'is' if alive == 1 else 'are'} still alive")
             self._unreleased, error = _give_back(self.memory, self._take_mappings())
         finally:
             self._leave()
@@ -408,7 +424,7 @@ class Manager:
             types = [weakref.ref(t) for t in self._exports.types()]
             with contextlib.suppress(Exception):  # warnings turned into errors must not keep the mappings
                 warnings.warn(f"unclosed {self!r}: the garbage collector gives back its mappings "
-                              "(close it, or use it in a with block)", ResourceWarning, source=self)
+                              "(close it, or use it in a with block)", ResourceWarning, source=self, stacklevel=1)
             _doomed.append((self.memory, self._take_mappings(), types))
         finally:
             self._lock.release()
@@ -430,7 +446,7 @@ class Manager:
         self.close()
 
 
-def _give_back(memory: sysmem.Memory, pending: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], Exception | None]:
+def _give_back(memory: sysmem.MemoryLayer, pending: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], Exception | None]:
     """Release each mapping; those not released, to be tried again, and the first error."""
     left: list[tuple[int, int]] = []
     error = None
@@ -445,7 +461,7 @@ def _give_back(memory: sysmem.Memory, pending: list[tuple[int, int]]) -> tuple[l
 
 # Managers the collector found unclosed: (memory layer, mappings, weak references
 # to the types of their views). Given back by _reap once every type is gone.
-_doomed: list[tuple[sysmem.Memory, list[tuple[int, int]], list[weakref.ref[type]]]] = []
+_doomed: list[tuple[sysmem.MemoryLayer, list[tuple[int, int]], list[weakref.ref[type]]]] = []
 
 
 def _reap(phase: str, info: object, _finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
@@ -463,7 +479,7 @@ def _reap(phase: str, info: object, _finalizing: Callable[[], bool] = sys.is_fin
         if error is not None:
             with contextlib.suppress(Exception):
                 warnings.warn(f"an unclosed arena's mappings {[(hex(p), hex(n)) for p, n in left]} could not be "
-                              f"released: {error}", ResourceWarning)
+                              f"released: {error}", ResourceWarning, stacklevel=1)
     _doomed.extend(kept)
 
 

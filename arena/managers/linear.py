@@ -13,7 +13,7 @@ import dataclasses
 import errno
 import sys
 from collections import deque
-from typing import Any
+from typing import Any, TypeAlias
 
 from .. import sysmem
 from ..policy import rules
@@ -21,6 +21,10 @@ from ..policy.layout import LAYOUT_64, Layout, MiB, check_layout
 from ..policy.rules import Bounds, Rule
 from .lifetime import _CLOSED, _INSIDE, Manager, _Ranges
 from .vocabulary import Event, Stats, binary_end, round_up
+
+# A decision as the arena records it: step, request, hint, size, returned, verdict,
+# reason, then the bounds after it (arena_start, arena_used, arena_alloc, arena_end).
+_Decision: TypeAlias = tuple[str, int, "int | None", int, "int | None", str, str, int, int, int, int]
 
 
 # A growth not asked for (it would pass max_mem or the top): never an address.
@@ -77,7 +81,7 @@ class Arena(Manager):
         self,
         layout: Layout = LAYOUT_64,
         rule: str | Rule | rules.Parts = "fixed",
-        memory: sysmem.Memory | None = None,
+        memory: sysmem.MemoryLayer | None = None,
         start: int | None = None,
         initial_size: int | None = None,
         history: int | None = None,
@@ -108,14 +112,14 @@ class Arena(Manager):
         # appending to a full deque drops the oldest at no extra cost.
         self._history = history
         if history is None:
-            self._events: list[tuple] | deque[tuple] = []
+            self._events: list[_Decision] | deque[_Decision] = []
         else:
             self._events, self._allocations = deque(maxlen=history + 1), deque(maxlen=history)
         # Counted as they happen in _record; what the hot path decides (commits,
         # contiguous growth) is derived from the bounds and regions in stats.
         self._tally = Stats()
         self._regions_closed = 0  # regions released by close(), for stats.contiguous
-        self._lowered: list[tuple[Bounds, tuple]] = []  # (bounds before, decision) of each lowering
+        self._lowered: list[tuple[Bounds, _Decision]] = []  # (bounds before, decision) of each lowering
         # Committed memory, allocations merged where they touch: closed runs,
         # sorted, plus the open run [_run_start, arena_alloc) the cursor extends.
         # The cursor moves only by commits, which extend the open run, except
@@ -150,7 +154,8 @@ class Arena(Manager):
 
     # -- state -----------------------------------------------------------------
 
-    def _record(self, step, request, hint, size, returned, verdict, reason) -> None:
+    def _record(self, step: str, request: int, hint: int | None, size: int, returned: int | None, verdict: str,
+                reason: str) -> None:
         # Every decision but the hot path's two (a commit, a contiguous growth)
         # is recorded here: their counters are kept as they happen.
         t = self._tally
@@ -163,7 +168,8 @@ class Arena(Manager):
             t.released_after_rejection += size
         elif verdict == "fallback":
             t.fallbacks += 1
-        self._events.append((step, request, hint, size, returned, verdict, reason, self._start, self._used, self._alloc, self._end))
+        self._events.append((step, request, hint, size, returned, verdict, reason,
+                             self._start, self._used, self._alloc, self._end))
 
     def _close_run(self, start: int, end: int) -> None:
         """File committed ``[start, end)`` among the closed runs, merged with a run it touches."""
@@ -333,7 +339,8 @@ class Arena(Manager):
         except BaseException as exc:
             # A rule that fails (RuleFailed), or is interrupted, refuses: the region
             # is given back and recorded before the error is raised.
-            why, failure = str(exc) if isinstance(exc, rules.RuleFailed) else f"the rule failed ({type(exc).__name__}: {exc})", exc
+            why = str(exc) if isinstance(exc, rules.RuleFailed) else f"the rule failed ({type(exc).__name__}: {exc})"
+            failure = exc
         if why is None:
             before = Bounds(self._start, self._used, self._alloc, self._end)
             self._regions.append((p, p_size, "reservation"))
@@ -409,7 +416,8 @@ class Arena(Manager):
                 raise
             # Splitting the mapping would pass vm.max_map_count, or no memory:
             # the kernel is out of memory, and so is the arena.
-            self._record("fallback", n, 0, p_size, p, "out-of-memory", "the kernel could not commit the fallback mapping (ENOMEM)")
+            self._record("fallback", n, 0, p_size, p, "out-of-memory",
+                         "the kernel could not commit the fallback mapping (ENOMEM)")
             return None
         self._regions.append((p, p_size, "fallback"))
         self._allocations.append((q, n))
@@ -461,12 +469,12 @@ class Arena(Manager):
     arena_reserved = property(lambda self: True, doc="Always True: every block is really reserved.")
 
     @property
-    def events(self) -> list[Event]:
+    def events(self) -> list[Event[Bounds]]:
         """One record per decision, in order (the last ``history`` of them)."""
         kept, before = list(self._events), Bounds(0, 0, 0, 0)
         if self._history is not None and len(kept) > self._history:
             before, kept = Bounds(*kept[0][7:]), kept[1:]
-        out = []
+        out: list[Event[Bounds]] = []
         for e in kept:
             after = Bounds(*e[7:])
             out.append(Event(*e[:7], before, after))
@@ -475,13 +483,15 @@ class Arena(Manager):
 
     history = property(lambda self: self._history, doc="How many decisions the arena keeps: None, all; N, the last N.")
 
+    # The base's plain True is HeapArenas' answer (it keeps every decision): a class attribute the type
+    # checker calls writable, which this read-only property overrides deliberately.
     @property
-    def history_complete(self) -> bool:
+    def history_complete(self) -> bool:  # type: ignore[override]
         """Whether ``events`` and ``allocations`` still hold every decision and allocation."""
         return self._history is None or len(self._events) <= self._history
 
     @property
-    def lowered(self) -> list[Event]:
+    def lowered(self) -> list[Event[Bounds]]:
         """Every decision that lowered arena_used (Go issue 20259), kept whatever ``history`` is."""
         return [Event(*e[:7], before, Bounds(*e[7:])) for before, e in self._lowered]
 
@@ -563,6 +573,7 @@ class Arena(Manager):
         # 64-bit's hint ladder ran unless the caller gave a start; replaying it with
         # the recorded answers reproduces it. One size tried means the caller gave it.
         ladder = taken.hint in layout.first_hints or any(e.verdict == "missed" for e in first)
+        assert taken.hint is not None  # a first reservation is always hinted
         start = None if ladder else taken.hint + layout.metadata_size
         tried = [e for e in first if e.verdict != "missed"]
         initial_size = taken.size - layout.metadata_size if len(tried) == 1 else None

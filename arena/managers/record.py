@@ -8,25 +8,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .. import sysmem
 from ..policy.layout import LAYOUT_32, LAYOUT_64, Layout
-from .vocabulary import Event, per_request
-
+from .vocabulary import AnyEvent, per_request
 
 
 class Manager(Protocol):
     """What a trace reads of a manager (``Arena``, ``HeapArenas``)."""
 
-    layout: Layout
-    memory: sysmem.Memory
-
+    @property
+    def layout(self) -> Layout: ...
+    @property
+    def memory(self) -> sysmem.MemoryLayer: ...
     @property
     def rule(self) -> str: ...
-
     @property
-    def events(self) -> list[Event]: ...
+    def events(self) -> Sequence[AnyEvent]: ...
     @property
     def history(self) -> int | None: ...
     @property
@@ -84,7 +84,8 @@ def record(manager: Manager) -> dict[str, Any]:
     ``MAX_HINTS`` first hints or sizes (it could not be read back).
     """
     if not manager.history_complete:
-        raise ValueError(f"a trace needs every decision, and the arena keeps only its last {manager.history} (history={manager.history})")
+        raise ValueError(f"a trace needs every decision, and the arena keeps only its last {manager.history} "
+                         f"(history={manager.history})")
     events = manager.events
     requests, answers = [group[0].request for group in per_request(events)], _answers_of(manager)
     for what, steps in (("requests", requests), ("answers", answers)):
@@ -100,7 +101,8 @@ def record(manager: Manager) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": version,
-        "layout": named[0] if named else {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(layout).items()},
+        "layout": (named[0] if named else
+                   {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(layout).items()}),
         "rule": manager.rule,
         **start,
         "requests": requests,

@@ -23,10 +23,14 @@ import functools
 import sys
 import weakref
 from sys import getrefcount
-from typing import Callable
+from typing import Any, Callable, TypeAlias, cast
 
 _KEPT = 256
 _EMPTY = ctypes.c_char * 0
+# The type of the array behind a view: a subclass, made per arena, of an array of bytes.
+_Pages: TypeAlias = "type[ctypes.Array[ctypes.c_ubyte]]"
+# Its from_address, bound: an array of it at an address.
+_Maker: TypeAlias = "Callable[[int], ctypes.Array[ctypes.c_ubyte]]"
 
 
 # ctypes keeps array types only while something uses them, and making one
@@ -34,17 +38,18 @@ _EMPTY = ctypes.c_char * 0
 # every thread shares this cache, so it is lru_cache's, which is thread-safe
 # (a cache of its own, evicted without a lock, lost entries under threads).
 @functools.lru_cache(maxsize=_KEPT)
-def _array_type(size: int) -> type:
+def _array_type(size: int) -> _Pages:
     return ctypes.c_ubyte * size
 
 
-def _new_maker(owner: object, size: int) -> Callable[[int], object]:
+def _new_maker(owner: object, size: int) -> _Maker:
     """``from_address`` of a new array type of ``size`` bytes for ``owner``: an array at an address (it holds its type)."""
-    return type("ArenaPages", (_array_type(size),), {"_arena": owner}).from_address  # type: ignore[no-any-return]
+    # type() is typed as making a plain type: this one is a subclass of the array type.
+    return cast(_Pages, type("ArenaPages", (_array_type(size),), {"_arena": owner})).from_address
 
 
-def _refcounts(makers: dict[int, Callable[[int], object]]) -> list[int]:
-    return [getrefcount(m.__self__) for m in makers.values()]  # type: ignore[attr-defined]
+def _refcounts(makers: dict[int, Any]) -> list[int]:
+    return [getrefcount(m.__self__) for m in makers.values()]
 
 
 # What _refcounts reads for a type no instance holds: its maker's reference,
@@ -67,7 +72,7 @@ class Exports:
         # manager, which only the garbage collector could free, some time later
         # and in the middle of whatever runs then (a benchmark's timed loop, say).
         self._owner, self.mask = weakref.ref(owner), page - 1  # a Layout's page is a power of two
-        self.makers: dict[int, Callable[[int], object]] = {}
+        self.makers: dict[int, _Maker] = {}
 
     def export(self, addr: int, size: int) -> memoryview:
         """A writable byte view of ``[addr, addr + size)``, which the caller checked lies in committed,
@@ -75,13 +80,13 @@ class Exports:
         mask = self.mask
         # ctypes exports '<B'; the cast gives plain 'B', sharing the buffer.
         if not (addr | size) & mask:  # whole pages: an allocation, or pages of one
-            return memoryview((self.makers.get(size) or self.maker(size))(addr)).cast("B")  # type: ignore[arg-type]
+            return memoryview((self.makers.get(size) or self.maker(size))(addr)).cast("B")
         offset = addr & mask
         span = (offset + size + mask) & ~mask
-        view = memoryview((self.makers.get(span) or self.maker(span))(addr - offset)).cast("B")  # type: ignore[arg-type]
+        view = memoryview((self.makers.get(span) or self.maker(span))(addr - offset)).cast("B")
         return view[offset : offset + size]
 
-    def maker(self, span: int) -> Callable[[int], object]:
+    def maker(self, span: int) -> _Maker:
         if span > sys.maxsize:
             raise ValueError(f"size {span:#x} is more than one view can hold in this process "
                              f"(at most {sys.maxsize:#x} bytes): view the allocation in parts")
@@ -98,9 +103,9 @@ class Exports:
         """How many views (each with its slices and holders) are still alive."""
         return sum(_refcounts(self.makers)) - _UNHELD * len(self.makers)
 
-    def types(self) -> list[type]:
+    def types(self) -> list[_Pages]:
         """The array types of the views made and not yet forgotten: a view alive holds one of them."""
-        return [m.__self__ for m in self.makers.values()]  # type: ignore[attr-defined]
+        return [m.__self__ for m in self.makers.values()]  # type: ignore[attr-defined]  # a bound method's class
 
     def clear(self) -> None:
         self.makers.clear()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Generic, NamedTuple, TypeAlias, TypeVar
 
 from .. import sysmem
 from ..policy.rules import Bounds
 
-__all__ = ["ArenaClosed", "Bounds", "Event", "HeapState", "Region", "ReentrantCall", "Stats", "binary_end", "per_request",
-           "round_up"]
+__all__ = ["AnyEvent", "ArenaClosed", "Bounds", "Event", "HeapState", "Region", "ReentrantCall", "Stats", "binary_end",
+           "per_request", "round_up"]
 
 
 class ArenaClosed(RuntimeError):
@@ -58,12 +59,17 @@ class HeapState(NamedTuple):
     prereserved_end: int  # its end, 0 if none
 
 
+# What an event's bounds are: a linear arena's Bounds, or the HeapState of HeapArenas.
+_State = TypeVar("_State", Bounds, HeapState)
+
+
 @dataclasses.dataclass(frozen=True)
-class Event:
+class Event(Generic[_State]):
     """One decision: what was asked, what the kernel answered, the verdict and why.
 
-    ``before`` and ``after`` are a linear arena's ``Bounds``, or the
-    ``HeapState`` of ``HeapArenas``.
+    ``before`` and ``after`` are a linear arena's ``Bounds`` (``Arena.events``
+    are ``Event[Bounds]``), or the ``HeapState`` of ``HeapArenas``
+    (``Event[HeapState]``).
     """
 
     step: str  # first, grow, commit or fallback (HeapArenas: first, hint, aligned, commit)
@@ -73,8 +79,13 @@ class Event:
     returned: int | None
     verdict: str
     reason: str
-    before: Bounds | HeapState
-    after: Bounds | HeapState
+    before: _State
+    after: _State
+
+
+# An event of either manager, as a report of runs of both reads them.
+AnyEvent: TypeAlias = Event[Bounds] | Event[HeapState]
+_E = TypeVar("_E", bound="Event[Bounds] | Event[HeapState]")
 
 
 @dataclasses.dataclass
@@ -106,15 +117,15 @@ def round_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
-def per_request(events: list[Event]) -> list[list[Event]]:
+def per_request(events: Sequence[_E]) -> list[list[_E]]:
     """The events after the first reservation, grouped by the ``sys_alloc`` call that caused them.
 
     A request ends in a commit or a fallback step; before Go 1.9 it can also
     end in a grow that found no room (Go 1.8 returns nil there), which is the
     case when no fallback step follows it.
     """
-    groups: list[list[Event]] = []
-    current: list[Event] = []
+    groups: list[list[_E]] = []
+    current: list[_E] = []
     steps = [e for e in events if e.step != "first"]
     for i, e in enumerate(steps):
         current.append(e)

@@ -9,7 +9,10 @@ import operator
 import struct
 from typing import cast
 
-from ..words import GiB, KiB, MiB, plural, size_text  # noqa: F401  (KiB, MiB and GiB are imported from here)
+from ..words import GiB as GiB  # KiB, MiB and GiB are imported from here too ("as": re-exported)
+from ..words import KiB as KiB
+from ..words import MiB as MiB
+from ..words import plural, size_text
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -60,18 +63,22 @@ class Layout:
     def __repr__(self) -> str:
         hints = self.first_hints
         where = f"{plural(len(hints), 'hint')} from {hints[0]:#x}" if hints else "first hint above the program break"
-        return (f"<Layout {self.name!r}: {self.address_bits} address bits, max_mem {self.max_mem:#x}, page {size_text(self.page_size)}, "
-                f"growth step {size_text(self.growth_step)}, {where}>")
+        return (f"<Layout {self.name!r}: {self.address_bits} address bits, max_mem {self.max_mem:#x}, "
+                f"page {size_text(self.page_size)}, growth step {size_text(self.growth_step)}, {where}>")
 
     @property
     def arena_bits(self) -> int:
         """Bits of an arena number (Go's arenaBits): the index has ``2**arena_bits`` entries."""
-        return self.heap_addr_bits - (self.heap_arena_size.bit_length() - 1)
+        bits, size = self.heap_addr_bits, self.heap_arena_size
+        assert bits is not None and size is not None  # validate filled them in
+        return bits - (size.bit_length() - 1)
 
     @property
     def max_alloc(self) -> int:
         """Go 1.11's maxAlloc: the largest allocation, ``2**heap_addr_bits`` (less one on 32-bit, so it fits a uintptr)."""
-        return (1 << self.heap_addr_bits) - (self.address_bits == 32)
+        bits = self.heap_addr_bits
+        assert bits is not None  # validate filled it in
+        return (1 << bits) - (self.address_bits == 32)
 
 
 # Bounds on Go 1.11's arena index (see validate).
@@ -184,7 +191,8 @@ def _validate_heap_arena_fields(layout: Layout) -> None:
 
 
 def check_layout(value: object) -> Layout:
-    """``value``, checked by ``validate``, if it is a ``Layout``; else ``TypeError`` saying which one to pass (``"32"`` is ``LAYOUT_32``)."""
+    """``value``, checked by ``validate``, if it is a ``Layout``; else ``TypeError`` saying which one to pass
+    (``"32"`` is ``LAYOUT_32``)."""
     if isinstance(value, Layout):
         validate(value)
         return value

@@ -33,7 +33,8 @@ import copy
 import importlib
 import os
 import sys
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from .layout import Layout
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import importlib.resources
 import operator
-from typing import Iterable, NamedTuple, NoReturn
+from collections.abc import Iterable
+from typing import NamedTuple, NoReturn
 
 from .. import sysmem
-
 
 EXAMPLE_MAPS = ("python3-i386", "python3-x86_64")
 """Maps dumps shipped with the package: real Python 3 processes (i386 and x86-64) with extension modules loaded."""
@@ -41,7 +41,7 @@ class Crowd:
     blockers: it cannot be copied or pickled (``TypeError``).
     """
 
-    def __init__(self, memory: sysmem.Memory | None = None) -> None:
+    def __init__(self, memory: sysmem.MemoryLayer | None = None) -> None:
         self.memory = sysmem.layer(memory, None)
         self.blocks: list[tuple[int, int]] = []
         self.skipped: list[Skipped] = []
@@ -51,7 +51,7 @@ class Crowd:
         raise TypeError("cannot copy or pickle a Crowd: it owns its blocker mappings (make a new one)")
 
     @classmethod
-    def from_maps(cls, text: str, memory: sysmem.Memory | None = None) -> Crowd:
+    def from_maps(cls, text: str, memory: sysmem.MemoryLayer | None = None) -> Crowd:
         """A crowd occupying, with PROT_NONE placeholders, what a /proc/PID/maps dump maps.
 
         Only what is free here is taken; ``skipped`` lists the rest: ranges

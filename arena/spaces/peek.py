@@ -5,11 +5,10 @@ import ctypes
 import operator
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import SupportsIndex, cast
 
 from .. import sysmem
-
-
 from ..sysmem._ctypes import _libc
 
 # libc's read and write on raw addresses, for peek and poke: the kernel copies
@@ -31,7 +30,8 @@ _CHUNK = 1 << 16
 
 def _arguments(addr: object, size: object) -> tuple[int, int]:
     try:
-        addr, size = operator.index(addr), operator.index(size)
+        # Any object may come: one without __index__ raises TypeError, answered below.
+        addr, size = operator.index(cast(SupportsIndex, addr)), operator.index(cast(SupportsIndex, size))
     except TypeError:
         raise TypeError(f"addr and size must be ints, not {type(addr).__name__} and {type(size).__name__}") from None
     if size < 0:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from typing import Callable, Iterable, NamedTuple, NoReturn, Union
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, NoReturn
 
 from .. import sysmem
-
-
 from ..words import plural
+
 
 class _NoRoom:
     def __repr__(self) -> str:
@@ -25,7 +25,7 @@ class Fail(NamedTuple):
     errno: int
 
 
-Answer = Union[None, int, _NoRoom, Fail, Callable[[int, int], object]]
+Answer = None | int | _NoRoom | Fail | Callable[[int, int], object]
 
 
 class AnswerTaken(RuntimeError):
@@ -107,13 +107,16 @@ class ScriptedMemory:
         answer = self._answers.popleft() if self._answers else None
         if callable(answer):
             answer = self._checked(answer(hint, size))
-        if answer is NO_ROOM:
+        if isinstance(answer, _NoRoom):  # NO_ROOM: _checked lets no other _NoRoom through
             result = None
         elif isinstance(answer, Fail):
             self.calls.append(Call("reserve", hint, size, answer))
             raise OSError(answer.errno, f"scripted failure of reserve(hint={hint:#x}, size={size:#x})")
         elif answer is None:
             result = self.inner.reserve(hint, size)
+        elif callable(answer):
+            # A callable answered with another callable: an answer, not an address.
+            raise TypeError(f"a scripted answer's callable must return an address, None, NO_ROOM or Fail, not {answer!r}")
         else:
             result = self._place(answer, size)
         self.calls.append(Call("reserve", hint, size, result))
@@ -131,14 +134,15 @@ class ScriptedMemory:
             )
         return p
 
-    def _passed(self, op: str, addr: int, size: int) -> object:
+    def _passed(self, op: str, addr: int, size: int) -> int | None:
         addr, size = self.inner.check("addr", addr, size)
         failures = self._failures.get(op)
         if failures:
             code = failures.popleft()
             self.calls.append(Call(op, addr, size, Fail(code)))
             raise OSError(code, f"scripted failure of {op}(addr={addr:#x}, size={size:#x})")
-        result = getattr(self.inner, op)(addr, size)
+        call: Callable[[int, int], int | None] = getattr(self.inner, op)
+        result = call(addr, size)
         self.calls.append(Call(op, addr, size, result))
         return result
 

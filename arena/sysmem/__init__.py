@@ -2,16 +2,20 @@
 
 Two backends with one interface: ``CffiMemory`` over the compiled shim and
 ``CtypesMemory`` over libc through ctypes. ``default()`` picks one.
+``MemoryLayer`` is what a manager calls: a protocol that ``Memory`` and
+``arena.spaces.ScriptedMemory`` both meet.
 """
 from __future__ import annotations
 
 import os
 import warnings
+from typing import cast
 
 from ._base import COMPAT_TASK_SIZE, NATIVE_BITS, TASK_SIZE, Memory
 from ._cffi import CffiMemory, ShimUnavailable
 from ._ctypes import CtypesMemory
 from ._held import Held, track_reservations
+from ._layer import MemoryLayer
 from ._maps import Mapping, free_gaps, mapping_count, mappings, parse_maps, program_break, program_extent, reservations
 
 __all__ = [
@@ -23,6 +27,7 @@ __all__ = [
     "Held",
     "Mapping",
     "Memory",
+    "MemoryLayer",
     "ShimUnavailable",
     "UnknownBackend",
     "default",
@@ -60,7 +65,8 @@ def default(address_bits: int | None = None) -> Memory:
     choice = given.strip().lower()
     if choice:
         if choice not in _BACKENDS:
-            raise UnknownBackend(f"ARENA_BACKEND={given!r} is not a backend: set it to one of {', '.join(_BACKENDS)}, or unset it")
+            raise UnknownBackend(f"ARENA_BACKEND={given!r} is not a backend: set it to one of {', '.join(_BACKENDS)}, "
+                                 "or unset it")
         return _BACKENDS[choice](address_bits)
     try:
         return CffiMemory(address_bits)
@@ -76,8 +82,9 @@ def default(address_bits: int | None = None) -> Memory:
 _LAYER_PARTS = ("reserve", "reserve_exact", "commit", "decommit", "release")
 
 
-def layer(memory: object, address_bits: int | None) -> Memory:
-    """``memory`` checked to be a memory layer of ``address_bits`` bits (``None``: either), or ``default(address_bits)`` if it is None.
+def layer(memory: object, address_bits: int | None) -> MemoryLayer:
+    """``memory`` checked to be a memory layer of ``address_bits`` bits (``None``: either), or
+    ``default(address_bits)`` if it is None.
 
     ``TypeError`` for something that is not a memory layer (a ``Memory``, or
     an object with its methods and attributes, such as
@@ -88,9 +95,11 @@ def layer(memory: object, address_bits: int | None) -> Memory:
     if memory is None:
         return default(address_bits=address_bits)
     if not all(callable(getattr(memory, part, None)) for part in _LAYER_PARTS):
-        fix = (f"to choose a backend, pass arena.sysmem.{_BACKENDS[memory.lower()].__name__}() or set ARENA_BACKEND={memory.lower()}"
+        fix = (f"to choose a backend, pass arena.sysmem.{_BACKENDS[memory.lower()].__name__}() "
+               f"or set ARENA_BACKEND={memory.lower()}"
                if isinstance(memory, str) and memory.lower() in _BACKENDS else
-               "pass arena.sysmem.default() (or None), arena.sysmem.CffiMemory(), arena.sysmem.CtypesMemory() or an arena.testing.ScriptedMemory")
+               "pass arena.sysmem.default() (or None), arena.sysmem.CffiMemory(), arena.sysmem.CtypesMemory() "
+               "or an arena.testing.ScriptedMemory")
         raise TypeError(f"memory must be a memory layer, not {type(memory).__name__} ({memory!r}): {fix}")
     # What managers and crowds compute with: a layer of one's own must have them right.
     values: list[int] = []
@@ -108,4 +117,5 @@ def layer(memory: object, address_bits: int | None) -> Memory:
         raise ValueError(f"a memory layer's page_size must be a power of two, got {page!r} from {memory!r}")
     if not 0 < lowest < limit:
         raise ValueError(f"a memory layer needs 0 < lowest < limit, got lowest={lowest:#x}, limit={limit:#x} from {memory!r}")
-    return memory  # type: ignore[return-value]  # checked part by part above
+    # Checked part by part above, as a protocol cannot be at run time.
+    return cast(MemoryLayer, memory)

@@ -10,9 +10,12 @@ import errno
 import operator
 import os
 import struct
+from collections.abc import Callable
+from typing import SupportsIndex, TypeVar, cast
 
 from . import _gaps, _held
-from ._maps import lowest_mappable, mappings
+from ._layer import RangeCall
+from ._maps import Mapping, lowest_mappable, mappings
 
 NATIVE_BITS = struct.calcsize("P") * 8
 # A 32-bit process on an x86-64 kernel can map up to here (TASK_SIZE of a
@@ -38,12 +41,13 @@ TASK_SIZE = _task_size()
 
 def _integer(name: str, value: object) -> int:
     try:
-        return operator.index(value)
+        # Any object may come: one without __index__ raises TypeError, answered below.
+        return operator.index(cast(SupportsIndex, value))
     except TypeError:
         raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
 
 
-def _usual_calls(limit: int, page_size: int):
+def _usual_calls(limit: int, page_size: int) -> Callable[[object, object], bool]:
     """Whether a call is the usual one, which every check passes: ints,
     page-aligned, a range inside the space. Only others are checked in full."""
     mask = page_size - 1
@@ -98,12 +102,13 @@ class Memory:
             # what the space maps and unmaps with.
             self._raw_reserve_exact = self.reserve_exact
             self._raw_release = self.release
-            # Instance attributes shadow the unconfined methods of the class.
-            self.reserve = self._confined_reserve
-            self.reserve_exact = self._confined_reserve_exact
-            self.commit = self._confined("commit")
-            self.decommit = self._confined("decommit")
-            self.release = self._confined_release
+            # Instance attributes shadow the unconfined methods of the class
+            # (deliberately: what the type checker calls assigning to a method).
+            self.reserve = self._confined_reserve  # type: ignore[method-assign]
+            self.reserve_exact = self._confined_reserve_exact  # type: ignore[method-assign]
+            self.commit = self._confined("commit")  # type: ignore[method-assign]
+            self.decommit = self._confined("decommit")  # type: ignore[method-assign]
+            self.release = self._confined_release  # type: ignore[method-assign]
         # Known to track_reservations (a leak check), which costs a call nothing unless it is on.
         _held.register(self)
 
@@ -132,7 +137,8 @@ class Memory:
         raise NotImplementedError(f"{type(self).__name__} does not implement reserve")
 
     def reserve_exact(self, addr: int, size: int) -> int | None:
-        """Reserve exactly ``[addr, addr + size)`` (MAP_FIXED_NOREPLACE): ``addr``, or ``None`` if any of it is taken or there is no room.
+        """Reserve exactly ``[addr, addr + size)`` (MAP_FIXED_NOREPLACE): ``addr``, or ``None`` if any of it is
+        taken or there is no room.
 
         Nothing already mapped is ever replaced. ``ValueError`` for a range
         that is unaligned, below ``lowest`` or past ``limit``; ``TypeError``
@@ -204,10 +210,11 @@ class Memory:
 
     def failed(self, op: str, code: int, name: str, addr: object, size: object) -> int | None:
         """Turn a failed call's code into the documented answer: ``None``, or the right exception."""
+        # Raises for a bad argument; else the arguments as the ints they were read as.
         if name == "hint":
-            self.check_hint(addr, size)
+            addr, size = self.check_hint(addr, size)
         else:
-            self.check(name, addr, size)
+            addr, size = self.check(name, addr, size)
         if op.startswith("reserve") and code == errno.ENOMEM:
             return None
         if op == "reserve_exact" and code == errno.EEXIST:
@@ -248,8 +255,9 @@ class Memory:
             addr, size = self.check("addr", addr, size)
         self._space.release(self._raw_release, addr, size)
 
-    def _confined(self, op: str):
-        raw, usual = getattr(self, op), self._usual
+    def _confined(self, op: str) -> RangeCall:
+        raw: RangeCall = getattr(self, op)
+        usual = self._usual
 
         def call(addr: int, size: int) -> None:
             if not usual(addr, size):
@@ -259,13 +267,16 @@ class Memory:
         return named(call, op)
 
 
-def named(call, op: str):
+_Call = TypeVar("_Call", bound=Callable[..., object])
+
+
+def named(call: _Call, op: str) -> _Call:
     """``call``, a closure an instance holds as its ``op``, named and documented as ``Memory.<op>`` (for help())."""
     call.__name__, call.__qualname__, call.__doc__ = op, f"Memory.{op}", getattr(Memory, op).__doc__
     return call
 
 
-def _first_hole(maps: list, start: int, end: int) -> int | None:
+def _first_hole(maps: list[Mapping], start: int, end: int) -> int | None:
     """The lowest address of ``[start, end)`` that no mapping covers, or ``None``."""
     cursor = start
     for m in maps:

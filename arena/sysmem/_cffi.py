@@ -1,14 +1,19 @@
 """The OS layer over the compiled shim (``arena._native``): integers in, integers out."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._base import NATIVE_BITS, Memory, named
+from ._layer import RangeCall, ReserveCall
+
+if TYPE_CHECKING:
+    from .._native import _Lib
 
 # A uintptr_t result at or above this is -code: the top page is never mapped.
 _FAILED = (1 << NATIVE_BITS) - 4095
 _WRAP = 1 << NATIVE_BITS
-_lib = None
+_lib: _Lib | None = None
 
 
 class ShimUnavailable(ImportError):
@@ -27,7 +32,7 @@ class ShimUnavailable(ImportError):
         )
 
 
-def _load():
+def _load() -> _Lib:
     """Import the compiled module on first use, so that a missing one is a ShimUnavailable here."""
     global _lib
     if _lib is None:
@@ -39,7 +44,7 @@ def _load():
     return _lib
 
 
-def _returns_address(memory: Memory, fn: Callable[[int, int], int], op: str) -> Callable[[int, int], int | None]:
+def _returns_address(memory: Memory, fn: Callable[[int, int], int], op: str) -> ReserveCall:
     """``memory.<op>`` over a shim call that returns an address or -code.
 
     A closure kept on the instance, not a method: on the hot path a call is the
@@ -62,7 +67,7 @@ def _returns_address(memory: Memory, fn: Callable[[int, int], int], op: str) -> 
     return named(call, op)
 
 
-def _returns_code(memory: Memory, fn: Callable[[int, int], int], op: str) -> Callable[[int, int], None]:
+def _returns_code(memory: Memory, fn: Callable[[int, int], int], op: str) -> RangeCall:
     """``memory.<op>`` over a shim call that returns 0 or a code (see ``_returns_address``)."""
     failed, check = memory.failed, memory.check
 
@@ -93,10 +98,11 @@ class CffiMemory(Memory):
         lib = _load()
         self.page_size = lib.shim_page_size()
         self._reserve_exact = lib.shim_reserve_exact
-        self.reserve = _returns_address(self, lib.shim_reserve, "reserve")
-        self.commit = _returns_code(self, lib.shim_commit, "commit")
-        self.decommit = _returns_code(self, lib.shim_decommit, "decommit")
-        self.release = _returns_code(self, lib.shim_release, "release")
+        # Plain functions held by the instance shadow the class's methods (deliberately: see _returns_address).
+        self.reserve = _returns_address(self, lib.shim_reserve, "reserve")  # type: ignore[method-assign]
+        self.commit = _returns_code(self, lib.shim_commit, "commit")  # type: ignore[method-assign]
+        self.decommit = _returns_code(self, lib.shim_decommit, "decommit")  # type: ignore[method-assign]
+        self.release = _returns_code(self, lib.shim_release, "release")  # type: ignore[method-assign]
         super().__init__(address_bits)
 
     def reserve_exact(self, addr: int, size: int) -> int | None:

@@ -38,7 +38,8 @@ class CtypesMemory(Memory):
     def reserve(self, hint: int, size: int) -> int | None:
         hint, size = self.check_hint(hint, size)
         # A hint only: never MAP_FIXED, the kernel may answer anywhere.
-        p = _mmap(hint, size, _PROT_NONE, _RESERVE, -1, 0)
+        # ctypes hands a c_void_p back as an int, or None for NULL.
+        p: int | None = _mmap(hint, size, _PROT_NONE, _RESERVE, -1, 0)
         if p != _MAP_FAILED:
             return p
         return self.failed("reserve", ctypes.get_errno(), "hint", hint, size)
@@ -46,7 +47,7 @@ class CtypesMemory(Memory):
     def reserve_exact(self, addr: int, size: int) -> int | None:
         addr, size = self.check("addr", addr, size)
         self.check_lowest(addr)
-        p = _mmap(addr, size, _PROT_NONE, _RESERVE | _MAP_FIXED_NOREPLACE, -1, 0)
+        p: int | None = _mmap(addr, size, _PROT_NONE, _RESERVE | _MAP_FIXED_NOREPLACE, -1, 0)
         if p == _MAP_FAILED:
             return self.failed("reserve_exact", ctypes.get_errno(), "addr", addr, size)
         if p != addr:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left, bisect_right, insort
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ._maps import free_gaps, mappings
 
@@ -131,10 +131,10 @@ class SortedInts:
     def between(self, lo: int, hi: int) -> list[int]:
         """The elements in ``[lo, hi)``, lowest first."""
         out: list[int] = []
-        i = bisect_left(self._maxes, lo)
-        if i == len(self._maxes) or hi <= lo:
+        first = bisect_left(self._maxes, lo)
+        if first == len(self._maxes) or hi <= lo:
             return out
-        for i in range(i, len(self._maxes)):
+        for i in range(first, len(self._maxes)):
             b = self._lists[i]
             if b[0] >= hi:
                 break
@@ -270,7 +270,12 @@ class GapIndex:
             if a >= b:
                 return True
         g = self._starts.floor(a)
-        e = -1 if g is None else self._end_of[g]
+        if g is None:
+            # No gap starts at or below a: an empty one at -1 stands in, which
+            # holds [a, b) in neither branch below.
+            g = e = -1
+        else:
+            e = self._end_of[g]
         if e >= b:
             # The usual case: inside one gap, which loses [a, b) and leaves 0-2 gaps.
             if g < a:

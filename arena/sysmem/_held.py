@@ -15,10 +15,10 @@ import functools
 import threading
 import weakref
 from bisect import bisect_right, insort
-from typing import Iterator
+from collections.abc import Callable, Iterator
 
 _OPS = ("reserve", "reserve_exact", "release")
-_layers: weakref.WeakSet = weakref.WeakSet()  # every memory layer made, while it lives
+_layers: weakref.WeakSet[object] = weakref.WeakSet()  # every memory layer made, while it lives
 _active: list[Held] = []
 _lock = threading.Lock()
 
@@ -52,13 +52,13 @@ class Held:
         spans[i:j] = pieces
 
 
-def _noted(layer: object, op: str):
-    call = getattr(layer, op)
+def _noted(layer: object, op: str) -> Callable[[int, int], int | None] | None:
+    call: Callable[[int, int], int | None] = getattr(layer, op)  # reserve, reserve_exact or release
     if getattr(call, "_unnoted", None) is not None:
         return None  # noting already
 
     @functools.wraps(call)
-    def noted(addr: int, size: int):
+    def noted(addr: int, size: int) -> int | None:
         result = call(addr, size)
         with _lock:
             for held in _active:
@@ -69,7 +69,9 @@ def _noted(layer: object, op: str):
                     insort(held._spans, (result, result + size))
         return result
 
-    noted._unnoted = call
+    # What _unnote puts back, and the mark of a noting wrapper: an attribute of
+    # the function itself, which the type checker does not know functions have.
+    noted._unnoted = call  # type: ignore[attr-defined]
     return noted
 
 

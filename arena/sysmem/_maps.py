@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 # Small reads let a bounded read stop early: the kernel produces lines until
 # the read is filled (at most a page). A bounded read starts with a kilobyte,
@@ -14,7 +15,8 @@ _CHUNK = 4096
 
 
 class Mapping(NamedTuple):
-    """One line of /proc/PID/maps: ``[start, end)``, permissions such as ``rw-p``, and the file or ``[name]`` ("" if anonymous)."""
+    """One line of /proc/PID/maps: ``[start, end)``, permissions such as ``rw-p``, and the file or ``[name]``
+    ("" if anonymous)."""
 
     start: int
     end: int
@@ -114,7 +116,8 @@ def free_gaps(maps: Iterable[Mapping], low: int, high: int) -> list[tuple[int, i
         if cursor < high:
             gaps.append((cursor, high))
     except (AttributeError, TypeError):
-        raise TypeError(f"free_gaps needs Mappings (from mappings()) and int bounds, got {type(maps).__name__}, {low!r}, {high!r}") from None
+        raise TypeError(f"free_gaps needs Mappings (from mappings()) and int bounds, "
+                        f"got {type(maps).__name__}, {low!r}, {high!r}") from None
     return gaps
 
 

@@ -17,8 +17,18 @@ from __future__ import annotations
 
 from .adversaries import Adversary, Below, Displace, Enomem, Gap, Observe, Scripted
 from .calls import FAIL, KEEP, Call, Decision, Record, move
-from .errors import (AdversaryError, AdversarySpecError, NotExecutable, ProgramError, ProgramNotFound, PtraceRefused,
-                     SetuidProgram, TracerError, TracerFailed, WrongWidth)
+from .errors import (
+    AdversaryError,
+    AdversarySpecError,
+    NotExecutable,
+    ProgramError,
+    ProgramNotFound,
+    PtraceRefused,
+    SetuidProgram,
+    TracerError,
+    TracerFailed,
+    WrongWidth,
+)
 from .outcome import Outcome
 from .process import run
 from .procmaps import Space

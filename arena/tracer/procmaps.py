@@ -79,7 +79,8 @@ class Space:
         return size > 0 and any(s <= start and start + size <= e for s, e in self.free(start, start + size))
 
     def free_below(self, address: int, size: int, align: int = PAGE_SIZE) -> int | None:
-        """The highest ``align``-aligned start of a free range of ``size`` bytes ending at or below ``address``; None if none fits."""
+        """The highest ``align``-aligned start of a free range of ``size`` bytes ending at or below ``address``;
+        None if none fits."""
         address, size, align = operator.index(address), operator.index(size), _align(align)
         for start, end in reversed(self.free(high=address)):
             at = (end - size) & -align

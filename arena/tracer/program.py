@@ -55,7 +55,8 @@ def find(command: str, cwd: str | None, env: Mapping[str, str]) -> Program:
     else:
         found = shutil.which(command, path=env.get("PATH", os.defpath))
         if found is None:
-            raise ProgramNotFound(f"no program {command!r} on PATH: give its path (e.g. ./{command}) or add its directory to PATH")
+            raise ProgramNotFound(f"no program {command!r} on PATH: give its path (e.g. ./{command}) "
+                                  "or add its directory to PATH")
         path = os.path.abspath(os.path.join(base, found))
     st = _stat(path)
     _refuse_privileges(path, st)

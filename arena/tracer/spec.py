@@ -22,7 +22,7 @@ import importlib
 import os
 import re
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from . import record
 from .adversaries import Adversary, Below, Displace, Enomem, Gap, Observe, Scripted
