@@ -310,3 +310,20 @@ def test_sys_alloc_reads_its_attributes_at_fixed_offsets():
         loads = [i.opname for i in dis.get_instructions(arena.Arena.sys_alloc, adaptive=True) if "ATTR" in i.opname]
     # An instance dict's keys would show as ..._WITH_HINT (a dict lookup); branches not taken stay ..._ADAPTIVE.
     assert loads.count("LOAD_ATTR_SLOT") >= 10 and not [op for op in loads if "HINT" in op], loads
+
+
+def test_a_growth_leaves_a_cursor_past_arena_end_where_it_was():
+    # A rule whose fallback leaves arena_end alone puts the cursor past it; a contiguous growth
+    # then extends the block below the cursor, which it does not make room at: the request falls
+    # back again (an inlined growth once committed at the cursor, outside every reservation).
+    from arena.harness import hunt
+
+    class KeepEnd(arena.policy.rules.Fixed):
+        fallback_raises_end = False
+
+    scenario = hunt.Scenario({"start": 0x40000000, "initial_size": 0}, (8192, 16384), (hunt.Answer("start-used", 0.0),))
+    replay = hunt.play(scenario, hunt.arena_target(KeepEnd()), arena.LAYOUT_32)
+    with replay.arena as a:
+        assert [(e.step, e.verdict) for e in a.events[1:]] == [
+            ("grow", "rejected"), ("fallback", "fallback"), ("grow", "contiguous"), ("fallback", "fallback")]
+        assert a.arena_alloc > a.arena_end and verify(a) == []

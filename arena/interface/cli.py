@@ -463,6 +463,21 @@ def _positive(convert: Callable[[str], float], what: str) -> Callable[[str], flo
     return parse
 
 
+# The most processes --jobs starts: each is a whole hunt of its own (an interpreter, hypothesis, its mappings).
+MAX_JOBS = 256
+
+
+def _jobs(text: str) -> int:
+    """--jobs: a number of processes, 1 to MAX_JOBS."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"expected a number of processes from 1 to {MAX_JOBS}, got {text!r}")
+    return value
+
+
 def _seed(text: str) -> int:
     try:
         return int(text, 0)
@@ -479,8 +494,12 @@ def _progress(p: hunting.Progress) -> None:
 
 def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: list[Outcome]) -> str:
     budget = plural(result.examples, "scenario") + (f" (the --time {args.time:g} s ran out)" if result.stopped == "time" else "")
-    head = (f"rule {result.target} on the {result.layout.name} layout, seed {result.seed} (repeat with --seed {result.seed}), "
-            f"{result.seconds:.1f} s, {result.rate:,.0f} scenarios/s")
+    # A counterexample's seed is its own process's: --seed alone repeats that search. Without one, each
+    # process had a seed of its own, derived from the first: the same --jobs repeats them all.
+    again = f"--seed {result.seed}" + (f" --jobs {result.jobs}" if result.jobs > 1 and result.counterexample is None else "")
+    processes = f" in {result.jobs} processes" if result.jobs > 1 else ""
+    head = (f"rule {result.target} on the {result.layout.name} layout, seed {result.seed} (repeat with {again}), "
+            f"{result.seconds:.1f} s{processes}, {result.rate:,.0f} scenarios/s")
     if result.counterexample is None:
         return f"no counterexample: the rule held for {budget}\n{head}"
     lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more",
@@ -517,7 +536,7 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
         # --time alone is the whole budget; neither: 1000 scenarios.
         examples = args.examples or (UNBOUNDED if args.time else 1000)
         result = hunting.hunt(layout=layout, target=target, examples=examples, seconds=args.time, seed=args.seed,
-                              read_maps=not args.no_maps, progress=_progress)
+                              read_maps=not args.no_maps, progress=_progress, jobs=args.jobs)
         if sys.stderr.isatty():
             _note("")
         if result.counterexample is not None:
@@ -680,6 +699,9 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--save-trace", metavar="PATH", help="save the counterexample as a trace (arena replay PATH exits 1)")
     h.add_argument("--no-maps", action="store_true", help="check against the arena's history only, without reading "
                    "/proc/self/maps (faster)")
+    h.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                   help="run N processes at once, each searching with a seed of its own for its share of the "
+                        "scenarios; the first counterexample found wins and the others stop (default: 1)")
     h.set_defaults(run=cmd_hunt)
     u = commands.add_parser("run", parents=[common], usage="arena run [-h] [--json] [--adversary NAME] [--timeout SECONDS]\n"
                             "                 [--save-trace PATH] [--all-calls] -- PROGRAM [ARG ...]",

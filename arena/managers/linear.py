@@ -282,14 +282,16 @@ class Arena(Manager):
                     self._events.append(("grow", n, end, p_size, end, "contiguous", "contiguous with the reservation",
                                          self._start, self._used, p, new_end))
                     end = new_end
+                elif self._grow(n, p_size, r) is False:
+                    return None
                 else:
-                    if self._grow(n, p_size, r) is False:
-                        return None
-                    # With a separate cursor (go1.9) a fallback can raise arena_used past arena_end, but
-                    # never arena_alloc: the cursor stays inside the current block.
                     p, end = self._alloc, self._end
-                    if n > end - p:
-                        return self._fallback(n)
+                # A cursor past arena_end (a fallback under a rule that leaves arena_end alone)
+                # is still past it: the growth did not make room there. With a separate cursor
+                # (go1.9) a fallback can raise arena_used past arena_end, but never arena_alloc:
+                # the cursor stays inside the current block.
+                if n > end - p:
+                    return self._fallback(n)
             # [p, p + n) lies inside the current block, which the arena reserved and
             # still holds: it commits only when n <= arena_end - arena_alloc, and
             # arena_alloc..arena_end is always part of one held region. This is
@@ -302,7 +304,8 @@ class Arena(Manager):
             except OSError as exc:
                 if exc.errno != errno.ENOMEM:
                     raise
-                return self._out_of_memory(p, n)
+                self._out_of_memory(p, n)
+                return None
             self._alloc = q = p + n
             used = self._used
             if q > used:
@@ -382,7 +385,6 @@ class Arena(Manager):
         # mprotect splits the reservation's mapping: at vm.max_map_count (or
         # out of kernel memory) that is ENOMEM. Nothing changed: out of memory.
         self._record("commit", n, None, n, p, "out-of-memory", "the kernel could not commit (ENOMEM)")
-        return None
 
     def _fallback(self, n: int) -> int | None:
         layout = self.layout

@@ -22,8 +22,9 @@ import ctypes
 import functools
 import sys
 import weakref
+from collections.abc import Callable
 from sys import getrefcount
-from typing import Any, Callable, TypeAlias, cast
+from typing import Any, TypeAlias, cast
 
 _KEPT = 256
 _EMPTY = ctypes.c_char * 0
