@@ -394,14 +394,15 @@ def scale_arena(loops, level):
 HUNT_BATCH = 1000
 
 
-def hunt_scenarios(loops, bits, read_maps):
+def hunt_scenarios(loops, bits, read_maps, jobs=1):
     """``loops`` hunts of HUNT_BATCH scenarios each, as ``arena hunt`` runs them (hypothesis
     included), under the fixed rule, which never stops a hunt early; seeds 0, 1, ... so
-    every value runs the same scenarios."""
+    every value runs the same scenarios. ``jobs``: ``arena hunt --jobs``, the scenarios
+    shared by that many processes (their start and end timed too)."""
     layout = LAYOUTS[bits]
     t0 = perf_counter()
     for seed in range(loops):
-        result = hunt.hunt("fixed", layout, examples=HUNT_BATCH, seed=seed, read_maps=read_maps)
+        result = hunt.hunt("fixed", layout, examples=HUNT_BATCH, seed=seed, read_maps=read_maps, jobs=jobs)
         if result.counterexample is not None or result.examples != HUNT_BATCH:
             raise RuntimeError(f"a hunt of the fixed rule ran {result.examples} scenarios and stopped: {result.stopped}")
     return perf_counter() - t0
@@ -480,6 +481,8 @@ def cases(quick: bool):
     for bits in layouts:
         for read_maps, variant in ((True, "maps"), (False, "no-maps")):
             yield f"hunt/{bits}/fixed/{variant}", hunt_scenarios, (bits, read_maps), None
+    # Two processes (arena hunt --jobs 2) against one: the 32-bit layout, with the maps read.
+    yield "hunt/32/fixed/maps-2-jobs", hunt_scenarios, (32, True, 2), None
 
 
 def _commit() -> str:

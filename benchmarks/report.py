@@ -28,6 +28,11 @@ GOALS = {
     "view": ("a view of an allocation: ns per view", 1000, "<="),
     "history": ("sys_alloc with history off / with history on (speed, each against the C limit)", 1.0, ">="),
     "hunt": ("arena hunt on the 32-bit layout: scenarios/s", 1000, ">="),
+    # Issue 24's, each on the process's own layout (the 64-bit one natively, the 32-bit one in i386).
+    "os/24": ("OS layer pairs, cffi, own layout: share of the C limit (issue 24)", 0.78, ">="),
+    "growth/24": ("arena growth, cffi, own layout: share of the C limit (issue 24)", 0.50, ">="),
+    "heap/24": ("heap arenas' growth (go1.11), cffi, own layout: share of the C limit (issue 24)", 0.45, ">="),
+    "hunt/jobs": ("arena hunt --jobs 2 / --jobs 1: scenarios/s (issue 24)", 1.8, ">="),
 }
 VARIANTS = ("C", "floor", "shim", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes", "go1.11-cffi", "go1.11-ctypes",
             "history-on", "history-off", "arena", "arena-history-off")
@@ -167,10 +172,15 @@ def goals(table: list[dict], curves: dict, ratios: dict, hunts: list[dict]) -> l
         out.append({"goal": label, "case": what, "target": f"{op} {goal}", "measured": round(value, 3),
                     "met": met, "margin": f"{margin:+.0%}"})
 
+    own = max((r["layout"] for r in table), default=None)  # the widest layout measured is the process's own
     for r in table:
         where = f"{r['group']}/{r['layout']}/{r['case']}"
         if r["group"] == "os" and r["variant"] == "cffi":
             add("os", where, r["ratio_to_c"])
+            if r["layout"] == own:
+                add("os/24", where, r["ratio_to_c"])
+        if r["layout"] == own and r["group"] == "growth" and r["variant"] in ("arena-cffi", "go1.11-cffi"):
+            add("growth/24" if r["variant"] == "arena-cffi" else "heap/24", where, r["ratio_to_c"])
         if r["group"] == "growth" and r["variant"] == "arena-cffi":
             add("growth", where, r["ratio_to_c"])
         if r["group"] == "os" and r["cffi_over_ctypes"] is not None:
@@ -193,6 +203,9 @@ def goals(table: list[dict], curves: dict, ratios: dict, hunts: list[dict]) -> l
     for h in hunts:
         if h["layout"] == 32 and h["variant"] == "maps":
             add("hunt", f"hunt/32/{h['rule']}/maps", h["scenarios_per_s"])
+            two = [j for j in hunts if (j["layout"], j["rule"], j["variant"]) == (32, h["rule"], "maps-2-jobs")]
+            if two:
+                add("hunt/jobs", f"hunt/32/{h['rule']}/maps-2-jobs vs maps", two[0]["scenarios_per_s"] / h["scenarios_per_s"])
     return out
 
 
@@ -253,7 +266,8 @@ def table_text(table: list[dict], curves: dict, ratios: dict, checks: list[dict]
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {c[max(c)] / c[min(c)]:.2f} | {_ratio(flat)} |")
     if hunts:
         lines += ["", "Hunt: scenarios per second of `arena hunt` (hypothesis included), rule fixed; maps: verify "
-                  "reads /proc/self/maps, no-maps: it checks the arena's history only", "",
+                  "reads /proc/self/maps, no-maps: it checks the arena's history only; maps-2-jobs: maps, with "
+                  "--jobs 2 (two processes, their start and end included)", "",
                   "| layout | rule | variant | scenarios/s | µs/scenario (median ± MAD) |", "|---|---|---|---:|---:|"]
         lines += [f"| {h['layout']}-bit | {h['rule']} | {h['variant']} | {h['scenarios_per_s']:,.0f} | "
                   f"{h['us_per_scenario']:,.0f} ± {h['mad_us']:,.0f} |" for h in hunts]

@@ -75,7 +75,8 @@ def test_a_region_it_did_not_make_is_found(h):
 
 def test_fewer_registered_arenas_after_an_event_is_found(h):
     last = h._events[-1]
-    h._events.append((*last[:7], last[7]._replace(arenas=last[7].arenas - 1)))  # tamper
+    after = arena.HeapState(*last[7:])
+    h._events.append((*last[:7], *after._replace(arenas=after.arenas - 1)))  # tamper
     assert kinds(h) == ["arena-unregistered"]
 
 

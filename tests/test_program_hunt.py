@@ -263,7 +263,7 @@ def test_the_command_line_in_json(build, capsys):
 @pytest.mark.parametrize("argv, words", [
     (["hunt", "--program"], "--program needs the program to run after --"),
     (["hunt", "--program", "--rule", "legacy", "--", "true"], "--rule belongs to a rule's hunt"),
-    (["hunt", "--jobs", "2"], "--jobs: only with --program"),
+    (["hunt", "--timeout", "2"], "--timeout: only with --program"),
     (["hunt", "--", "true"], "is hunted with --program"),
     (["hunt", "--program", "--shard", "0/2", "--", "true"], "shard number must be between 1"),
     (["hunt", "--program", "--min-size", "big", "--", "true"], "--min-size"),

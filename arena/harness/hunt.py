@@ -38,6 +38,7 @@ from ..policy.layout import LAYOUT_32, Layout, MiB, check_layout
 from ..spaces import NO_ROOM, AnswerTaken, ScriptedMemory
 from ..spaces import Answer as ScriptedAnswer
 from ..words import size_text
+from . import jobs as parallel
 from .check import Violation, verify
 from .run import Replay, drive
 
@@ -434,9 +435,10 @@ class HuntResult:
     shrink_steps: int  # scenarios run while shrinking
     skipped: int  # scenarios the address space stopped (Unplayable)
     seconds: float
-    stopped: str  # "found", "examples" or "time"
+    stopped: str  # "found", "examples" or "time" ("stopped": one of several jobs, stopped by another's find)
     counterexample: Scenario | None = None
     violations: list[Violation] = dataclasses.field(default_factory=list)
+    jobs: int = 1  # processes the search ran in (seed: the finding one's, else the first's)
 
     @property
     def rate(self) -> float:
@@ -448,7 +450,7 @@ class HuntResult:
         return {
             "target": self.target, "layout": self.layout.name, "seed": self.seed, "examples": self.examples,
             "shrink_steps": self.shrink_steps, "skipped": self.skipped, "seconds": round(self.seconds, 3),
-            "rate": round(self.rate, 1), "stopped": self.stopped, "found": self.counterexample is not None,
+            "rate": round(self.rate, 1), "stopped": self.stopped, "jobs": self.jobs, "found": self.counterexample is not None,
             "counterexample": None if self.counterexample is None else self.counterexample.as_json(),
             "violations": [{"kind": v.kind, "detail": v.detail} for v in self.violations],
         }
@@ -480,6 +482,10 @@ class _OutOfTime(BaseException):
     """The time budget ran out before anything was found: not an Exception, so hypothesis lets it through."""
 
 
+class _Stopped(BaseException):
+    """Another job of the same hunt found a counterexample first (or the hunt was interrupted)."""
+
+
 def require_hypothesis() -> None:
     """``ImportError`` saying what to install, unless hypothesis is there."""
     try:
@@ -506,6 +512,8 @@ def hunt(
     seed: int | None = None,
     read_maps: bool = True,
     progress: Callable[[Progress], None] | None = None,
+    jobs: int = 1,
+    tally: Callable[[int, bool], bool] | None = None,
 ) -> HuntResult:
     """Search for a scenario that breaks ``rule`` (default "fixed"; "go1.11": ``heap_target()``) or ``target``
     on ``layout``, with real memory.
@@ -513,9 +521,14 @@ def hunt(
     Stops at the first counterexample (then shrunk to a minimal one), after
     ``examples`` scenarios, or after ``seconds``. ``seed`` makes it repeatable;
     ``read_maps=False`` checks without reading /proc/self/maps (see
-    ``verify``). ``progress`` is called about once a second. ``ImportError``
-    without hypothesis; ``ValueError``/``TypeError`` for a bad rule, layout,
-    target or budget (each argument is read once).
+    ``verify``). ``progress`` is called about once a second. ``jobs``: that
+    many processes (forked: see ``arena.harness.jobs``), each searching with
+    a seed of its own (``seed``, ``seed + 2**32``, ...) for its share of
+    ``examples``; the first counterexample found wins, and ``seed`` in the
+    result is its job's (``jobs=1`` with it repeats that search). ``tally``
+    is what a job reports through (``jobs.Tally``). ``ImportError`` without
+    hypothesis; ``ValueError``/``TypeError`` for a bad rule, layout, target,
+    budget or number of jobs (each argument is read once).
     """
     require_hypothesis()
     import hypothesis
@@ -540,6 +553,13 @@ def hunt(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
     seed = int.__index__(seed)
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise TypeError(f"jobs must be an int, got {jobs!r}")
+    jobs = int.__index__(jobs)
+    if jobs <= 0:
+        raise ValueError(f"jobs must be positive, got {jobs}")
+    if jobs > 1 and examples > 1:
+        return _in_jobs(target, layout, min(jobs, examples), examples, seconds, seed, read_maps, progress)
     memory = sysmem.default(address_bits=layout.address_bits)
     t0 = time.monotonic()
     deadline = None if seconds is None else t0 + seconds
@@ -555,6 +575,8 @@ def hunt(
 
         def test(scenario: Scenario) -> None:
             count["run"] += 1
+            if tally is not None and not tally(count["run"], bool(count["found_at"])):
+                raise _Stopped
             now = time.monotonic()
             if progress is not None and now - count["shown"] >= 1.0:
                 count["shown"] = now
@@ -568,6 +590,8 @@ def hunt(
                 hypothesis.reject()
             if found and (not losses_only or any(v.kind in LOSSES for v in found)):
                 count["found_at"] = count["found_at"] or count["run"]
+                if tally is not None and not tally(count["run"], True):
+                    raise _Stopped  # another job found one first: its counterexample is the hunt's
                 raise _Found(scenario, found)
 
         try:
@@ -597,6 +621,8 @@ def hunt(
                 count["found_at"] = count["found_at"] or first_at
     except _OutOfTime:
         result.stopped = "time"
+    except _Stopped:
+        result.stopped, found = "stopped", None
     finally:
         result.seconds = time.monotonic() - t0
         found_at = count["found_at"]
@@ -607,3 +633,28 @@ def hunt(
         result.stopped, result.violations = "found", found.violations
         result.counterexample = _as_played(found.scenario, target, layout, memory)
     return result
+
+
+def _in_jobs(target: Target, layout: Layout, jobs: int, examples: int, seconds: float | None, seed: int,
+             read_maps: bool, progress: Callable[[Progress], None] | None) -> HuntResult:
+    """``hunt`` in ``jobs`` processes: job i searches its share of ``examples`` with seed ``seed + i * 2**32``."""
+    seeds = [seed + (i << 32) for i in range(jobs)]
+    shares = [examples // jobs + (i < examples % jobs) for i in range(jobs)]
+    t0 = time.monotonic()
+
+    def work(i: int, tally: Callable[[int, bool], bool]) -> HuntResult:
+        return hunt(layout=layout, target=target, examples=shares[i], seconds=seconds, seed=seeds[i],
+                    read_maps=read_maps, tally=tally)
+
+    def show(done: int, found: bool) -> None:
+        if progress is not None:
+            progress(Progress(done, time.monotonic() - t0, found))
+
+    results, won = parallel.run(work, jobs, show)
+    # Scenarios run: every job's until the find (or all of them), the winner's shrinking apart.
+    searched, skipped = sum(r.examples for r in results), sum(r.skipped for r in results)
+    if won is not None:
+        return dataclasses.replace(results[won], examples=searched, skipped=skipped, seconds=time.monotonic() - t0,
+                                   jobs=jobs)
+    stopped = "time" if any(r.stopped == "time" for r in results) else "examples"
+    return HuntResult(target.name, layout, seed, searched, 0, skipped, time.monotonic() - t0, stopped, jobs=jobs)

@@ -466,6 +466,21 @@ def _positive(convert: Callable[[str], float], what: str) -> Callable[[str], flo
     return parse
 
 
+# The most processes --jobs starts: each is a whole hunt of its own (an interpreter, hypothesis, its mappings).
+MAX_JOBS = 256
+
+
+def _jobs(text: str) -> int:
+    """--jobs: a number of processes, 1 to MAX_JOBS."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"expected a number of processes from 1 to {MAX_JOBS}, got {text!r}")
+    return value
+
+
 def _seed(text: str) -> int:
     try:
         return int(text, 0)
@@ -482,8 +497,12 @@ def _progress(p: hunting.Progress) -> None:
 
 def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: list[Outcome]) -> str:
     budget = plural(result.examples, "scenario") + (f" (the --time {args.time:g} s ran out)" if result.stopped == "time" else "")
-    head = (f"rule {result.target} on the {result.layout.name} layout, seed {result.seed} (repeat with --seed {result.seed}), "
-            f"{result.seconds:.1f} s, {result.rate:,.0f} scenarios/s")
+    # A counterexample's seed is its own process's: --seed alone repeats that search. Without one, each
+    # process had a seed of its own, derived from the first: the same --jobs repeats them all.
+    again = f"--seed {result.seed}" + (f" --jobs {result.jobs}" if result.jobs > 1 and result.counterexample is None else "")
+    processes = f" in {result.jobs} processes" if result.jobs > 1 else ""
+    head = (f"rule {result.target} on the {result.layout.name} layout, seed {result.seed} (repeat with {again}), "
+            f"{result.seconds:.1f} s{processes}, {result.rate:,.0f} scenarios/s")
     if result.counterexample is None:
         return f"no counterexample: the rule held for {budget}\n{head}"
     lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more",
@@ -505,7 +524,7 @@ def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: l
 
 def _program_options(args: argparse.Namespace) -> list[str]:
     """The options given that only a hunt of a real program takes."""
-    given = [("--jobs", args.jobs), ("--shard", args.shard), ("--timeout", args.timeout), ("--answers", args.answers),
+    given = [("--shard", args.shard), ("--timeout", args.timeout), ("--answers", args.answers),
              ("--min-size", args.min_size), ("--out-of-memory", args.out_of_memory)]
     return [name for name, value in given if value is not None]
 
@@ -575,7 +594,7 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
         # --time alone is the whole budget; neither: 1000 scenarios.
         examples = args.examples or (UNBOUNDED if args.time else 1000)
         result = hunting.hunt(layout=layout, target=target, examples=examples, seconds=args.time, seed=args.seed,
-                              read_maps=not args.no_maps, progress=_progress)
+                              read_maps=not args.no_maps, progress=_progress, jobs=args.jobs or 1)
         if sys.stderr.isatty():
             _note("")
         if result.counterexample is not None:
@@ -745,8 +764,10 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--no-maps", action="store_true", help="check against the arena's history only, without reading "
                    "/proc/self/maps (faster)")
     h.add_argument("--program", action="store_true", help="hunt a real program, given after --, instead of a rule")
-    h.add_argument("--jobs", type=_positive(int, "runs at once"), metavar="N",
-                   help="with --program: run N scenarios at once (default: the number of cores)")
+    h.add_argument("--jobs", type=_jobs, metavar="N",
+                   help="run N processes at once: a rule's hunt in N processes, each with a seed of its own, the first "
+                        "counterexample found winning and the others stopping (default: 1); with --program, N runs "
+                        "of the program at once (default: the number of cores)")
     h.add_argument("--shard", metavar="I/N", help="with --program and --seed: run part I (from 1) of a search split N "
                    "ways, e.g. over N machines given the same --seed; no two parts run the same scenario (default: 1/1)")
     h.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",

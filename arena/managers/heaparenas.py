@@ -37,10 +37,11 @@ class GoThrow(RuntimeError):
 
 
 _NOTHING = HeapState(None, False, 0, 0, 0, 0)
-# A decision as the manager records it: step, request, hint, size, returned, verdict, reason, the state after.
-_Decision: TypeAlias = tuple[str, int, "int | None", int, "int | None", str, str, HeapState]
 # Verdicts of an event that made a reserve call the kernel answered.
 ANSWERED = ("reserved", "trimmed", "honoured", "missed", "trim-failed")
+# A decision as the manager records it, in one flat tuple (the least a record costs): step, request, hint,
+# size, returned, verdict, reason, then the fields of the HeapState after it.
+_Decision: TypeAlias = tuple[str, int, "int | None", int, "int | None", str, str, "int | None", bool, int, int, int, int]
 
 
 
@@ -84,6 +85,8 @@ class HeapArenas(Manager):
 
     _span_limit = "max_alloc"
     rule = RELEASE  # the name the demo, reports and traces give this manager
+    __slots__ = ("_size", "_mask", "_bits", "_span", "_l2_bits", "_l2_mask", "_offset", "_page", "_max_alloc", "_mem_commit",
+                 "_hints", "_index", "_arenas", "_pre", "_pre_state", "_events", "_start", "_initial_size")
 
     def __init__(
         self,
@@ -98,6 +101,12 @@ class HeapArenas(Manager):
         self._size, self._offset = size, offset
         self._mask = self._top - 1
         self._bits, self._l2_bits = layout.arena_bits, layout.arena_bits - l1_bits
+        # The bytes the index covers: arenaIndex(p) >> arenaBits is not 0 exactly when
+        # (p + arenaBaseOffset) & mask >= _span.
+        self._span = size << self._bits
+        # The hot path reads these as plain attributes, not through layout and memory.
+        self._l2_mask = (1 << self._l2_bits) - 1
+        self._page, self._max_alloc, self._mem_commit = layout.page_size, layout.max_alloc, memory.commit
         # arenaHints as (addr, down) pairs; the head of Go's list is the last item.
         self._hints: list[tuple[int, bool]] = []
         # mheap_.arenas: the L1 map, each entry None or an L2 map from arena number to
@@ -105,6 +114,8 @@ class HeapArenas(Manager):
         self._index: list[dict[int, int] | None] = [None] * (1 << l1_bits)
         self._arenas = 0
         self._pre: tuple[int, int, int] | None = None  # 32-bit mheap_.arena: next, mapped, end
+        self._pre_state = (0, 0)  # its next and end, as a HeapState shows them
+        # Flat tuples: each container made counts towards the next garbage collection.
         self._events: list[_Decision] = []
         self._start = self._check_start(start)
         self._initial_size = self._check_initial_size(initial_size)
@@ -130,14 +141,15 @@ class HeapArenas(Manager):
 
     # -- records ---------------------------------------------------------------
 
-    def _state(self) -> HeapState:
+    def _state(self) -> tuple[int | None, bool, int, int, int, int]:
+        """The fields of the ``HeapState`` now, as a plain tuple (what a record keeps: cheaper to make)."""
         addr, down = self._hints[-1] if self._hints else (None, False)
-        nxt, _, end = self._pre or (0, 0, 0)
-        return HeapState(addr, down, len(self._hints), self._arenas, nxt, end)
+        nxt, end = self._pre_state
+        return (addr, down, len(self._hints), self._arenas, nxt, end)
 
     def _record(self, step: str, request: int, hint: int | None, size: int, returned: int | None, verdict: str,
                 reason: str) -> None:
-        self._events.append((step, request, hint, size, returned, verdict, reason, self._state()))
+        self._events.append((step, request, hint, size, returned, verdict, reason, *self._state()))
 
     # -- mallocinit: the first hints -------------------------------------------
 
@@ -164,7 +176,7 @@ class HeapArenas(Manager):
         for size in sizes:
             a, got = self._reserve_aligned("first", 0, p, size)
             if a is not None:
-                self._pre = (a, a, a + got)
+                self._pre, self._pre_state = (a, a, a + got), (a, a + got)
                 self._regions.append((a, got, "prereserved"))
                 p = (a + got) & self._mask  # L504: the hint below starts where it ends
                 break
@@ -184,9 +196,11 @@ class HeapArenas(Manager):
     # -- sysReserve and sysReserveAligned ---------------------------------------
 
     def _reserve(self, hint: int, size: int) -> int | None:
-        """sysReserve (mem_linux.go): any error of mmap is nil, as no room is."""
+        """sysReserve (mem_linux.go): any error of mmap is nil, as no room is (``Manager._reserve``'s checks too)."""
+        if not 0 < size < self._limit or hint + size > self._top:
+            return None
         try:
-            return super()._reserve(hint, size)
+            return self._mem_reserve(hint, size)
         except OSError:
             return None
 
@@ -232,49 +246,65 @@ class HeapArenas(Manager):
         when called from inside another call on the manager, and what the
         memory layer raises (nothing registered then).
         """
-        n = self._int("n", n)
+        if type(n) is not int:
+            n = self._int("n", n)
         # _enter, inlined: growth is measured against C.
-        self._lock.acquire()
+        lock = self._lock
+        lock.acquire()
         if self._flags:
             state = self._flags  # read under the lock: another thread may change it after
-            self._lock.release()
+            lock.release()
             self._refuse("sys_alloc", state)
         self._flags = _INSIDE
         try:
-            return self._sys_alloc(self._page_multiple("n", n, positive=True))
+            # The usual request, a page multiple within max_alloc, costs a few comparisons.
+            if n <= 0 or n % self._page or n > self._max_alloc:
+                self._page_multiple("n", n, positive=True)  # raises, saying what is wrong
+            return self._sys_alloc(n)
         finally:
             self._flags = 0
-            self._lock.release()
+            lock.release()
 
     def _arena_index(self, p: int) -> int:
-        """mheap.go L429: Go's arenaIndex, in uintptr arithmetic."""
+        """mheap.go L429: Go's arenaIndex, in uintptr arithmetic (the hot paths inline it)."""
         return ((p + self._offset) & self._mask) // self._size
 
     def _sys_alloc(self, request: int) -> int | None:
         # L522: whole arenas. Exact integers: a request rounded past the top is
         # simply more than any reservation can hold (Go's uintptr would wrap).
-        n = round_up(request, self._size)
+        size = self._size
+        n = (request + size - 1) & -size  # Go's round(n, heapArenaBytes): the size is a power of two
         if self._pre is not None:
             p = self._from_prereservation(request, n)
             if p is not None:
                 return p
-        hints, mask = self._hints, self._mask
+        hints, mask, offset = self._hints, self._mask, self._offset
         # L532-567: try the hints, dropping each that fails.
         while hints:
             addr, down = hints[-1]
             p = (addr - n) & mask if down else addr
+            end = p + n
             v = None
-            if (p + n) & mask < p:
+            if end & mask < p:
                 verdict, why = "wraps", "p + n overflows: not asked"
-            elif self._arena_index(p + n - 1) >> self._bits:
+            elif (end - 1 + offset) & mask >= self._span:  # arenaIndex(p + n - 1) >= 1 << arenaBits: past the index
                 verdict, why = "outside", "ends outside the addressable heap: not asked"
             else:
-                v = self._reserve(p, n)
+                # sysReserve (_reserve, inlined): any error of mmap is nil, as no room is.
+                if 0 < n < self._limit and end <= self._top:
+                    reserve = self._mem_reserve  # an instance's function: called from a local, not looked up as a method
+                    try:
+                        v = reserve(p, n)
+                    except OSError:
+                        pass
                 # Go compares p with the result, and nil is 0: a down hint that
                 # reaches 0 with no room would pass for success. Here it does not.
                 if v is not None and v == p:
-                    self._record("hint", request, p, n, v, "honoured", "at the hint" + (", growing down" if down else ""))
-                    return self._map(request, v, n, hint_after=p if down else p + n)
+                    pre_next, pre_end = self._pre_state
+                    self._events.append(("hint", request, p, n, v, "honoured",
+                                         "at the hint, growing down" if down else "at the hint",
+                                         addr, down, len(hints), self._arenas, pre_next, pre_end))
+                    return self._map(request, v, n, p if down else end, None)
                 verdict, why = (("missed", "not at the hint; released, hint dropped") if v is not None
                                 else ("no-room", "no room; hint dropped"))
             hints.pop()
@@ -288,7 +318,7 @@ class HeapArenas(Manager):
         if v is None:
             self._record("commit", request, None, n, None, "out-of-memory", "no hint left and no room for an aligned region")
             return None
-        return self._map(request, v, size, new_hints=[(v, True), ((v + size) & mask, False)])
+        return self._map(request, v, size, None, [(v, True), ((v + size) & mask, False)])
 
     def _from_prereservation(self, request: int, n: int) -> int | None:
         """L524-529 with linearAlloc.alloc (L1222-1234): the 32-bit pre-reservation, mapped as it is used."""
@@ -308,48 +338,85 @@ class HeapArenas(Manager):
         self._check_unregistered(request, p, n, release=False)
         if mapped_end > mapped:
             self._commit(request, mapped, mapped_end - mapped, release=False)
-        self._pre = (nxt, mapped_end, end)
+        self._pre, self._pre_state = (nxt, mapped_end, end), (nxt, end)
         self._register(p, n)
         self._record("commit", request, None, n, p, "committed", "from the pre-reservation")
         return p
 
-    def _map(self, request: int, v: int, size: int, hint_after: int | None = None,
-             new_hints: list[tuple[int, bool]] | None = None) -> int:
+    def _map(self, request: int, v: int, size: int, hint_after: int | None,
+             new_hints: list[tuple[int, bool]] | None) -> int:
         """L595-651: check the region, back it (sysMap) and register its arenas; hints change only then."""
-        mask = self._mask
-        # L596-612: bounds Go checks before trusting the OS's answer.
+        mask, arena, offset = self._mask, self._size, self._offset
+        end = v + size
+        # The region's first and last byte, each as arenaIndex(p) * heapArenaBytes (mheap.go L429).
+        lo, hi = (v + offset) & mask, (end - 1 + offset) & mask
+        # L596-612: bounds Go checks before trusting the OS's answer (an index >= 1 << arenaBits is past it).
         bad = None
-        if (v + size) & mask < v:
+        if end & mask < v:
             bad = "region exceeds uintptr range"
-        elif self._arena_index(v) >> self._bits:
+        elif lo >= self._span:
             bad = "base outside usable address space"
-        elif self._arena_index(v + size - 1) >> self._bits:
+        elif hi >= self._span:
             bad = "end outside usable address space"
         if bad:
             self._throw(request, v, size, True, f"memory allocated by OS [{v:#x}, {v + size:#x}) not in usable address space: "
                                                 f"{bad}: memory reservation exceeds address space limit")
-        if v % self._size:
+        if v % arena:
             self._throw(request, v, size, True, "misrounded allocation in sysAlloc")
+        first, last = lo // arena, hi // arena
         # L634-636 ("arena already initialized"), checked before mapping so that
-        # a throw leaves nothing changed.
-        self._check_unregistered(request, v, size, release=True)
-        self._commit(request, v, size, release=True)
+        # a throw leaves nothing changed; both ends are inside the index (above).
+        # The usual region is one heap arena: its L1 and L2 keys are computed once.
+        index, l2_bits, l2_mask = self._index, self._l2_bits, self._l2_mask
+        if first == last:
+            l1, key = first >> l2_bits, first & l2_mask
+            l2 = index[l1]
+            if l2 is not None and key in l2:
+                self._throw(request, v, size, True,
+                            f"arena already initialized (arena {first:#x} at {self._arena_base(first):#x})")
+        else:
+            self._check_unregistered(request, v, size, release=True)
+        # sysMap (mem_linux.go): read-write, or a throw (see _commit). Only ever
+        # inside a region this manager reserved and holds.
+        commit = self._mem_commit  # an instance's function: called from a local, not looked up as a method
+        try:
+            commit(v, size)
+        except OSError as exc:
+            self._commit_failed(request, v, size, True, exc)
         self._regions.append((v, size, "heap"))
+        hints = self._hints
         if hint_after is not None:
-            self._hints[-1] = (hint_after, self._hints[-1][1])  # L548-552
+            hints[-1] = (hint_after, hints[-1][1])  # L548-552
         if new_hints:
-            self._hints += new_hints  # L586-592: down from its start, then up from its end (the new head)
-        self._register(v, size)
-        self._record("commit", request, None, size, v, "committed", f"{plural(size // self._size, 'heap arena')} registered")
+            hints += new_hints  # L586-592: down from its start, then up from its end (the new head)
+        # L622-651: an L2 map is made on first use; an entry never goes back to nil.
+        if first == last:
+            if l2 is None:
+                l2 = index[l1] = {}
+            l2[key] = v
+            self._arenas = arenas = self._arenas + 1
+            self._allocations.append((v, size))
+            reason = "1 heap arena registered"
+        else:
+            self._register(v, size)
+            arenas = self._arenas
+            reason = f"{plural(last + 1 - first, 'heap arena')} registered"
+        addr, down = hints[-1]
+        pre_next, pre_end = self._pre_state
+        self._events.append(("commit", request, None, size, v, "committed", reason,
+                             addr, down, len(hints), arenas, pre_next, pre_end))
         return v
 
     def _commit(self, request: int, v: int, size: int, release: bool) -> None:
         """sysMap (mem_linux.go): read-write, or a throw. Only ever inside a region this manager reserved and holds."""
         try:
-            self.memory.commit(v, size)
+            self._mem_commit(v, size)
         except OSError as exc:
-            why = "runtime: out of memory" if exc.errno == errno.ENOMEM else "runtime: cannot map pages in arena address space"
-            self._throw(request, v, size, release, f"{why} ({exc})")
+            self._commit_failed(request, v, size, release, exc)
+
+    def _commit_failed(self, request: int, v: int, size: int, release: bool, exc: OSError) -> NoReturn:
+        why = "runtime: out of memory" if exc.errno == errno.ENOMEM else "runtime: cannot map pages in arena address space"
+        self._throw(request, v, size, release, f"{why} ({exc})")
 
     def _check_unregistered(self, request: int, v: int, size: int, release: bool) -> None:
         for ri in range(self._arena_index(v), self._arena_index(v + size - 1) + 1):
@@ -372,7 +439,7 @@ class HeapArenas(Manager):
         if ri >> self._bits:
             return None  # out of the index's bounds: not heap
         l2 = self._index[ri >> self._l2_bits]
-        return None if l2 is None else l2.get(ri & ((1 << self._l2_bits) - 1))
+        return None if l2 is None else l2.get(ri & self._l2_mask)
 
     def _register(self, v: int, size: int) -> None:
         """L622-651: an L2 map is made on first use; an entry never goes back to nil."""
@@ -381,7 +448,7 @@ class HeapArenas(Manager):
             l2 = self._index[l1]
             if l2 is None:
                 l2 = self._index[l1] = {}
-            l2[ri & ((1 << self._l2_bits) - 1)] = v
+            l2[ri & self._l2_mask] = v
             self._arenas += 1
         self._allocations.append((v, size))
 
@@ -429,15 +496,19 @@ class HeapArenas(Manager):
         """What the manager holds now (``HeapState``): the next hint, the number of heap arenas, the pre-reservation."""
         self._enter("state", open_only=False)
         try:
-            return self._state()
+            return HeapState(*self._state())
         finally:
             self._leave()
 
     @property
     def events(self) -> list[Event[HeapState]]:
         """One record per decision, in order; ``before``/``after`` are ``HeapState``."""
-        befores = [_NOTHING] + [e[7] for e in self._events[:-1]]
-        return [Event(*e[:7], before, e[7]) for e, before in zip(self._events, befores)]
+        out, before = [], _NOTHING
+        for e in self._events:
+            after = HeapState(*e[7:])
+            out.append(Event(*e[:7], before, after))
+            before = after
+        return out
 
     @property
     def stats(self) -> Stats:

@@ -83,11 +83,24 @@ class Manager:
     each allocation to ``_allocations``) and ``_check_start_room``.
     """
 
+    # Every attribute the managers set is a slot: CPython reads and writes
+    # slots at a fixed offset, whatever their number (an instance dict loses
+    # its fast access past 29 keys on CPython 3.11, which once cost sys_alloc
+    # 11%). A subclass lists its own. __dict__ takes anything else (made only
+    # when first used), as before.
+    __slots__ = ("layout", "memory", "_lock", "_top", "_limit", "_mem_reserve", "_regions", "_unreleased",
+                 "_allocations", "_exports", "_by_address", "_flags", "__dict__", "__weakref__")
+
     # The layout attribute that bounds a request: Go 1.8's _MaxMem, or Go 1.11's maxAlloc.
     _span_limit = "max_mem"
     # How many decisions and allocations are kept: None, all (see Arena's history).
-    # A manager with a bounded history defines _run_end, which views then check against.
+    # A manager with a bounded history (Arena) keeps runs of committed memory,
+    # which views then check against: the open run [_run_start, _alloc), the
+    # closed _runs, and _run_end for a view outside the open run.
     _history: int | None = None
+    _run_start: int
+    _alloc: int
+    _runs: _Ranges
 
     if TYPE_CHECKING:
         # What each subclass (Arena, HeapArenas) defines, and this class reads.
@@ -263,10 +276,11 @@ class Manager:
         if size is not None and type(size) is not int:
             size = self._int("size", size)
         # _enter, inlined: views are made often.
-        self._lock.acquire()
+        lock = self._lock
+        lock.acquire()
         if self._flags:
             state = self._flags  # read under the lock: another thread may change it after
-            self._lock.release()
+            lock.release()
             self._refuse("view", state)
         self._flags = _INSIDE
         try:
@@ -276,19 +290,30 @@ class Manager:
                     self._index_allocations()
                 # A view of an allocation starts where it does: one lookup.
                 end = index.end_at.get(addr) or self._end_around(addr, index)
+                if size is None:
+                    size = end - addr
             elif size is None:
                 raise ValueError(f"view needs a size: with history={self._history} the arena no longer knows "
                                  "where allocations end")
             else:
-                end = self._run_end(addr)
-            if size is None:
-                size = end - addr
-            elif size <= 0 or addr + size > end:
+                # Arena's bounded history: the range must lie in one run of
+                # committed memory. Most views are of the open run, which the
+                # cursor extends; a closed run starting where it ends joins it.
+                end = self._alloc
+                if self._run_start <= addr < end:
+                    end = self._runs.end_at.get(end, end)
+                else:
+                    end = self._run_end(addr)
+            if size <= 0 or addr + size > end:
                 raise ValueError(self._too_long(addr, size, end))
-            return self._exports.export(addr, size)
+            # Exports.export's first case, inlined: a view of whole pages is one call of an array type's from_address.
+            exports = self._exports
+            if not (addr | size) & exports.mask:
+                return memoryview((exports.makers.get(size) or exports.maker(size))(addr)).cast("B")
+            return exports.export(addr, size)
         finally:
             self._flags = 0
-            self._lock.release()
+            lock.release()
 
     def alloc(self, n: int) -> memoryview | None:
         """``sys_alloc(n)`` as a writable view of the ``n`` bytes (``address_of`` gives its address), or ``None``.

@@ -27,6 +27,10 @@ from .vocabulary import Event, Stats, binary_end, round_up
 _Decision: TypeAlias = tuple[str, int, "int | None", int, "int | None", str, str, int, int, int, int]
 
 
+# A growth not asked for (it would pass max_mem or the top): never an address.
+_NOT_TRIED = -1
+
+
 class ReservationFailed(MemoryError):
     """Not even the smallest first reservation could be made (Go throws here)."""
 
@@ -70,6 +74,9 @@ class Arena(Manager):
     ``ResourceWarning``. It cannot be copied or pickled (``TypeError``).
     """
 
+    __slots__ = ("_rule", "_page", "_step", "_max_mem", "_grow_limit", "_mem_commit", "_history", "_events", "_tally",
+                 "_regions_closed", "_lowered", "_runs", "_run_start", "_start", "_used", "_alloc", "_end")
+
     def __init__(
         self,
         layout: Layout = LAYOUT_64,
@@ -88,15 +95,13 @@ class Arena(Manager):
         check_layout(layout)  # before the rule: a wrong layout is reported first
         # Read once, into the values that were checked (rules.Parts): a rule
         # whose parts change later cannot change how the arena behaves, nor
-        # slip a pair the check forbids past it. One attribute, not four: past
-        # 30 instance attributes CPython 3.11 loses its fast attribute access.
-        self._rule = parts = rules.read(rule)
+        # slip a pair the check forbids past it.
+        self._rule = rules.read(rule)
         memory = self._take(layout, memory)
-        # rule is the rule's name (what reports, JSON and traces show); placement the rule itself.
-        self.placement, self.rule = parts.rule, parts.name
         # The hot path reads these as plain attributes, not through layout and memory
         # (_take keeps _top, _limit and _mem_reserve so too).
         self._page, self._step, self._max_mem = layout.page_size, layout.growth_step, layout.max_mem
+        self._grow_limit = 0  # set with the first reservation (_take_first)
         self._mem_commit = memory.commit
         # Plain tuples, as cheap to record as possible: Region, Event and Stats
         # are built from them only when someone reads them (_regions too).
@@ -123,8 +128,6 @@ class Arena(Manager):
         # A closed run can touch the open one (a fallback mapping placed right
         # at a full block's end): readers join them (committed_runs, _run_end).
         self._runs, self._run_start = _Ranges(), 0
-        # CPython shares the keys of instance dicts, which keeps the hot path's
-        # attribute reads fast, only up to 30 attributes: stay below that.
         self._start = self._used = self._alloc = self._end = 0
         start, initial_size = self._check_start(start), self._check_initial_size(initial_size)
         try:
@@ -214,6 +217,9 @@ class Arena(Manager):
         self._start = 0 if self.layout.arena_start_is_zero else base
         self._used = self._alloc = self._run_start = base
         self._end = max(p + total, base)
+        # Growing may end at most here (_grow): below 2**bits, and the heap
+        # spanning at most max_mem + 1 bytes from arena_start.
+        self._grow_limit = min(self._top - 1, self._start + self._max_mem + 1)
         self._regions.append((p, total, "first"))
         where = "at the hint" if p == hint else f"the kernel chose {p:#x} instead of {hint:#x}"
         self._record("first", 0, hint, total, p, "reserved", f"first reservation {where}")
@@ -239,48 +245,86 @@ class Arena(Manager):
         if type(n) is not int:
             n = self._int("n", n)
         # _enter, inlined (acquire/release, not "with": half the cost of a lock on the hot path).
-        self._lock.acquire()
+        lock = self._lock
+        lock.acquire()
         if self._flags:
             state = self._flags  # read under the lock: another thread may change it after
-            self._lock.release()
+            lock.release()
             self._refuse("sys_alloc", state)
         self._flags = _INSIDE
         try:
             # The usual request, a page multiple within max_mem, costs a few comparisons.
             if n <= 0 or n % self._page or n > self._max_mem:
                 self._page_multiple("n", n, positive=True)  # raises, saying what is wrong
-            p = self._alloc
-            if n > self._end - p:
-                if self._grow(n) is False:
+            p, end = self._alloc, self._end
+            if n > end - p:
+                # A growth: round(n + page, growth_step) bytes more, asked for
+                # right at arena_end. Its usual answer, there, is taken here;
+                # _grow decides every other.
+                step, m = self._step, n + self._page
+                p_size = step if m <= step else -(-m // step) * step
+                new_end = end + p_size
+                # Go's "arena_end <= new_end" is its overflow check: a block ending at
+                # exactly 2**bits wraps to 0 in uintptr and is not tried either. Both
+                # that and max_mem are in _grow_limit (new_end >= 2**bits, or
+                # new_end - arena_start - 1 > max_mem). Then _reserve's check, of
+                # which new_end < 2**bits is already done.
+                if new_end > self._grow_limit:
+                    r: int | None = _NOT_TRIED
+                elif p_size < self._limit:
+                    reserve = self._mem_reserve  # an instance's function: called from a local, not looked up as a method
+                    r = reserve(end, p_size)
+                else:
+                    r = None
+                if r == end:
+                    self._regions.append((end, p_size, "reservation"))
+                    self._end = new_end
+                    self._events.append(("grow", n, end, p_size, end, "contiguous", "contiguous with the reservation",
+                                         self._start, self._used, p, new_end))
+                    end = new_end
+                elif self._grow(n, p_size, r) is False:
                     return None
-                # With a separate cursor (go1.9) a fallback can raise arena_used past arena_end, but
-                # never arena_alloc: the cursor stays inside the current block.
-                p = self._alloc
-                if n > self._end - p:
+                else:
+                    p, end = self._alloc, self._end
+                # A cursor past arena_end (a fallback under a rule that leaves arena_end alone)
+                # is still past it: the growth did not make room there. With a separate cursor
+                # (go1.9) a fallback can raise arena_used past arena_end, but never arena_alloc:
+                # the cursor stays inside the current block.
+                if n > end - p:
                     return self._fallback(n)
-            return self._commit(p, n)
+            # [p, p + n) lies inside the current block, which the arena reserved and
+            # still holds: it commits only when n <= arena_end - arena_alloc, and
+            # arena_alloc..arena_end is always part of one held region. This is
+            # the only place memory is made read-write, and it is mprotect, never
+            # mmap with MAP_FIXED: nothing outside the arena's own reservations is
+            # ever replaced or changed (tests/test_hardening_foreign.py checks it).
+            commit = self._mem_commit  # an instance's function: called from a local, not looked up as a method
+            try:
+                commit(p, n)
+            except OSError as exc:
+                if exc.errno != errno.ENOMEM:
+                    raise
+                self._out_of_memory(p, n)
+                return None
+            self._alloc = q = p + n
+            used = self._used
+            if q > used:
+                self._used = used = q
+            self._allocations.append((p, n))
+            self._events.append(("commit", n, None, n, p, "committed", "from the reservation", self._start, used, q, end))
+            return p
         finally:
             self._flags = 0
-            self._lock.release()
+            lock.release()
 
-    def _grow(self, n: int) -> bool | None:
-        """Try to extend the reservation; ``False`` means Go 1.8 gives up here."""
-        end, step = self._end, self._step
-        p_size = -(-(n + self._page) // step) * step
-        new_end = end + p_size
-        # Go's "arena_end <= new_end" is its overflow check: a block ending at
-        # exactly 2**bits wraps to 0 in uintptr and is not tried either.
-        if new_end >= self._top or new_end - self._start - 1 > self._max_mem:
+    def _grow(self, n: int, p_size: int, p: int | None) -> bool | None:
+        """A growth of ``p_size`` bytes that did not land at arena_end: ``p`` is where the kernel put it, ``None``
+        if there was no room, ``_NOT_TRIED`` if it would pass max_mem or the top. ``True`` if a region was taken
+        (the cursor may have moved), ``False`` if Go 1.8 gives up here, ``None`` to fall back."""
+        end = self._end
+        if p == _NOT_TRIED:
             self._record("grow", n, None, p_size, None, "beyond-max-mem", "growing would pass max_mem or the top; not tried")
             return None
-        # _reserve's check, of which new_end < 2**bits is already done: this is the hot path.
-        p = self._mem_reserve(end, p_size) if p_size < self._limit else None
-        if p == end:
-            self._regions.append((p, p_size, "reservation"))
-            self._end = new_end
-            self._events.append(("grow", n, end, p_size, p, "contiguous", "contiguous with the reservation",
-                                 self._start, self._used, self._alloc, new_end))
-            return True
         if p is None:
             if self._rule.fallback_on_no_room:
                 self._record("grow", n, end, p_size, None, "no-room", "no room; falling back")
@@ -336,28 +380,11 @@ class Arena(Manager):
         # RuleFailed if the rule raises or answers neither None nor a str; it is handed a copy of the layout.
         return self._rule.refuse(Bounds(self._start, self._used, self._alloc, self._end), p, p_size, self.layout)
 
-    def _commit(self, p: int, n: int) -> int | None:
-        # [p, p + n) lies inside the current block, which the arena reserved and
-        # still holds: sys_alloc commits only when n <= arena_end - arena_alloc,
-        # and arena_alloc..arena_end is always part of one held region. This is
-        # the only place memory is made read-write, and it is mprotect, never
-        # mmap with MAP_FIXED: nothing outside the arena's own reservations is
-        # ever replaced or changed (tests/test_hardening_foreign.py checks it).
-        try:
-            self._mem_commit(p, n)
-        except OSError as exc:
-            if exc.errno != errno.ENOMEM:
-                raise
-            # mprotect splits the reservation's mapping: at vm.max_map_count (or
-            # out of kernel memory) that is ENOMEM. Nothing changed: out of memory.
-            self._record("commit", n, None, n, p, "out-of-memory", "the kernel could not commit (ENOMEM)")
-            return None
-        self._alloc = q = p + n
-        if q > self._used:
-            self._used = q
-        self._allocations.append((p, n))
-        self._events.append(("commit", n, None, n, p, "committed", "from the reservation", self._start, self._used, q, self._end))
-        return p
+    def _out_of_memory(self, p: int, n: int) -> None:
+        """sys_alloc's commit of ``[p, p + n)`` failed with ENOMEM: recorded, and the arena is out of memory."""
+        # mprotect splits the reservation's mapping: at vm.max_map_count (or
+        # out of kernel memory) that is ENOMEM. Nothing changed: out of memory.
+        self._record("commit", n, None, n, p, "out-of-memory", "the kernel could not commit (ENOMEM)")
 
     def _fallback(self, n: int) -> int | None:
         layout = self.layout
@@ -380,7 +407,7 @@ class Arena(Manager):
             return None
         q = round_up(p, layout.page_size)
         try:
-            # [q, q + n) lies inside the fallback mapping just reserved (see _commit).
+            # [q, q + n) lies inside the fallback mapping just reserved (see sys_alloc's commit).
             self.memory.commit(q, n)
         except OSError as exc:
             try:
@@ -435,6 +462,8 @@ class Arena(Manager):
             self._flags = 0
             self._lock.release()
 
+    rule = property(lambda self: self._rule.name, doc="The rule's name: what reports, JSON and traces show.")
+    placement = property(lambda self: self._rule.rule, doc="The rule itself (a ``Rule``, or your own object).")
     arena_start = property(lambda self: self._start, doc="Lowest heap address (0 on 32-bit).")
     arena_used = property(lambda self: self._used, doc="End of the heap handed out so far.")
     arena_alloc = property(lambda self: self._alloc, doc="Allocation cursor (arena_used unless the rule has a separate cursor).")
@@ -521,11 +550,15 @@ class Arena(Manager):
 
     def _run_end(self, addr: int) -> int:
         """The end of the run of committed memory holding ``addr``; ``ValueError`` naming the nearest if none."""
-        end = self._alloc if self._run_start <= addr < self._alloc else self._end_around(addr, self._runs)
-        # Only the open run can touch a closed one (closed ones are merged when filed).
-        if end == self._run_start:
-            end = self._alloc
-        return self._runs.end_at.get(end, end)
+        alloc, runs = self._alloc, self._runs
+        if self._run_start <= addr < alloc:
+            end = alloc
+        else:
+            end = self._end_around(addr, runs)
+            # Only the open run can touch a closed one (closed ones are merged when filed).
+            if end == self._run_start:
+                end = alloc
+        return runs.end_at.get(end, end)
 
     def _too_long(self, addr: int, size: int, end: int) -> str:
         if self._history is None or size <= 0:
