@@ -278,3 +278,37 @@ def test_another_thread_waits_for_the_lock_as_before(manager):
         assert len(results) == 1 and isinstance(results[0], bool), results
         m.close()
     """)
+
+
+@pytest.mark.parametrize("manager", ["Arena", "HeapArenas"])
+def test_another_threads_verify_waits_and_reads_the_call_done(manager):
+    # verify holds the manager for all its checks: from another thread it starts once the call ends, and
+    # never reads an allocation list, regions and history of a call half done.
+    run(f"""
+        inside, waiting, results = threading.Event(), threading.Event(), []
+        def answer(hint, size):
+            inside.set()
+            waiting.wait(10)
+            threading.Event().wait(0.2)  # the other thread's verify is at the door meanwhile
+            return None
+        def other():
+            inside.wait(10)
+            waiting.set()
+            found = verify(m)
+            results.append((found, len(m.allocations)))
+        layout = arena.native_layout()
+        scripted = [None, answer] if {manager!r} == "Arena" or layout.address_bits == 32 else [answer]
+        memory = ScriptedMemory(sysmem.default(), scripted)
+        if {manager!r} == "Arena":
+            m = arena.Arena(SMALL32 if layout.address_bits == 32 else SMALL64, memory=memory)
+            fill(m)
+        else:
+            m = arena.HeapArenas(layout, memory=memory, **({{"initial_size": 0}} if layout.address_bits == 32 else {{}}))
+        made = len(m.allocations)
+        t = threading.Thread(target=other)
+        t.start()
+        assert m.sys_alloc(8192) is not None
+        t.join(10)
+        assert results == [([], made + 1)], results
+        m.close()
+    """)
