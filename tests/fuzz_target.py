@@ -70,7 +70,9 @@ CONTRACT: dict[str, tuple[tuple[type[BaseException], ...], str]] = {
     "HeapArenas.sys_alloc(n)": (
         (TypeError, ValueError, ArenaClosed, ReentrantCall, OSError, GoThrow),
         "an int address, or None: out of memory; GoThrow where Go throws"),
+    # ReentrantCall from inside any call on the manager, whatever it holds (an empty arena too): checked at the door.
     "check.verify(a)": ((TypeError, ArenaClosed, ReentrantCall), "list of Violation"),
+    "Arena.held() / HeapArenas.held()": ((ReentrantCall,), "a context manager: the manager held by this thread"),
     "check.verify_or_raise(a)": ((TypeError, ArenaClosed, ReentrantCall, InvariantViolation), "None"),
     "ScriptedMemory(inner, answers)": ((TypeError, ValueError), "a ScriptedMemory"),
     "ScriptedMemory.fail_next(op, errno)": ((TypeError, ValueError), "None"),
@@ -173,7 +175,13 @@ def value_of(x):
 
 # The manager exercise() is working on: callbacks (CallsBack, scripted answers) call into it.
 CURRENT = None
-ACTIONS = ["sys_alloc", "alloc", "contains", "view", "close", "stats", "verify"]
+ACTIONS = ["sys_alloc", "alloc", "contains", "view", "close", "stats", "verify", "held"]
+
+
+def hold(m):
+    """A block of reads with ``m`` held (what verify does)."""
+    with m.held():
+        return m.regions
 
 
 def call_back(m, action):
@@ -187,6 +195,7 @@ def call_back(m, action):
         "close": ("Arena.close()", m.close),
         "stats": ("Arena.stats / committed_runs, HeapArenas.stats / arenas / hints / state", lambda: m.stats),
         "verify": ("check.verify(a)", verify, m),
+        "held": ("Arena.held() / HeapArenas.held()", hold, m),
     }
     name, fn, *args = calls[action]
     result, exc = answered(name, fn, *args)

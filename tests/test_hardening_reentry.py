@@ -13,13 +13,12 @@ import pytest
 from arena import sysmem
 
 LAYOUTS = ["SMALL32"] + (["SMALL64"] if sysmem.NATIVE_BITS == 64 else [])
-CALLS = ["sys_alloc", "alloc", "contains", "view", "close", "stats", "committed_runs", "verify"]
-# The call the error names: alloc calls sys_alloc first; verify asks contains, committed_runs or
-# arenas; HeapArenas has arenas where Arena has committed_runs.
-NAMED = {"alloc": "sys_alloc", "verify": "(contains|committed_runs|arenas)", "committed_runs": "(committed_runs|arenas)"}
+CALLS = ["sys_alloc", "alloc", "contains", "view", "close", "stats", "committed_runs", "verify", "held", "save_trace"]
+# The call the error names: alloc calls sys_alloc first; HeapArenas has arenas where Arena has committed_runs.
+NAMED = {"alloc": "sys_alloc", "committed_runs": "(committed_runs|arenas)"}
 
 HEADER = f"""
-import ctypes, re, sys, threading
+import ctypes, os, re, sys, threading
 ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX: a thread's malloc arena is no leak of ours (see conftest)
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 import arena
@@ -33,6 +32,11 @@ def call_back(m, name):
     '''One public call on m, as a callback would make it.'''
     if name == "verify":
         return verify(m)
+    if name == "held":
+        with m.held():
+            return m.regions
+    if name == "save_trace":
+        return m.save_trace(os.devnull)
     if name == "committed_runs" and isinstance(m, arena.HeapArenas):
         name = "arenas"
     if name in ("stats", "committed_runs", "arenas", "hints"):
@@ -124,6 +128,39 @@ def test_a_scripted_answer_calling_back_fails_the_call_cleanly(manager, name):
             assert re.search("re-entrant call to {NAMED.get(name, name)} ", str(exc)), exc
         assert (m.regions, m.allocations) == (regions, allocations)  # nothing taken
         assert verify(m) == [] and m.sys_alloc(8192) is not None and not m.closed
+        m.close()
+    """)
+
+
+@pytest.mark.parametrize("manager", ["arena", "heap"])
+@pytest.mark.parametrize("name", ["verify", "held", "save_trace"])
+def test_a_read_of_the_whole_manager_from_inside_a_call_on_an_empty_one_is_a_reentrant_call(manager, name):
+    # Nothing allocated yet: verify has no allocation to ask contains of, and the check at its door is the only
+    # one (finding of the fuzz target: verify returned normally from inside sys_alloc on an empty arena).
+    run(f"""
+        seen = []
+        def answer(hint, size):
+            try:
+                call_back(m, {name!r})
+                seen.append("returned")
+            except arena.ReentrantCall as exc:
+                seen.append(exc)
+            return None
+        if {manager!r} == "arena":
+            layout = SMALL32 if arena.native_layout().address_bits == 32 else SMALL64
+            m = arena.Arena(layout, memory=ScriptedMemory(sysmem.default(layout.address_bits), [None, answer]))
+            request = layout.first_sizes[0] * 2  # more than the first block holds: a growth, answered by answer
+        else:
+            # 64-bit heap arenas reserve nothing when made: their first answer is the first hint's.
+            layout = arena.native_layout()
+            memory = ScriptedMemory(sysmem.default(), [None, answer] if layout.address_bits == 32 else [answer])
+            m = arena.HeapArenas(layout, memory=memory, **({{"initial_size": 0}} if layout.address_bits == 32 else {{}}))
+            request = layout.heap_arena_size
+        assert m.allocations == []
+        assert m.sys_alloc(request) is not None  # the kernel's own answer, after the callback
+        (exc,) = seen
+        assert isinstance(exc, arena.ReentrantCall) and re.search("re-entrant call to {name} ", str(exc)), exc
+        assert verify(m) == []
         m.close()
     """)
 
@@ -239,5 +276,39 @@ def test_another_thread_waits_for_the_lock_as_before(manager):
         assert m.sys_alloc(8192) is not None
         t.join(10)
         assert len(results) == 1 and isinstance(results[0], bool), results
+        m.close()
+    """)
+
+
+@pytest.mark.parametrize("manager", ["Arena", "HeapArenas"])
+def test_another_threads_verify_waits_and_reads_the_call_done(manager):
+    # verify holds the manager for all its checks: from another thread it starts once the call ends, and
+    # never reads an allocation list, regions and history of a call half done.
+    run(f"""
+        inside, waiting, results = threading.Event(), threading.Event(), []
+        def answer(hint, size):
+            inside.set()
+            waiting.wait(10)
+            threading.Event().wait(0.2)  # the other thread's verify is at the door meanwhile
+            return None
+        def other():
+            inside.wait(10)
+            waiting.set()
+            found = verify(m)
+            results.append((found, len(m.allocations)))
+        layout = arena.native_layout()
+        scripted = [None, answer] if {manager!r} == "Arena" or layout.address_bits == 32 else [answer]
+        memory = ScriptedMemory(sysmem.default(), scripted)
+        if {manager!r} == "Arena":
+            m = arena.Arena(SMALL32 if layout.address_bits == 32 else SMALL64, memory=memory)
+            fill(m)
+        else:
+            m = arena.HeapArenas(layout, memory=memory, **({{"initial_size": 0}} if layout.address_bits == 32 else {{}}))
+        made = len(m.allocations)
+        t = threading.Thread(target=other)
+        t.start()
+        assert m.sys_alloc(8192) is not None
+        t.join(10)
+        assert results == [([], made + 1)], results
         m.close()
     """)

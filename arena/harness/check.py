@@ -83,13 +83,24 @@ def verify(a: Arena | HeapArenas, *, read_maps: bool = True) -> Findings:
     skips the two checks that read /proc/self/maps (allocations mapped
     read-write, regions still mapped): faster, blind to a mapping lost behind
     the arena's back.
+
+    ``TypeError`` for anything but a manager, ``ArenaClosed`` once closed,
+    ``ReentrantCall`` from inside another call on it (a rule, a memory layer),
+    whatever it holds. The manager is held meanwhile (``held``): another
+    thread's calls wait, and every check reads one state.
     """
     if isinstance(a, HeapArenas):
         return verify_heap_arenas(a, read_maps=read_maps)
     if not isinstance(a, Arena):
         raise TypeError(f"verify needs an Arena or HeapArenas, not {type(a).__name__} ({a!r})")
-    if a.closed:
-        raise ArenaClosed("cannot verify a closed arena: its mappings are gone")
+    with a.held("verify"):
+        if a.closed:
+            raise ArenaClosed("cannot verify a closed arena: its mappings are gone")
+        return _verify_arena(a, read_maps)
+
+
+def _verify_arena(a: Arena, read_maps: bool) -> Findings:
+    """``verify``'s checks of an open ``Arena``, held by this thread."""
     found = Findings()
     # Kept whatever the history is: every decision that lowered arena_used.
     for e in a.lowered:
@@ -141,9 +152,16 @@ def verify_or_raise(a: Arena) -> None:
 
 def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
     """Every way Go 1.11's heap arenas ``a`` are unsound: the index against the allocations,
-    the held regions and (unless ``read_maps`` is false) /proc/self/maps; an empty list means sound."""
-    if a.closed:
-        raise ArenaClosed("cannot verify closed heap arenas: their mappings are gone")
+    the held regions and (unless ``read_maps`` is false) /proc/self/maps; an empty list means sound.
+    Raises as ``verify`` does."""
+    with a.held("verify"):
+        if a.closed:
+            raise ArenaClosed("cannot verify closed heap arenas: their mappings are gone")
+        return _verify_heap_arenas(a, read_maps)
+
+
+def _verify_heap_arenas(a: HeapArenas, read_maps: bool) -> Findings:
+    """``verify_heap_arenas``' checks of open heap arenas, held by this thread."""
     found = Findings()
     for e in a.events:
         # An index entry never goes back to nil (mheap.go): registered arenas only grow.

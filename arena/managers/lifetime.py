@@ -16,7 +16,7 @@ import warnings
 import weakref
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Self, SupportsIndex, cast
 
 from .. import sysmem
@@ -227,6 +227,26 @@ class Manager:
         self._flags &= _CLOSED
         self._lock.release()
 
+    @contextlib.contextmanager
+    def held(self, call: str = "held") -> Iterator[Self]:
+        """The manager held by this thread for a block of reads that must see one state (``check.verify``'s).
+
+        Another thread's calls wait until the block ends; the block's own calls
+        on the manager run as usual, open or closed. ``ReentrantCall``, naming
+        ``call``, from inside another call on the manager: checked at the door,
+        whatever the manager holds, before anything is read.
+        """
+        self._lock.acquire()
+        try:
+            # Re-entry is refused here, not left to the calls the block makes: verify asks contains
+            # only of an arena with allocations, so an empty arena's verify returned where a full one's
+            # raised; and a read from inside a call would see that call half done.
+            if self._flags & _INSIDE:
+                self._refuse(call, self._flags)
+            yield self
+        finally:
+            self._lock.release()
+
     # -- queries ---------------------------------------------------------------
 
     closed = property(lambda self: bool(self._flags & _CLOSED),
@@ -246,9 +266,12 @@ class Manager:
         """Write this manager's history to ``path`` as a replayable trace (docs/trace-format.md).
 
         ``OSError`` if the file cannot be written; ``ValueError`` if the history
-        is not whole (``Arena(history=N)``) or longer than a trace may be.
+        is not whole (``Arena(history=N)``) or longer than a trace may be;
+        ``ReentrantCall`` from inside another call on the manager (its history
+        would be half a decision).
         """
-        record.save(self, path)
+        with self.held("save_trace"):
+            record.save(self, path)
 
     history_complete = True  # whether events and allocations still hold every decision (Arena's history can bound them)
     history: int | None = None
