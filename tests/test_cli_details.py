@@ -1,0 +1,102 @@
+"""What a second look at the command line finds (issue 23): empty paths, options without a command, budgets
+without a bound, sizes without a unit, numbers too long to read, messages that point where a wheel's user
+can follow. Each through a real subprocess, as a user runs the command."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from arena.words import size_text
+
+
+def arena_cmd(*argv, env=None, cwd=None, timeout=120):
+    """``python -m arena ARGV``, as a user runs it."""
+    code = "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *argv], env={**os.environ, **(env or {})}, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def usage_line(done, prog):
+    """The one line of a usage mistake: exit 2, nothing on stdout, no traceback."""
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"{prog}: "), done.stderr
+    return done.stderr.rstrip("\n")
+
+
+# -- an empty path names no file: a usage mistake, before anything runs -----------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--rule", "legacy", "--save-trace", ""],
+    ["demo", "--svg", ""],
+    ["demo", "--crowd", ""],
+    ["replay", ""],
+    ["replay", "t.json", "--svg", ""],
+    ["replay", "t.json", "--crowd", ""],
+    ["maps", "--trace", ""],
+    ["hunt", "--save-trace", ""],
+    ["hunt", "--svg", ""],
+    ["hunt", "--crowd", ""],
+    ["hunt", "--program", "--save-trace", "", "--", "/bin/true"],
+    ["run", "--save-trace", "", "--", "/bin/true"],
+], ids=lambda argv: " ".join(a or "''" for a in argv))
+def test_an_empty_path_is_a_usage_mistake_and_nothing_is_written(tmp_path, argv):
+    line = usage_line(arena_cmd(*argv, cwd=tmp_path), f"arena {argv[0]}")
+    assert "an empty path: give a file name" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_scripted_file_is_named_as_such(tmp_path):
+    line = usage_line(arena_cmd("run", "--adversary", "scripted,file=", "--", "/bin/true", cwd=tmp_path), "arena run")
+    assert line == "arena run: scripted: file= is empty: give the path of a saved run"
+
+
+# -- an option without a command ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, named", [(["--bogus"], "--bogus"), (["-x", "--y"], "-x --y")])
+def test_an_unknown_option_without_a_command_is_named(argv, named):
+    line = usage_line(arena_cmd(*argv), "arena")
+    assert line == f"arena: unrecognized arguments: {named} (see arena --help)"
+
+
+def test_no_command_at_all_says_a_command_is_needed():
+    assert usage_line(arena_cmd(), "arena") == "arena: the following arguments are required: COMMAND (see arena --help)"
+
+
+# -- a hunt's budget is bounded, and says its bound -----------------------------------------
+
+
+@pytest.mark.parametrize("program", [[], ["--program"]], ids=["rule", "program"])
+@pytest.mark.parametrize("option, value, bound", [
+    ("--examples", "99999999999999999999999999", "scenarios up to 1,000,000"),
+    ("--examples", "1000001", "scenarios up to 1,000,000"),
+    ("--time", "1e9", "seconds up to 604,800"),
+    ("--time", "604801", "seconds up to 604,800"),
+])
+def test_a_hunt_budget_past_its_bound_is_refused_naming_the_bound(program, option, value, bound):
+    line = usage_line(arena_cmd("hunt", *program, option, value, *(["--", "/bin/true"] if program else [])),
+                      "arena hunt")
+    assert line == f"arena hunt: argument {option}: expected a positive number of {bound}, got {value!r} (see arena hunt --help)"
+
+
+def test_hunt_help_says_the_bounds():
+    done = arena_cmd("hunt", "--help", env={"COLUMNS": "200"})
+    text = " ".join(done.stdout.split())
+    assert "N up to 1,000,000" in text and "up to 604,800 (a week)" in text
+
+
+# -- a size has its unit ---------------------------------------------------------------------
+
+
+def test_sizes_have_their_unit():
+    assert [size_text(n) for n in (0, 1, 1234, 8192, 16 << 20, 3 << 30)] == [
+        "0 bytes", "1 byte", "1,234 bytes", "8 KiB", "16 MiB", "3 GiB"]
+
+
+def test_an_empty_crowd_says_its_size_with_a_unit():
+    done = arena_cmd("demo", "--rule", "fixed", "--crowd", os.devnull)
+    assert done.returncode == 0, done.stderr
+    assert "arena demo: crowd /dev/null: 0 ranges occupied (0 bytes)" in done.stderr
