@@ -100,3 +100,84 @@ def test_an_empty_crowd_says_its_size_with_a_unit():
     done = arena_cmd("demo", "--rule", "fixed", "--crowd", os.devnull)
     assert done.returncode == 0, done.stderr
     assert "arena demo: crowd /dev/null: 0 ranges occupied (0 bytes)" in done.stderr
+
+
+# -- a number too long to read: the field and the bound, not Python's advice ------------------
+
+
+def _huge(digits=5000):
+    return "9" * digits
+
+
+@pytest.mark.parametrize("text, field", [
+    ('{"format": "arena-trace", "version": %s}' % _huge(), "version"),
+    ('{"format": "arena-trace", "version": 1, "layout": "32", "rule": "fixed", "requests": [8192, %s], "answers": []}'
+     % _huge(), "requests[1]"),
+    ('{"format": "arena-trace", "version": 1, "layout": {"address_bits": 32, "max_mem": -%s}}' % _huge(),
+     "layout.max_mem"),
+    ('{"format": "arena-trace", "kind": "program", "version": 1, "calls": [{"index": 0}, {"hint": %s}]}' % _huge(),
+     "calls[1].hint"),
+])
+def test_an_integer_of_thousands_of_digits_names_its_field_and_the_bound(tmp_path, text, field):
+    path = tmp_path / "t.json"
+    path.write_text(text)
+    line = usage_line(arena_cmd("replay", str(path)), "arena replay")
+    assert line == (f"arena replay: {path}: {field}: an integer of 5,000 digits; a number here has at most 100 "
+                    "(an address or a size at most 20)")
+    assert "set_int_max_str_digits" not in line
+
+
+def test_a_saved_run_with_an_integer_too_long_is_named_for_the_scripted_adversary(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{"format": "arena-trace", "kind": "program", "calls": [%s]}' % _huge(200))
+    line = usage_line(arena_cmd("run", "--adversary", f"scripted,file={path}", "--", "/bin/true"), "arena run")
+    assert line.endswith(f"{path} is not a saved run: calls[0]: an integer of 200 digits; a number here has at "
+                         "most 100 (an address or a size at most 20)")
+
+
+def test_a_crowd_of_a_number_too_long_is_one_line(tmp_path):
+    # A maps dump's addresses are hex: any length reads, and one past the space is out of range, not a traceback.
+    path = tmp_path / "maps"
+    path.write_text(f"{'f' * 5000}-{'f' * 5001} r--p 00000000 00:00 0\n")
+    done = arena_cmd("demo", "--rule", "fixed", "--crowd", str(path))
+    assert "Traceback" not in done.stderr and done.returncode in (0, 2), done.stderr
+
+
+# -- messages point where a wheel's user can read (the docs/ folder is not installed) -----------
+
+
+def test_a_rule_name_mistake_points_to_the_installed_documentation():
+    line = usage_line(arena_cmd("demo", "--rule", "newest"), "arena demo")
+    assert "(python3 -m pydoc arena.policy.rules)" in line and "docs/" not in line
+
+
+def test_a_trace_past_a_limit_points_to_the_installed_documentation(tmp_path):
+    from arena.harness import trace
+
+    path = tmp_path / "long.json"
+    path.write_text('{"format": "arena-trace", "version": 1, "layout": {"address_bits": 32, "first_hints": [%s]}, '
+                    '"rule": "fixed", "requests": [], "answers": []}' % ", ".join(["0"] * (trace.MAX_HINTS + 1)))
+    line = usage_line(arena_cmd("replay", str(path)), "arena replay")
+    assert "(Go has 128 first hints and 4 first sizes; python3 -m pydoc arena.harness.trace)" in line
+    assert "docs/" not in line
+
+
+def test_no_message_of_the_package_names_a_file_of_docs():
+    # Every string of the package that is not a docstring or a comment: what a user is told.
+    import ast
+    from pathlib import Path
+
+    import arena
+
+    found = []
+    for path in Path(arena.__file__).parent.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                    and "docs/" in node.value:
+                found.append(f"{path.name}:{node.lineno}: {node.value}")
+    assert found == []

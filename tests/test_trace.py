@@ -105,7 +105,8 @@ def test_a_custom_layout_is_an_object_of_layout_fields():
     ({"version": "2"}, 'version: must be the integer 2, got the string "2"'),
     ({"version": "one"}, 'version: this reader knows versions 1 and 2, got "one"'),
     ({"requests": [8192] * (trace.MAX_STEPS + 1)},
-     f"requests: {trace.MAX_STEPS + 1:,} requests, more than the {trace.MAX_STEPS:,} a trace may hold (docs/trace-format.md)"),
+     f"requests: {trace.MAX_STEPS + 1:,} requests, more than the {trace.MAX_STEPS:,} a trace may hold "
+     "(python3 -m pydoc arena.harness.trace)"),
     ({"answers": [None] * (trace.MAX_STEPS + 1)}, f"answers: {trace.MAX_STEPS + 1:,} answers, more than the"),
     ({"start": [1]}, "start: expected an integer or a hex string"),
     ({"answer": []}, "answer: unknown field"),

@@ -443,7 +443,7 @@ def _rule_or_all(text: str) -> str:
         return text
     if ":" not in text and text not in NAMES:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(NAMES)}, all, or module:attr of your own rule "
-                                         f"(docs/rules.md), got {text!r}")
+                                         f"({RULES_DOC}), got {text!r}")
     return _rule_or_release(text)
 
 
@@ -789,10 +789,11 @@ def _parser() -> argparse.ArgumentParser:
                             "with ENOMEM; MAP_FIXED calls are never changed. Its output passes through; then the calls "
                             "that matter and the verdict. Exit 0 if the program succeeded, 1 if it failed (a non-zero "
                             "exit, a signal, a fatal error line, a timeout), 2 if it could not be run or traced "
-                            "(docs/tracer.md).")
+                            "(python3 -m pydoc arena.tracer).")
     u.add_argument("--adversary", default="observe", metavar="NAME",
                    help="observe, below, gap, displace,by=SIZE, enomem, scripted,file=TRACE, or module:attr of your "
-                        "own; parameters as name,key=value (docs/tracer.md) (default: observe, which changes nothing)")
+                        "own; parameters as name,key=value (python3 -m pydoc arena.tracer.spec) (default: observe, which "
+                        "changes nothing)")
     u.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",
                    help="then SIGTERM to every process of the program, SIGKILL 2 s later (default: none)")
     u.add_argument("--save-trace", type=_path, metavar="PATH", help="save the run as a process trace (arena replay PATH runs it again)")
