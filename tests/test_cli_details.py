@@ -181,3 +181,100 @@ def test_no_message_of_the_package_names_a_file_of_docs():
                     and "docs/" in node.value:
                 found.append(f"{path.name}:{node.lineno}: {node.value}")
     assert found == []
+
+
+# -- a seed gives the same search everywhere, and a hunt writes nothing into the user's folder ----
+
+
+def _installed_copy(tmp_path):
+    """The package as a wheel installs it: in a site-packages folder, which hypothesis deems not local
+    (the checkout's modules it deems local, and drew their literals: --seed 1 found the counterexample
+    after 73 scenarios from the checkout, 75 from the wheel)."""
+    import shutil
+
+    import arena
+
+    site = tmp_path / "lib" / "site-packages"
+    shutil.copytree(os.path.dirname(arena.__file__), site / "arena", ignore=shutil.ignore_patterns("__pycache__"))
+    return site
+
+
+def test_a_seeded_hunt_searches_the_same_installed_or_not_from_any_folder_and_writes_nothing_there(tmp_path):
+    import json
+
+    site = _installed_copy(tmp_path)
+    where = subprocess.run([sys.executable, "-c", "import arena; print(arena.__file__)"], capture_output=True,
+                           text=True, env={**os.environ, "PYTHONPATH": str(site)}, cwd=tmp_path)
+    assert where.stdout.startswith(str(site)), where  # the copy is the one imported
+    runs = {"installed": ({"PYTHONPATH": str(site)}, False), "checkout": ({}, True)}
+    results = {}
+    for name, (env, stale) in runs.items():
+        folder = tmp_path / name
+        (folder / ".hypothesis").mkdir(parents=True) if stale else folder.mkdir()
+        if stale:
+            # A database another tool left: none of its examples is replayed.
+            (folder / ".hypothesis" / "examples" / "0123456789abcdef").mkdir(parents=True)
+            (folder / ".hypothesis" / "examples" / "0123456789abcdef" / "fedcba9876543210").write_bytes(b"\x03\xff\x80")
+        before = sorted(folder.rglob("*"))
+        done = arena_cmd("hunt", "--rule", "legacy", "--seed", "1", "--json", cwd=folder,
+                         env={**env, "PYTHONDONTWRITEBYTECODE": "1"})
+        assert done.returncode == 1, done.stderr
+        assert sorted(folder.rglob("*")) == before  # nothing written into the user's folder
+        found = json.loads(done.stdout)
+        results[name] = (found["examples"], found["shrink_steps"], found["counterexample"])
+    assert results["installed"] == results["checkout"]
+    # The count the README quotes for this seed.
+    assert results["checkout"][0] == 75
+
+
+# -- progress: redrawn on a terminal, sparse in a file ------------------------------------------
+
+
+def test_a_rule_hunt_logs_its_progress_sparsely_to_a_file(tmp_path):
+    log = tmp_path / "err.txt"
+    with open(log, "w") as err:
+        done = subprocess.run([sys.executable, "-m", "arena", "hunt", "--time", "4", "--seed", "3"], stderr=err,
+                              stdout=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0 and "the --time 4 s ran out" in done.stdout
+    # A line a second, before: four of them; now the first, then one a minute.
+    assert [line.split(":")[:2] for line in log.read_text().splitlines()] == [["arena hunt", " searching"]]
+
+
+@pytest.mark.backend_independent
+def test_a_program_hunt_logs_its_progress_sparsely_to_a_file(tmp_path):
+    log = tmp_path / "err.txt"
+    with open(log, "w") as err:
+        done = subprocess.run([sys.executable, "-m", "arena", "hunt", "--program", "--answers", "moved", "--time", "4",
+                               "--jobs", "1", "--seed", "1", "--", "/bin/sleep", "1"], stderr=err,
+                              stdout=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0 and "the --time 4 s ran out" in done.stdout, done.stdout
+    assert [line.split(":")[:2] for line in log.read_text().splitlines()] == [["arena hunt", " searching"]]
+
+
+def test_a_hunt_redraws_its_progress_on_a_terminal_within_its_width():
+    import pty
+
+    main, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "arena", "hunt", "--time", "3", "--seed", "3"], stderr=terminal,
+                              stdout=subprocess.PIPE, text=True, timeout=120, env={**os.environ, "COLUMNS": "30"})
+        os.close(terminal)
+        terminal = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and everything was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+        if terminal is not None:
+            os.close(terminal)
+    assert done.returncode == 0
+    text = shown.decode()
+    draws = text.split("\r")[1:]
+    assert len(draws) >= 2 and text.endswith("\r\n"), text  # redrawn in place, the line ended at the end
+    assert all(len(d.rstrip("\r\n")) <= 29 for d in draws), draws  # never wrapped: \r could not redraw it

@@ -39,6 +39,7 @@ from ..spaces import NO_ROOM, AnswerTaken, ScriptedMemory
 from ..spaces import Answer as ScriptedAnswer
 from ..words import size_text
 from .check import Violation, verify
+from .repeatable import same_search
 from .run import Replay, drive
 
 if TYPE_CHECKING:
@@ -571,7 +572,8 @@ def hunt(
                 raise _Found(scenario, found)
 
         try:
-            hypothesis.seed(seed)(settings(hypothesis.given(scenarios(layout, target))(test)))()
+            with same_search():
+                hypothesis.seed(seed)(settings(hypothesis.given(scenarios(layout, target))(test)))()
         except _Found as exc:
             return exc
         except hypothesis.errors.FlakyFailure as exc:

@@ -482,11 +482,17 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
-def _progress(p: hunting.Progress) -> None:
-    what = "shrinking the counterexample" if p.shrinking else "searching"
-    # On a terminal one line, rewritten; in a log one line a second.
-    start, end = ("\r", "") if sys.stderr.isatty() else ("", "\n")
-    _note(f"{start}arena hunt: {what}: {plural(p.examples, 'scenario')}, {p.rate:,.0f}/s", end=end)
+def _progress() -> tuple[Callable[[hunting.Progress], None], Callable[[], None]]:
+    """A rule hunt's progress on stderr (``interface.progress``): what to call with it, and at the end."""
+    from .progress import Progress
+
+    shown = Progress(width=_width())
+
+    def show(p: hunting.Progress) -> None:
+        what = "shrinking the counterexample" if p.shrinking else "searching"
+        shown.show(what, f"arena hunt: {what}: {plural(p.examples, 'scenario')}, {p.rate:,.0f}/s")
+
+    return show, shown.done
 
 
 def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: list[Outcome]) -> str:
@@ -539,9 +545,12 @@ def _program_hunt(args: argparse.Namespace) -> tuple[int, str]:
         except tracer.AdversarySpecError as exc:
             raise UsageError(f"--min-size: {exc}") from None
 
+    from .progress import Progress
+
+    shown = Progress(width=_width())
+
     def tell(p: program_hunt.ProgramProgress) -> None:
-        start, end = ("\r", "") if sys.stderr.isatty() else ("", "\n")
-        _note(f"{start}{program_report.progress_line(p)}", end=end)
+        shown.show(p.phase, program_report.progress_line(p))
 
     try:
         result = program_hunt.hunt_program(
@@ -553,8 +562,7 @@ def _program_hunt(args: argparse.Namespace) -> tuple[int, str]:
     except OSError as exc:
         raise UsageError(f"--save-trace {args.save_trace}: {exc.strerror}: give a path in a writable directory") from None
     finally:
-        if sys.stderr.isatty():
-            _note("")
+        shown.done()
     code = EXIT_VIOLATION if result.counterexample is not None else EXIT_OK
     if args.json:
         return code, json.dumps({"command": "hunt", "program": True, **result.as_json(), "exit": code}) + "\n"
@@ -583,10 +591,10 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
     with _crowded(args, layout):
         # --time alone is the whole budget; neither: 1000 scenarios.
         examples = args.examples or (UNBOUNDED if args.time else 1000)
+        show, done = _progress()
         result = hunting.hunt(layout=layout, target=target, examples=examples, seconds=args.time, seed=args.seed,
-                              read_maps=not args.no_maps, progress=_progress)
-        if sys.stderr.isatty():
-            _note("")
+                              read_maps=not args.no_maps, progress=show)
+        done()
         if result.counterexample is not None:
             # A linear arena's is shown beside Go's fix, e5a5c03, given the same answers (each relative
             # to its own arena's bounds); heap arenas' answers mean nothing to a linear arena.
