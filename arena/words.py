@@ -13,8 +13,8 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
 
 
 def size_text(n: int) -> str:
-    """A byte count for people: ``16 MiB``, ``8 KiB``, else hex."""
+    """A byte count for people, always with its unit: ``16 MiB``, ``8 KiB``, else ``0 bytes``, ``1,234 bytes``."""
     for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
         if n and n % unit == 0:
             return f"{n // unit} {name}"
-    return f"{n:#x}"
+    return plural(n, "byte")

@@ -49,7 +49,8 @@ def test_demo_json_is_one_object_with_every_event(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["demo", "--rule", "newest"], "arena demo: argument --rule: expected one of fixed, legacy, go1.9, strict, go1.11, all, "
-                                   "or module:attr of your own rule (docs/rules.md), got 'newest' (see arena demo --help)"),
+                                   "or module:attr of your own rule (python3 -m pydoc arena.policy.rules), got 'newest' "
+                                   "(see arena demo --help)"),
     (["demo", "--layout", "16"], "arena demo: argument --layout: invalid choice: '16' (choose from '32', '64') (see arena demo --help)"),
     (["replay"], "arena replay: the following arguments are required: TRACE.json (see arena replay --help)"),
     (["replay", "t.json", "--color"], "arena replay: unrecognized arguments: --color (see arena replay --help)"),

@@ -125,7 +125,7 @@ def test_a_trace_too_long_is_refused_before_any_replay(tmp_path):
     line = one_line_usage_error(arena_cmd("replay", str(path), "--rule", "all"), "replay")
     assert time.monotonic() - t0 < 20
     assert line == (f"arena replay: {path}: requests: {n:,} requests, more than the {trace.MAX_STEPS:,} a trace may "
-                    "hold (docs/trace-format.md): split the trace, or replay its first part")
+                    "hold (python3 -m pydoc arena.harness.trace): split the trace, or replay its first part")
 
 
 def test_a_trace_whose_version_is_a_string_says_so(tmp_path, legacy_trace):

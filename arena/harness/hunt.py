@@ -40,6 +40,7 @@ from ..spaces import Answer as ScriptedAnswer
 from ..words import size_text
 from . import jobs as parallel
 from .check import Violation, verify
+from .repeatable import same_search
 from .run import Replay, drive
 
 if TYPE_CHECKING:
@@ -595,7 +596,8 @@ def hunt(
                 raise _Found(scenario, found)
 
         try:
-            hypothesis.seed(seed)(settings(hypothesis.given(scenarios(layout, target))(test)))()
+            with same_search():
+                hypothesis.seed(seed)(settings(hypothesis.given(scenarios(layout, target))(test)))()
         except _Found as exc:
             return exc
         except hypothesis.errors.FlakyFailure as exc:

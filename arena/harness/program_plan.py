@@ -111,7 +111,10 @@ class Rewrite:
         """Compact text: ``mmap2:256M:0:0x22:hinted#2=below`` (``#2+`` for every from the 2nd; ``misalign-3``)."""
         s = self.shape
         action = f"misalign{self.pages:+d}" if self.action == "misalign" else self.action
-        return (f"{s.syscall}:{size_text(s.size).replace(' MiB', 'M').replace(' KiB', 'K').replace(' GiB', 'G')}:"
+        # Whole KiB as 256M, 12K; any other length in hex (a spec has no spaces).
+        whole = s.size and not s.size % 1024
+        size = size_text(s.size).replace(" MiB", "M").replace(" KiB", "K").replace(" GiB", "G") if whole else f"{s.size:#x}"
+        return (f"{s.syscall}:{size}:"
                 f"{s.prot}:{s.flags:#x}:{'hinted' if s.hinted else 'unhinted'}#{self.nth}{'+' if self.every else ''}={action}")
 
     def as_json(self) -> dict[str, Any]:

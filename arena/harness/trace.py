@@ -6,7 +6,8 @@ Format version 2 (also in docs/trace-format.md)::
     {
       "format": "arena-trace",          # required, exactly this
       "version": 2,                     # required; 1 is read too
-      "layout": "32" | "64" | {...},    # LAYOUT_32, LAYOUT_64, or Layout's fields
+      "layout": "32" | "64" | {...},    # LAYOUT_32, LAYOUT_64, or Layout's fields (address_bits required;
+                                        #   max_mem: the "32" or "64" layout's; the rest: Layout's defaults)
       "rule": "fixed" | "legacy" | "go1.9" | "strict" | "module:attr" | "go1.11",   # go1.11: HeapArenas (version 2 only)
       "start": ADDRESS | null,          # Arena(start=...): where the arena part begins
       "initial_size": SIZE | null,      # Arena(initial_size=...)
@@ -39,7 +40,7 @@ import json
 import os
 from typing import Any, Literal
 
-from .. import sysmem
+from .. import jsontext, sysmem
 from ..managers import NAMES, RELEASE, Arena, HeapArenas, ReservationFailed, open_manager
 
 # The format's names and limits, and record and save (arena.trace's writing half): this module's too,
@@ -67,6 +68,9 @@ MAX_BYTES = 16 << 20
 # Go 1.11's index has 2**arena_l1_bits first-level entries, made up front: Layout
 # itself bounds them (arena.policy.layout.validate), for a trace's layout as for any.
 MAX_L1_BITS = L1_BITS_MAX
+# Where a message sends a reader for the limits: this module's own documentation, installed with it
+# (docs/trace-format.md is in the source distribution only).
+DOC = "python3 -m pydoc arena.harness.trace"
 _FIELDS = ("format", "version", "layout", "rule", "start", "initial_size", "requests", "answers", "recorded")
 _REQUIRED = ("format", "version", "layout", "rule", "requests", "answers")
 
@@ -132,13 +136,17 @@ def _layout(value: object) -> Layout:
             if len(item) > MAX_HINTS:
                 # Each is a reservation tried in turn: their number is the replay's work.
                 raise TraceError(f"layout.{key}: {len(item):,} entries, more than the {MAX_HINTS:,} a trace's layout "
-                                 "may hold (Go has 128 first hints and 4 first sizes; docs/trace-format.md)")
+                                 f"may hold (Go has 128 first hints and 4 first sizes; {DOC})")
             item = tuple(_number(f"layout.{key}[{i}]", v) for i, v in enumerate(item))
         elif fields[key].type in ("int", "int | None") and item is not None:
             item = _number(f"layout.{key}", item)
         kwargs[key] = item
     if "address_bits" not in kwargs:
         raise TraceError("layout.address_bits: missing")
+    width = LAYOUTS.get(str(kwargs["address_bits"])) if type(kwargs["address_bits"]) is int else None
+    if width is not None:
+        # The one field Layout has no default for: the "32" or "64" layout's (the whole space, or Go's 512 GiB).
+        kwargs.setdefault("max_mem", width.max_mem)
     try:
         layout = Layout(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -192,7 +200,7 @@ def parse(data: object) -> Trace:
         steps = _list(key, data[key])
         if len(steps) > MAX_STEPS:
             raise TraceError(f"{key}: {len(steps):,} {key}, more than the {MAX_STEPS:,} a trace may hold "
-                             "(docs/trace-format.md): split the trace, or replay its first part")
+                             f"({DOC}): split the trace, or replay its first part")
     requests = [_number(f"requests[{i}]", n) for i, n in enumerate(data["requests"])]
     for i, n in enumerate(requests):
         if n <= 0:
@@ -202,7 +210,7 @@ def parse(data: object) -> Trace:
     if recorded is not None:
         if len(_list("recorded", recorded)) > MAX_EVENTS:
             raise TraceError(f"recorded: {len(recorded):,} decisions, more than the {MAX_EVENTS:,} a run within "
-                             "the trace's limits makes (docs/trace-format.md)")
+                             f"the trace's limits makes ({DOC})")
         for i, e in enumerate(_list("recorded", recorded)):
             if not isinstance(e, dict) or not {"step", "verdict"} <= e.keys():
                 raise TraceError(f'recorded[{i}]: expected an object with "step" and "verdict", got {json.dumps(e)}')
@@ -223,18 +231,20 @@ def load(path: str | os.PathLike[str]) -> Trace:
         raw = f.read(MAX_BYTES + 1)
     if len(raw) > MAX_BYTES:
         raise TraceError(f"(file): larger than {MAX_BYTES >> 20} MiB, more than any trace of at most "
-                         f"{MAX_STEPS:,} requests needs (docs/trace-format.md)")
+                         f"{MAX_STEPS:,} requests needs ({DOC})")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise TraceError(f"(file): not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}): "
                          "a trace is JSON in UTF-8, as arena writes it") from None
     try:
-        data = json.loads(text)
+        data = jsontext.loads(text)
+    except jsontext.NumberTooLong as exc:
+        raise TraceError(str(exc)) from None  # it starts with the field's path
     except json.JSONDecodeError as exc:
         raise TraceError(f"(file): not JSON: {exc}") from None
     except (ValueError, RecursionError) as exc:
-        # An integer of thousands of digits, or arrays nested thousands deep: valid JSON, not a trace.
+        # Arrays nested thousands deep: valid JSON, not a trace.
         raise TraceError(f"(file): not a trace: {exc}") from None
     return parse(data)
 
@@ -305,7 +315,7 @@ def _check_heap_arenas(requests: list[int], layout: Layout) -> None:
             # Registering a heap arena is an index entry and checks: the count is the replay's time and memory.
             raise TraceError(f"requests[{i}]: up to here the requests need {total:,} heap arenas of "
                              f"{size_text(size)}, more than the {MAX_HEAP_ARENAS:,} a replay under go1.11 may "
-                             "register (docs/trace-format.md): split the trace, or replay it under another rule")
+                             f"register ({DOC}): split the trace, or replay it under another rule")
 
 
 def divergence(trace: Trace, arena: Arena | HeapArenas) -> str | None:

@@ -45,6 +45,9 @@ TRACE_DOC, RULES_DOC = "python3 -m pydoc arena.harness.trace", "python3 -m pydoc
 T = TypeVar("T")
 # A hunt bounded by --time only: more scenarios than any time allows.
 UNBOUNDED = 10**9
+# The most a hunt may be asked for: a number past these is a typo, not a budget
+# (a rule's hunt runs hundreds of scenarios a second, a program's a few).
+MAX_EXAMPLES, MAX_SECONDS = 1_000_000, 7 * 24 * 3600
 # A /proc/PID/maps dump of vm.max_map_count's 65,530 lines is ~10 MB: larger is not one.
 MAX_MAPS_BYTES = 64 << 20
 # Where the terminal's width is unknown (output to a pipe or a file).
@@ -442,7 +445,7 @@ def _rule_or_all(text: str) -> str:
         return text
     if ":" not in text and text not in NAMES:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(NAMES)}, all, or module:attr of your own rule "
-                                         f"(docs/rules.md), got {text!r}")
+                                         f"({RULES_DOC}), got {text!r}")
     return _rule_or_release(text)
 
 
@@ -451,16 +454,17 @@ def _rule_or_release(text: str) -> str:
     return text if text == RELEASE else _one_rule(text)
 
 
-def _positive(convert: Callable[[str], float], what: str) -> Callable[[str], float]:
-    """An argparse type: a positive, finite number of ``what``."""
+def _positive(convert: Callable[[str], float], what: str, most: float = float("inf")) -> Callable[[str], float]:
+    """An argparse type: a positive, finite number of ``what``, at most ``most``."""
+    bound = "" if most == float("inf") else f" up to {most:,}"
 
     def parse(text: str) -> float:
         try:
             value = convert(text)
         except ValueError:
             value = 0
-        if not 0 < value < float("inf"):
-            raise argparse.ArgumentTypeError(f"expected a positive number of {what}, got {text!r}")
+        if not (0 < value < float("inf") and value <= most):
+            raise argparse.ArgumentTypeError(f"expected a positive number of {what}{bound}, got {text!r}")
         return value
 
     return parse
@@ -481,6 +485,13 @@ def _jobs(text: str) -> int:
     return value
 
 
+def _path(text: str) -> str:
+    """An argparse type: a path, never empty (an empty one would name no file and write nothing)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path: give a file name")
+    return text
+
+
 def _seed(text: str) -> int:
     try:
         return int(text, 0)
@@ -488,11 +499,17 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
-def _progress(p: hunting.Progress) -> None:
-    what = "shrinking the counterexample" if p.shrinking else "searching"
-    # On a terminal one line, rewritten; in a log one line a second.
-    start, end = ("\r", "") if sys.stderr.isatty() else ("", "\n")
-    _note(f"{start}arena hunt: {what}: {plural(p.examples, 'scenario')}, {p.rate:,.0f}/s", end=end)
+def _progress() -> tuple[Callable[[hunting.Progress], None], Callable[[], None]]:
+    """A rule hunt's progress on stderr (``interface.progress``): what to call with it, and at the end."""
+    from .progress import Progress
+
+    shown = Progress(width=_width())
+
+    def show(p: hunting.Progress) -> None:
+        what = "shrinking the counterexample" if p.shrinking else "searching"
+        shown.show(what, f"arena hunt: {what}: {plural(p.examples, 'scenario')}, {p.rate:,.0f}/s")
+
+    return show, shown.done
 
 
 def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: list[Outcome]) -> str:
@@ -549,9 +566,12 @@ def _program_hunt(args: argparse.Namespace) -> tuple[int, str]:
         except tracer.AdversarySpecError as exc:
             raise UsageError(f"--min-size: {exc}") from None
 
+    from .progress import Progress
+
+    shown = Progress(width=_width())
+
     def tell(p: program_hunt.ProgramProgress) -> None:
-        start, end = ("\r", "") if sys.stderr.isatty() else ("", "\n")
-        _note(f"{start}{program_report.progress_line(p)}", end=end)
+        shown.show(p.phase, program_report.progress_line(p))
 
     try:
         result = program_hunt.hunt_program(
@@ -563,8 +583,7 @@ def _program_hunt(args: argparse.Namespace) -> tuple[int, str]:
     except OSError as exc:
         raise UsageError(f"--save-trace {args.save_trace}: {exc.strerror}: give a path in a writable directory") from None
     finally:
-        if sys.stderr.isatty():
-            _note("")
+        shown.done()
     code = EXIT_VIOLATION if result.counterexample is not None else EXIT_OK
     if args.json:
         return code, json.dumps({"command": "hunt", "program": True, **result.as_json(), "exit": code}) + "\n"
@@ -593,10 +612,10 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
     with _crowded(args, layout):
         # --time alone is the whole budget; neither: 1000 scenarios.
         examples = args.examples or (UNBOUNDED if args.time else 1000)
+        show, done = _progress()
         result = hunting.hunt(layout=layout, target=target, examples=examples, seconds=args.time, seed=args.seed,
-                              read_maps=not args.no_maps, progress=_progress, jobs=args.jobs or 1)
-        if sys.stderr.isatty():
-            _note("")
+                              read_maps=not args.no_maps, progress=show, jobs=args.jobs or 1)
+        done()
         if result.counterexample is not None:
             # A linear arena's is shown beside Go's fix, e5a5c03, given the same answers (each relative
             # to its own arena's bounds); heap arenas' answers mean nothing to a linear arena.
@@ -632,7 +651,14 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
 def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     """A mistake on this command's line is one line on stderr and exit 2, unknown options included."""
 
+    given: list[str] = []
+
     def error(message: str) -> NoReturn:
+        options = [arg for arg in given if arg.startswith("-") and arg != "--"]
+        if message == "the following arguments are required: COMMAND" and options:
+            # argparse stops at the missing command before it looks at the rest: an option given
+            # without a command (arena --bogus) is the mistake to name.
+            message = f"unrecognized arguments: {' '.join(options)}"
         _note(f"{parser.prog}: {message} (see {parser.prog} --help)")
         parser.exit(EXIT_USAGE)
 
@@ -640,6 +666,7 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
 
     def parse_known_args(args: Sequence[str] | None = None,
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        given[:] = sys.argv[1:] if args is None else args
         parsed, extra = known(args, namespace)
         if extra:
             error(f"unrecognized arguments: {' '.join(extra)}")
@@ -698,20 +725,21 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of text")
     picture = argparse.ArgumentParser(add_help=False)
-    picture.add_argument("--svg", metavar="PATH", help="also draw the address space as an SVG picture to PATH")
+    picture.add_argument("--svg", type=_path, metavar="PATH", help="also draw the address space as an SVG picture to PATH")
     debugging = argparse.ArgumentParser(add_help=False)
     debugging.add_argument("--traceback", action="store_true",
                            help="when your own rule fails, show the whole traceback (default: one line naming the rule, "
                                 "the method and the exception)")
     crowding = argparse.ArgumentParser(add_help=False)
-    crowding.add_argument("--crowd", metavar="MAPS", help="run among placeholders for the mappings of a /proc/PID/maps "
+    crowding.add_argument("--crowd", type=_path, metavar="MAPS",
+                          help="run among placeholders for the mappings of a /proc/PID/maps "
                           f"dump: a file, or a shipped one ({', '.join(EXAMPLE_MAPS)}) (default: none)")
 
     d = commands.add_parser("demo", parents=[common, _rule_options("all"), picture, crowding, debugging],
                             help="replay Go issue 20259 with real memory, under every rule",
                             description="Replay Go issue 20259 with real memory, under each rule side by side. On 32-bit, "
                                         "legacy's violations are the bug being shown: the demo still exits 0.")
-    d.add_argument("--save-trace", metavar="PATH", help="save the run as a replayable trace (needs a single --rule)")
+    d.add_argument("--save-trace", type=_path, metavar="PATH", help="save the run as a replayable trace (needs a single --rule)")
     d.add_argument("--real", action="store_true",
                    help="instead: the Go test program built by each Go toolchain here (Go 1.8, its fix, Go 1.9, Debian's "
                         "Go), run under an adversary that moves its own heap reservations, the model beside it")
@@ -722,7 +750,7 @@ def _parser() -> argparse.ArgumentParser:
                             help=f"replay a saved trace (its format: {TRACE_DOC})",
                             description="Replay a trace's kernel answers with real memory and check the result; "
                                         f"exit 1 if a rule is violated. A trace holds at most {trace.MAX_STEPS:,} requests.")
-    r.add_argument("trace", metavar="TRACE.json", help="a trace saved by arena demo, arena hunt or Arena.save_trace; "
+    r.add_argument("trace", type=_path, metavar="TRACE.json", help="a trace saved by arena demo, arena hunt or Arena.save_trace; "
                    "or a real program's, saved by arena run --save-trace: the program runs again under the recorded "
                    "decisions (exit 0 if it succeeds, 1 if it fails, as arena run), says whether its end repeats, and "
                    "shows the model given the same kernel answers")
@@ -735,7 +763,7 @@ def _parser() -> argparse.ArgumentParser:
                             help="the mappings of a live arena, annotated; or another process's",
                             description="Run the 20259 demo (or --trace) and print the mappings its live arena holds, "
                                         "annotated with their roles; or, with --pid, another process's mappings.")
-    m.add_argument("--trace", metavar="FILE", help="replay this trace instead of the 20259 scenario (default: none)")
+    m.add_argument("--trace", type=_path, metavar="FILE", help="replay this trace instead of the 20259 scenario (default: none)")
     m.add_argument("--pid", type=_pid, help="list process PID's mappings with the bytes of each resident in memory "
                    "(needs psutil: the 'maps' extra)")
     m.set_defaults(run=cmd_maps)
@@ -755,12 +783,14 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"{', '.join(RULES)}, module:attr of your own rule, or {RELEASE} (Go 1.11's sparse heap arenas) "
                         "(default: fixed)")
     h.add_argument("--layout", choices=sorted(trace.LAYOUTS), help="the address-space layout (default: 32)")
-    h.add_argument("--examples", type=_positive(int, "scenarios"), metavar="N",
-                   help="at most N scenarios (default: 1000, or 200 with --program; or as many as --time allows)")
-    h.add_argument("--time", type=_positive(float, "seconds"), metavar="SECONDS",
-                   help="stop searching after SECONDS (default: no limit)")
+    h.add_argument("--examples", type=_positive(int, "scenarios", MAX_EXAMPLES), metavar="N",
+                   help=f"at most N scenarios, N up to {MAX_EXAMPLES:,} (default: 1000, or 200 with --program; or as "
+                        "many as --time allows)")
+    h.add_argument("--time", type=_positive(float, "seconds", MAX_SECONDS), metavar="SECONDS",
+                   help=f"stop searching after SECONDS, up to {MAX_SECONDS:,} (a week) (default: no limit)")
     h.add_argument("--seed", type=_seed, help="repeat a hunt: the seed it printed (default: a random one)")
-    h.add_argument("--save-trace", metavar="PATH", help="save the counterexample as a trace (arena replay PATH exits 1)")
+    h.add_argument("--save-trace", type=_path, metavar="PATH",
+                   help="save the counterexample as a trace (arena replay PATH exits 1)")
     h.add_argument("--no-maps", action="store_true", help="check against the arena's history only, without reading "
                    "/proc/self/maps (faster)")
     h.add_argument("--program", action="store_true", help="hunt a real program, given after --, instead of a rule")
@@ -792,13 +822,15 @@ def _parser() -> argparse.ArgumentParser:
                             "with ENOMEM; MAP_FIXED calls are never changed. Its output passes through; then the calls "
                             "that matter and the verdict. Exit 0 if the program succeeded, 1 if it failed (a non-zero "
                             "exit, a signal, a fatal error line, a timeout), 2 if it could not be run or traced "
-                            "(docs/tracer.md).")
+                            "(python3 -m pydoc arena.tracer).")
     u.add_argument("--adversary", default="observe", metavar="NAME",
                    help="observe, below, gap, displace,by=SIZE, enomem, scripted,file=TRACE, or module:attr of your "
-                        "own; parameters as name,key=value (docs/tracer.md) (default: observe, which changes nothing)")
+                        "own; parameters as name,key=value (python3 -m pydoc arena.tracer.spec) (default: observe, which "
+                        "changes nothing)")
     u.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",
                    help="then SIGTERM to every process of the program, SIGKILL 2 s later (default: none)")
-    u.add_argument("--save-trace", metavar="PATH", help="save the run as a process trace (arena replay PATH runs it again)")
+    u.add_argument("--save-trace", type=_path, metavar="PATH",
+                   help="save the run as a process trace (arena replay PATH runs it again)")
     u.add_argument("--all-calls", action="store_true", help="list every call, not only those that matter")
     u.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARG ...]", help="the program and its arguments")
     u.set_defaults(run=cmd_run)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .. import tracer
+from .. import jsontext, tracer
 from ..harness import goheap, realdemo
 from ..harness.real import Beside, beside
 from ..tracer.outcome import signal_name
@@ -119,8 +119,9 @@ def process_trace(path: str) -> tracer.Outcome | None:
     if len(raw) > MAX_BYTES:
         raise Refused(f"{path}: larger than {MAX_BYTES >> 20} MiB, more than any trace")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = jsontext.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # Not JSON, or not numbers of ours: the model's loader names what is wrong.
         return None
     if not (isinstance(data, dict) and data.get("kind") == KIND):
         return None

@@ -31,6 +31,7 @@ import os
 import re
 from typing import Any
 
+from .. import jsontext
 from .calls import SYSCALLS, Call, Record
 from .outcome import Outcome
 
@@ -112,9 +113,14 @@ def load(path: str | os.PathLike[str]) -> Outcome:
     if len(data) > MAX_BYTES:
         raise TraceFileError(f"{os.fspath(path)}: larger than {MAX_BYTES >> 20} MiB, the most a process trace may be")
     try:
-        decoded = json.loads(data.decode("utf-8"))
+        decoded = jsontext.loads(data.decode("utf-8"))
+    except jsontext.NumberTooLong as exc:
+        raise TraceFileError(str(exc)) from None  # it starts with the field's path
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TraceFileError(f"{os.fspath(path)}: not UTF-8 JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        # Arrays nested thousands deep: valid JSON, not a trace.
+        raise TraceFileError(f"{os.fspath(path)}: not a process trace: {exc}") from None
     return parse(decoded)
 
 

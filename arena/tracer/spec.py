@@ -57,6 +57,8 @@ def _int(text: str) -> int:
 
 
 def _scripted(file: str) -> Scripted:
+    if not file:
+        raise AdversarySpecError("file= is empty: give the path of a saved run")
     try:
         return Scripted(record.load(file), file=file)
     except OSError as exc:
