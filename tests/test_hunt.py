@@ -15,6 +15,7 @@ from arena.harness import hunt
 from arena.harness.hunt import Answer, Scenario
 from arena.interface import cli
 from budget import budget
+from doc_output import assert_shows, shown
 
 MiB = 1 << 20
 PAGE = arena.LAYOUT_32.page_size
@@ -229,9 +230,10 @@ def test_without_hypothesis_hunt_says_what_to_install(tmp_path):
     assert "[hunt]'" in done.stderr
 
 
-def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path):
+def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path, monkeypatch):
     # docs/rules.md's plausible but wrong rule, as a user would have it: a module of
     # their own, on PYTHONPATH, hunted, saved, replayed; its repair comes back clean.
+    monkeypatch.setenv("COLUMNS", "100")  # the width the docs show: a pipe's
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "mine.py").write_text(module_from_docs("mine.py"))
@@ -239,6 +241,7 @@ def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path):
                      cwd=tmp_path, pythonpath=rules_dir)
     assert done.returncode == 1, done.stderr
     assert "mine:NoOverlap" in done.stdout and "LOWERS used" in done.stdout and "not-heap" in done.stdout
+    assert_shows(shown(DOCS, "arena hunt --rule mine:NoOverlap --seed 1 --save-trace t.json --svg t.svg"), done.stdout)
     assert json.loads((tmp_path / "t.json").read_text())["rule"] == "mine:NoOverlap"
     assert (tmp_path / "t.svg").stat().st_size > 0
     done = run_arena("replay", "t.json", cwd=tmp_path, pythonpath=rules_dir)
@@ -247,8 +250,12 @@ def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path):
     done = run_arena("replay", "t.json", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert done.stderr.startswith("arena replay: t.json: rule mine:NoOverlap: cannot import mine")
-    done = run_arena("hunt", "--rule", "mine:OwnCursor", "--examples", str(budget(500)), cwd=tmp_path, pythonpath=rules_dir)
+    done = run_arena("hunt", "--rule", "mine:OwnCursor", "--examples", str(budget(500)), "--seed", "1", cwd=tmp_path,
+                     pythonpath=rules_dir)
     assert done.returncode == 0 and "no counterexample" in done.stdout, done.stdout + done.stderr
+    # The docs' run, but with this profile's number of scenarios.
+    doc = shown(DOCS, "arena hunt --rule mine:OwnCursor --examples 5000 --seed 1")
+    assert_shows([line.replace("5,000", f"{budget(500):,}") for line in doc], done.stdout)
 
 
 def test_the_docs_subtler_example_is_caught(tmp_path, monkeypatch):

@@ -15,3 +15,22 @@ def test_readme_python_examples_run(capsys):
     assert blocks
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})
+
+
+def test_readme_hunt_example_prints_what_it_shows(tmp_path):
+    """The same seed, the same counterexample and scenario count; the time and rate are the machine's."""
+    import os
+    import subprocess
+    import sys
+
+    from doc_output import assert_shows, shown
+
+    command = "arena hunt --rule legacy --seed 1 --save-trace cx.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "PYTHONPATH")}  # piped: the default width
+    done = subprocess.run([sys.executable, "-m", "arena", *command.split()[1:]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert_shows(shown(README, command), done.stdout)
+    again = subprocess.run([sys.executable, "-m", "arena", "replay", "cx.json"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and shown(README, "arena replay cx.json; echo $?") == ["...", "1"]

@@ -32,7 +32,7 @@ from ..policy.rules import RULES, RuleFailed
 from ..policy.rules import read as read_rule
 from ..spaces import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
 from ..words import plural, size_text
-from . import demo, programs, report, svg
+from . import demo, maps, programs, report, svg
 from .maps import annotate, process_rows, process_text, rows_text
 
 if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
@@ -360,12 +360,12 @@ def _process_maps(args: argparse.Namespace) -> tuple[int, str]:
     except psutil.NoSuchProcess:
         raise UsageError(f"no running process with pid {args.pid}") from None
     except psutil.AccessDenied:
-        raise UsageError(f"pid {args.pid}: permission denied reading /proc/{args.pid}/smaps (run as its owner or root)") from None
+        raise UsageError(maps.denied(args.pid, maps.access(args.pid))) from None
     if args.json:
         return EXIT_OK, json.dumps({"command": "maps", "pid": args.pid, "mappings": rows, "exit": EXIT_OK}) + "\n"
-    resident = sum(row["rss"] for row in rows)
-    return EXIT_OK, (f"/proc/{args.pid}/smaps: {plural(len(rows), 'mapping')}, {resident >> 10} KiB resident\n"
-                     f"{process_text(rows)}\n")
+    resident, width = sum(row["rss"] for row in rows), _width()
+    return EXIT_OK, (_paragraphs(f"/proc/{args.pid}/smaps: {plural(len(rows), 'mapping')}, {resident >> 10} KiB resident",
+                                 width) + f"\n{process_text(rows, width)}\n")
 
 
 def cmd_maps(args: argparse.Namespace) -> tuple[int, str]:
@@ -380,9 +380,11 @@ def cmd_maps(args: argparse.Namespace) -> tuple[int, str]:
     if args.json:
         return code, json.dumps({"command": "maps", "pid": os.getpid(), "layout": layout.name,
                                  "rules": [{"rule": rule, "mappings": rows} for rule, rows in found], "exit": code}) + "\n"
-    lines = [f"/proc/{os.getpid()}/maps rows of the live arena ({title}), annotated with the arena's roles"]
+    width = _width()
+    lines = [_paragraphs(f"/proc/{os.getpid()}/maps rows of the live arena ({title}), annotated with the arena's roles",
+                         width)]
     for rule, rows in found:
-        lines += ["", f"== {rule}", rows_text(rows)]
+        lines += ["", f"== {rule}", rows_text(rows, width)]
     return code, "\n".join(lines) + "\n"
 
 
@@ -520,22 +522,23 @@ def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: l
     processes = f" in {result.jobs} processes" if result.jobs > 1 else ""
     head = (f"rule {result.target} on the {result.layout.name} layout, seed {result.seed} (repeat with {again}), "
             f"{result.seconds:.1f} s{processes}, {result.rate:,.0f} scenarios/s")
+    width = _width()
     if result.counterexample is None:
-        return f"no counterexample: the rule held for {budget}\n{head}"
-    lines = [f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in {result.shrink_steps:,} more",
-             head, ""]
+        return _paragraphs(f"no counterexample: the rule held for {budget}\n{head}", width)
+    lines = [_paragraphs(f"counterexample found after {plural(result.examples, 'scenario')}, shrunk in "
+                         f"{result.shrink_steps:,} more\n{head}", width), ""]
     # A rule that raised (or answered neither None nor a str) is the finding itself: say so first.
-    lines += [_paragraphs(v.detail, _width()) + "\n" for v in result.violations if v.kind == "rule-failed"][:1]
-    lines += ["minimal scenario (each answer is where the kernel's answer was placed, really mapped there):"]
-    lines += ["  " + line for line in str(result.counterexample).splitlines()]
+    lines += [_paragraphs(v.detail, width) + "\n" for v in result.violations if v.kind == "rule-failed"][:1]
+    lines += [_paragraphs("minimal scenario (each answer is where the kernel's answer was placed, really mapped there):",
+                          width)]
+    lines += [_paragraphs(str(result.counterexample), width, "  ")]
     if outcomes:
-        width = _width()
         lines += ["", report.side_by_side(outcomes, width), "", _paragraphs(report.LEGEND, width), ""]
         lines += _findings(outcomes, width)
         lines += ["", f"every decision under {outcomes[0].rule}:", report.decisions(outcomes[0], width)]
     else:
         lines += ["", "found (it did not fail again when replayed for display):"]
-        lines += [f"  {v}" for v in result.violations]
+        lines += [_paragraphs(f"{v}", width, "  ") for v in result.violations]
     return "\n".join(lines)
 
 
@@ -587,7 +590,7 @@ def _program_hunt(args: argparse.Namespace) -> tuple[int, str]:
     code = EXIT_VIOLATION if result.counterexample is not None else EXIT_OK
     if args.json:
         return code, json.dumps({"command": "hunt", "program": True, **result.as_json(), "exit": code}) + "\n"
-    return code, program_report.hunt_text(result, args.time)
+    return code, report.within(program_report.hunt_text(result, args.time), _width())
 
 
 def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:

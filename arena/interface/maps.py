@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from typing import TypedDict
+import os
+from typing import NamedTuple, TypedDict
 
 from .. import sysmem
 from ..harness.run import arena_part
 from ..managers import Arena, HeapArenas, Region
 from ..words import plural, size_text
-from .report import columns
+from .report import fit
 
 _RELEASED = ("rejected", "fallback-rejected", "missed")  # HeapArenas: a missed hint
 
@@ -96,15 +97,15 @@ def annotate(arena: Arena | HeapArenas, maps: list[sysmem.Mapping]) -> list[MapR
     return sorted(rows, key=lambda row: (row["start"], not row["mapped"]))
 
 
-def rows_text(rows: list[MapRow]) -> str:
-    """``annotate``'s rows as aligned columns with hex addresses."""
+def rows_text(rows: list[MapRow], width: int | None = None) -> str:
+    """``annotate``'s rows as aligned columns with hex addresses, in lines of at most ``width`` (``report.fit``)."""
     table = [["start", "end", "size", "perms", "role", "name"]]
     for row in rows:
         table.append([
             f"{row['start']:#x}", f"{row['end']:#x}", size_text(row["end"] - row["start"]),
             row["perms"] or "(unmapped)", "; ".join(row["roles"]), row["name"],
         ])
-    return columns(table)
+    return fit(table, width, prose=[4], paths=[5])
 
 
 def process_rows(pid: int) -> list[ProcessRow]:
@@ -124,12 +125,68 @@ def process_rows(pid: int) -> list[ProcessRow]:
     return rows
 
 
-def process_text(rows: list[ProcessRow]) -> str:
-    """``process_rows``'s rows as aligned columns with hex addresses."""
+def process_text(rows: list[ProcessRow], width: int | None = None) -> str:
+    """``process_rows``'s rows as aligned columns with hex addresses, in lines of at most ``width`` (``report.fit``)."""
     table = [["start", "end", "size", "perms", "resident", "name"]]
     for row in rows:
         table.append([
             f"{row['start']:#x}", f"{row['end']:#x}", size_text(row["end"] - row["start"]), row["perms"],
             size_text(row["rss"]) if row["rss"] else "0", row["name"],
         ])
-    return columns(table)
+    return fit(table, width, paths=[5])
+
+
+# CAP_SYS_PTRACE's bit in /proc/self/status's CapEff: what lets root read another user's /proc/PID files.
+_CAP_SYS_PTRACE = 19
+
+
+class Access(NamedTuple):
+    """What decides whether this process may read another's ``/proc/PID/smaps`` (``access``)."""
+
+    euid: int
+    can_trace: bool  # CAP_SYS_PTRACE in effect
+    owner: int | None  # the process's user, if /proc shows it
+    hidepid: str | None  # /proc mounted with hidepid=, if it is
+
+
+def access(pid: int) -> Access:
+    """This process's and process ``pid``'s facts for ``denied``, read from /proc (what cannot be read is None)."""
+    caps = 0
+    hidepid = None
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            caps = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 3 and fields[1] == "/proc":
+                    hidepid = next((o.split("=", 1)[1] for o in fields[3].split(",") if o.startswith("hidepid=")), None)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        owner: int | None = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        owner = None
+    return Access(os.geteuid(), bool(caps >> _CAP_SYS_PTRACE & 1), owner, hidepid)
+
+
+def denied(pid: int, facts: Access) -> str:
+    """Why reading ``/proc/PID/smaps`` was refused, and what may help: the advice depends on who asked."""
+    head = f"pid {pid}: permission denied reading /proc/{pid}/smaps"
+    hidden = f"; /proc is mounted with hidepid={facts.hidepid}" if facts.hidepid not in (None, "0", "off") else ""
+    if facts.euid == 0 and facts.can_trace:
+        # Root with CAP_SYS_PTRACE passes the kernel's own checks (ptrace_may_access): something else said no.
+        return (f"{head} even as root: a security module (SELinux, AppArmor), a sandbox or the container this "
+                "runs in forbids it")
+    if facts.owner == facts.euid:
+        # The same user is refused a process that changed its credentials (set-user-ID) or made itself
+        # undumpable: only CAP_SYS_PTRACE reads those; or a security module said no.
+        who, fix = (("root's", "this root lacks CAP_SYS_PTRACE (a container drops it: docker run --cap-add SYS_PTRACE)")
+                    if facts.euid == 0 else ("yours", "run as root"))
+        return (f"{head}: it is {who}, but it changed its credentials (a set-user-ID program) or made itself "
+                f"unreadable (undumpable), or a security module forbids it: {fix}{hidden}")
+    if facts.euid == 0:
+        return (f"{head}: this root lacks the CAP_SYS_PTRACE capability (a container drops it): run with it "
+                f"(docker run --cap-add SYS_PTRACE), or as its owner (uid {facts.owner})")
+    whose = f" (it belongs to uid {facts.owner})" if facts.owner is not None else ""
+    return f"{head}{whose}: run as its owner or root{hidden}"

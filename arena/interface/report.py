@@ -48,6 +48,99 @@ def columns_width(rows: list[list[str]]) -> int:
     return sum(widths) + 2 * (len(widths) - 1)
 
 
+def elide(text: str, room: int) -> str:
+    """``text`` in at most ``room`` characters: a path keeps its start and (more of) its end around "..."."""
+    if len(text) <= room:
+        return text
+    head = max(room - 3, 0) // 3
+    return text[:head] + "..." + text[len(text) - (max(room - 3, 0) - head):] if room > 3 else text[:room]
+
+
+def _wrap(text: str, room: int) -> str:
+    """Prose in lines of at most ``room``: a list ("a; b") breaks after its semicolons first."""
+    out = []
+    for line in text.split("\n"):
+        parts = line.split("; ") if len(line) > room else [line]
+        for k, part in enumerate(parts):
+            part += ";" if k < len(parts) - 1 else ""
+            out.append(_fill(part, room) if len(part) > room else part)
+    return "\n".join(out)
+
+
+def _squeeze(rows: list[list[str]], room: dict[int, int], prose: Sequence[int]) -> list[list[str]]:
+    """Each cell of the columns in ``room`` made to fit it: prose wrapped, anything else (a path) elided."""
+    return [[(_wrap(c, room[i]) if i in prose else elide(c, room[i])) if i in room else c for i, c in enumerate(row)]
+            for row in rows]
+
+
+def _shares(natural: list[int], room: int) -> list[int]:
+    """The widths that share ``room`` among columns this wide: the narrow keep theirs, the wide split the rest."""
+    left, cap = room, room
+    for k, n in enumerate(sorted(natural)):
+        cap = left // (len(natural) - k)
+        if n > cap:
+            break
+        left -= n
+    return [min(n, cap) for n in natural]
+
+
+# The indent of a cell moved to a line of its own under its row.
+_UNDER = "   "
+
+
+def fit(rows: list[list[str]], width: int | None, *, prose: Sequence[int] = (), paths: Sequence[int] = (),
+        least: int = 20) -> str:
+    """``columns(rows)`` (``rows[0]`` the headings) in lines of at most ``width`` where it can be.
+
+    Too wide, the ``prose`` columns wrap and the ``paths`` columns lose their
+    middle to "..."; with less than ``least`` characters each, those cells go
+    on lines of their own under their row; where even the other columns do
+    not fit, each row is a record: its first cell, then "heading value" pairs
+    filled line by line. No other cell (a number, an address) is ever cut.
+    """
+    if width is None or columns_width(rows) <= width:
+        return columns(rows)
+    flexible = [i for i in range(len(rows[0])) if i in prose or i in paths]
+    fixed = [[c for i, c in enumerate(row) if i not in flexible] for row in rows]
+    natural = [w for i, w in enumerate(_widths(rows)) if i in flexible]
+    room = width - columns_width(fixed) - 2 * len(flexible)
+    shares = _shares(natural, room)
+    if flexible and all(s >= min(n, least) for s, n in zip(shares, natural)):
+        return columns(_squeeze(rows, dict(zip(flexible, shares)), prose))
+    under = width - len(_UNDER)
+    # Each moved cell is squeezed on its own line; rows[0]'s cells are the headings of those lines.
+    moved = _squeeze([[row[i] for i in flexible] for row in rows], dict.fromkeys(range(len(flexible)), under),
+                     [k for k, i in enumerate(flexible) if i in prose])
+    if columns_width(fixed) <= width:
+        lines = columns(fixed).split("\n")
+        out = [lines[0], _UNDER + "  ".join(rows[0][i] for i in flexible)]
+        for line, cells in zip(lines[1:], moved[1:]):
+            out += [line] + [_UNDER + part for c in cells if c for part in c.split("\n")]
+        return "\n".join(out)
+    out = []
+    for row, cells in zip(fixed[1:], moved[1:]):
+        line = row[0].replace("\n", " ")
+        for heading, c in zip(fixed[0][1:], row[1:]):
+            pair = f"{heading.replace(chr(10), ' ')} {c.replace(chr(10), ' ')}"
+            if len(line) + 2 + len(pair) <= width:
+                line += "  " + pair
+            else:
+                out.append(line)
+                line = _UNDER + pair
+        out += [line] + [_UNDER + part for c in cells if c for part in c.split("\n")]
+    return "\n".join(out)
+
+
+def within(text: str, width: int) -> str:
+    """Each line of ``text`` longer than ``width`` wrapped, continued two further in than its own indent."""
+    out = []
+    for line in text.split("\n"):
+        indent = line[:len(line) - len(line.lstrip(" "))]
+        out.append(line if len(line) <= width else textwrap.fill(
+            line, width, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False))
+    return "\n".join(out)
+
+
 def width_of(text: str) -> int:
     """The widest line of ``text``."""
     return max(map(len, text.splitlines()), default=0)
@@ -131,7 +224,7 @@ def decisions(o: Outcome, width: int | None = None) -> str:
 
     Wider than ``width``, the reasons (the last column) wrap onto more lines;
     with less than ``_REASON_ROOM`` characters left for them, each goes on a
-    line of its own under its decision.
+    line of its own under its decision (``fit``).
     """
     heap = isinstance(o.bounds, HeapState)
     rows = [["#", "step", "request", "hint", "size", "returned", "verdict", "arenas, next hint" if heap else "arena_used",
@@ -149,14 +242,4 @@ def decisions(o: Outcome, width: int | None = None) -> str:
             str(i), e.step, size_text(e.request) if e.request else "-", _hex(e.hint), size_text(e.size),
             _hex(e.returned), e.verdict, used, e.reason,
         ])
-    if width is None or columns_width(rows) <= width:
-        return columns(rows)
-    room = width - columns_width([row[:-1] for row in rows]) - 2
-    if room >= _REASON_ROOM:
-        # Only a reason too long for its room is wrapped (textwrap costs as much as the rest of the table).
-        return columns([row[:-1] + [_fill(row[-1], room)] for row in rows])
-    lines = columns([row[:-1] for row in rows]).splitlines()
-    out = [lines[0], "   " + rows[0][-1]]
-    for line, row in zip(lines[1:], rows[1:]):
-        out += [line, _fill(row[-1], width, indent="   ")]
-    return "\n".join(out)
+    return fit(rows, width, prose=[len(rows[0]) - 1], least=_REASON_ROOM)
