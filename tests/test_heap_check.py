@@ -104,7 +104,7 @@ def test_the_demo_picture_marks_the_low_answer_to_go1_11s_hint(tmp_path, capsys)
     doc = ET.parse(path).getroot()
     ns = {"s": "http://www.w3.org/2000/svg"}
     low = doc.find(".//s:rect[@id='low-go1_11-0']", ns)
-    assert low is not None and "0x10000000: missed" in low.find("s:title", ns).text
+    assert low is not None and "0x10000000: not at its hint, given back" in low.find("s:title", ns).text
 
 
 def test_the_demo_shows_go1_11_sound(capsys, monkeypatch):

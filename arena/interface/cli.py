@@ -298,7 +298,8 @@ def cmd_demo(args: argparse.Namespace) -> tuple[int, str]:
         width = _width()
         lines = [_paragraphs(f"Go issue 20259 replayed with real memory: {layout.name} layout, "
                              f"{sysmem.default(layout.address_bits)!r}", width),
-                 _paragraphs(head, width), "", report.side_by_side(outcomes, width), "", _paragraphs(report.legend(outcomes), width)]
+                 _paragraphs(head, width), "", report.side_by_side(outcomes, width), "",
+                 _paragraphs(report.legend(outcomes), width)]
         findings = _findings(outcomes, width)
         lines += [""] + findings if findings else []
         lines += ["", _paragraphs(tail, width)] if tail else []
