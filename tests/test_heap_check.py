@@ -104,11 +104,11 @@ def test_the_demo_picture_marks_the_low_answer_to_go1_11s_hint(tmp_path, capsys)
     doc = ET.parse(path).getroot()
     ns = {"s": "http://www.w3.org/2000/svg"}
     low = doc.find(".//s:rect[@id='low-go1_11-0']", ns)
-    assert low is not None and "0x10000000: missed" in low.find("s:title", ns).text
+    assert low is not None and "0x10000000: not at its hint, given back" in low.find("s:title", ns).text
 
 
 def test_the_demo_shows_go1_11_sound(capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "250")  # each rule's decisions on one line
+    monkeypatch.setenv("COLUMNS", "300")  # each rule's decisions on one line
     assert cli.main(["demo", "--json"]) == 0
     rules = {r["rule"]: r for r in json.loads(capsys.readouterr().out)["rules"]}
     go111 = rules["go1.11"]
@@ -116,7 +116,7 @@ def test_the_demo_shows_go1_11_sound(capsys, monkeypatch):
     assert go111["returned"][-1] == 0x10000000 and go111["bounds"]["arenas"] == 36
     assert cli.main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "go1.11" in out and "missed 0x10000000; committed 0x10000000" in out
+    assert "go1.11" in out and "asked at 0x78400000, got 0x10000000: released; committed 0x10000000" in out
 
 
 @pytest.mark.needs_64_bit

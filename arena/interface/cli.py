@@ -298,7 +298,8 @@ def cmd_demo(args: argparse.Namespace) -> tuple[int, str]:
         width = _width()
         lines = [_paragraphs(f"Go issue 20259 replayed with real memory: {layout.name} layout, "
                              f"{sysmem.default(layout.address_bits)!r}", width),
-                 _paragraphs(head, width), "", report.side_by_side(outcomes, width), "", _paragraphs(report.LEGEND, width)]
+                 _paragraphs(head, width), "", report.side_by_side(outcomes, width), "",
+                 _paragraphs(report.legend(outcomes), width)]
         findings = _findings(outcomes, width)
         lines += [""] + findings if findings else []
         lines += ["", _paragraphs(tail, width)] if tail else []
@@ -337,12 +338,12 @@ def cmd_replay(args: argparse.Namespace) -> tuple[int, str]:
                              f"{t.layout.name} layout)", width)]
         for o, d in zip(outcomes, diverged):
             lines += ["", f"== {o.rule}", report.decisions(o, width)]
-            lines.append("verify: sound" if not o.violations else f"verify: {plural(len(o.violations), 'violation')}")
+            lines.append("verify: no violation" if not o.violations else f"verify: {plural(len(o.violations), 'violation')}")
             lines += [_paragraphs(f"{v}", width, "  ") for v in o.violations]
             if d != "not compared":
                 lines.append(f"differs from the recorded run: {d}" if d else "same decisions as the recorded run")
         if len(outcomes) > 1:
-            lines += ["", report.side_by_side(outcomes, width), "", _paragraphs(report.LEGEND, width)]
+            lines += ["", report.side_by_side(outcomes, width), "", _paragraphs(report.legend(outcomes), width)]
         out = "\n".join(lines) + "\n"
     return code, out + _picture(args, outcomes, title, steps)
 
@@ -533,7 +534,7 @@ def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: l
                           width)]
     lines += [_paragraphs(str(result.counterexample), width, "  ")]
     if outcomes:
-        lines += ["", report.side_by_side(outcomes, width), "", _paragraphs(report.LEGEND, width), ""]
+        lines += ["", report.side_by_side(outcomes, width), "", _paragraphs(report.legend(outcomes), width), ""]
         lines += _findings(outcomes, width)
         lines += ["", f"every decision under {outcomes[0].rule}:", report.decisions(outcomes[0], width)]
     else:

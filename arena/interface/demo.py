@@ -22,8 +22,8 @@ __all__ = ["ARENA_AT", "ARENA_SIZE", "LAST", "LIVE", "LOW_ANSWER", "PATTERN", "R
 ARENA_AT = 0x70000000
 ARENA_SIZE = 128 * MiB
 LOW_ANSWER = 0x10000000
-# Live allocations fill all but 8 MiB of the arena, under go1.9's 16 MiB strand
-# limit; the last request then needs the 256 MiB reservation.
+# Live allocations fill all but 8 MiB of the arena, under the 16 MiB go1.9 may leave
+# unused when it jumps to a new block; the last request then needs the 256 MiB reservation.
 LIVE = (1 * MiB, 7 * MiB, 16 * MiB, 32 * MiB, 64 * MiB)
 LAST = 16 * MiB
 
@@ -71,20 +71,23 @@ def _heap_arenas(layout: Layout, inner: sysmem.Memory, start: int, low: int) -> 
 
 # What each rule does with the low answer, in the demo's closing words.
 _ON_32_BIT = {
-    "legacy": "legacy (Go before commit e5a5c03) takes the low region and lowers arena_used below live memory: "
-              "the allocations above it are no longer heap (Go issue 20259).",
-    "fixed": "fixed (Go commit e5a5c03) rejects the low region, releases it and falls back to a small mapping.",
+    "legacy": "legacy (Go before commit e5a5c03) takes the low region and moves arena_used down to it, below live "
+              "memory: the allocations above it are no longer heap (Go issue 20259).",
+    "fixed": "fixed (Go commit e5a5c03) refuses the low region, gives it back and falls back to a mapping of the "
+             "request's size wherever the kernel likes: the kernel searches from the top down, so it lands near the "
+             "top of the address space, and arena_used and arena_end jump up to its end (see fallback above).",
     "go1.9": "go1.9 takes the low region but moves only its allocation cursor, arena_alloc: arena_used stays.",
-    "strict": "strict takes only the exact hint, as jemalloc and tcmalloc do, and falls back.",
-    RELEASE: "go1.11 (sparse heap arenas) releases the low answer to its hint, then, with no hint left, takes it "
-             "as a new aligned heap arena: there are no bounds to lower, and nothing is lost.",
+    "strict": "strict takes only the exact hint, as jemalloc and tcmalloc do, and falls back as fixed does "
+              "(arena_used jumps up to the fallback's end; arena_end stays, as in Go 1.9).",
+    RELEASE: "go1.11 (sparse heap arenas) gives the low answer back (it was not at its hint), then, with no hint "
+             "left, takes it as a new aligned heap arena: there are no bounds to lower, and nothing is lost.",
 }
 _ON_64_BIT = {
-    "legacy": "legacy rejects it: the region is below arena_start.",
-    "go1.9": "go1.9 rejects it: the region is below arena_start.",
-    "fixed": "fixed rejects it: the region is not above arena_end.",
-    "strict": "strict rejects it: the region is not at the hint.",
-    RELEASE: "go1.11 (sparse heap arenas) releases the low answer to its hint and takes the next hint.",
+    "legacy": "legacy refuses it: the region is below arena_start.",
+    "go1.9": "go1.9 refuses it: the region is below arena_start.",
+    "fixed": "fixed refuses it: the region is not above arena_end.",
+    "strict": "strict refuses it: the region is not at the hint.",
+    RELEASE: "go1.11 (sparse heap arenas) gives the low answer back (it was not at its hint) and takes the next hint.",
 }
 
 
@@ -110,6 +113,6 @@ def explain(layout: Layout, rules: tuple[str, ...] | None = None) -> tuple[str, 
         "twice). The bug needed 32-bit Go's arena_start = 0."
     )
     rejects = [words[r] for r in linear if r in words]
-    after = ["With no fallback on 64-bit the request gets nil, and arena_used never drops."] if linear else []
+    after = ["With no fallback on 64-bit the request fails (out-of-memory), and arena_used never drops."] if linear else []
     release = [words[RELEASE]] if RELEASE in (rules or words) else []
     return head, "\n".join(([why] if linear else []) + rejects + after + release)

@@ -9,9 +9,25 @@ from ..managers import Bounds, HeapState
 from ..managers.vocabulary import AnyEvent, per_request
 from ..words import plural, size_text
 
-# What two rows of the demo's table mean, for a reader who has not met Go issue 20259.
-LEGEND = ("allocations lost: handed out, but no longer counted as heap (contains(p) is false); "
-          "bytes intact: every allocation still reads back the bytes written into it.")
+# What the rows of the demo's table mean, for a reader who has not met Go issue 20259.
+LEGEND = ("allocations lost: handed out, but no longer counted as heap (contains(p) is false).\n"
+          "bytes intact: every allocation still reads back the bytes written into it.\n"
+          "verify: the checks run after the last request (each allocation inside the heap and really mapped, no two "
+          "overlapping, arena_used never moved down); no violation: the arena kept its bounds.")
+# The words a cell may use that need a line of their own below the table, each said once where it appears.
+_WORDS = {
+    "DOWN": "moved arena_used DOWN: the heap is [arena_start, arena_used), so live allocations above the new "
+            "arena_used stop counting as heap: the bug of Go issue 20259, which crashed Go 1.8 with "
+            "\"heapBitsForSpan: base out of range\".",
+    "fallback": "fallback: after refusing a region (or finding no room), the arena maps just the request, and a "
+                "page, wherever the kernel likes, and raises arena_used to its end so that it counts as heap; Go 1.8 "
+                "raises arena_end with it. On 32-bit arena_start is 0, so all of [0, arena_used) is heap: a fallback "
+                "near the top of the address space makes arena_used jump up there and loses nothing.",
+    "asked": "asked at H, got P: released: Go 1.11 keeps a reservation only where it asked for it (its hint H); "
+             "the kernel put it at P instead, so it is given back and that hint is dropped.",
+    "out-of-memory": "out-of-memory: no memory for the request (a 64-bit arena has no fallback to try): "
+                     "sys_alloc returns nothing, Go's nil, and the heap stays as it was.",
+}
 # Characters a decision's reason needs beside the other columns; with less it gets a line of its own.
 _REASON_ROOM = 40
 # Heap arenas' steps a table leaves to the commit after them, which names the same address.
@@ -157,10 +173,20 @@ def _cell(events: Sequence[AnyEvent]) -> str:
         if (e.step, e.verdict) in _TOLD_BY_COMMIT:
             continue
         at = f" {e.returned:#x}" if e.returned is not None else ""
+        if e.verdict == "missed" and e.hint is not None:
+            words.append(f"asked at {e.hint:#x}, got{at}: released")
+            continue
         lowers = isinstance(e.after, Bounds) and isinstance(e.before, Bounds) and e.after.arena_used < e.before.arena_used
-        flag = " LOWERS used" if lowers else ""
+        flag = ", moved arena_used DOWN" if lowers else ""
         words.append(f"{e.verdict}{at}{flag}")
     return "; ".join(words)
+
+
+def legend(outcomes: list[Outcome]) -> str:
+    """What ``side_by_side(outcomes)`` means, a line each: ``LEGEND``, then each word its cells use
+    that a reader who has not met Go's heap would not know."""
+    cells = " ".join(_cell(g) for o in outcomes for g in per_request(o.events))
+    return "\n".join([LEGEND] + [text for word, text in _WORDS.items() if word in cells])
 
 
 def _heap(state: Bounds | HeapState) -> str:
@@ -177,6 +203,11 @@ def _lost(o: Outcome) -> str:
 
 def _table(outcomes: list[Outcome], wrap: bool) -> str:
     """A row per request and a column per rule; with ``wrap``, a cell's decisions one per line."""
+    return columns(_rows(outcomes, wrap))
+
+
+def _rows(outcomes: list[Outcome], wrap: bool) -> list[list[str]]:
+    """``_table``'s cells."""
     cells = [[_cell(g) for g in per_request(o.events)] for o in outcomes]
     rows = [[""] + [o.rule for o in outcomes]]
     for i, n in enumerate(outcomes[0].requests):
@@ -187,11 +218,12 @@ def _table(outcomes: list[Outcome], wrap: bool) -> str:
     if any(isinstance(o.bounds, HeapState) for o in outcomes):
         rows.append(["heap arenas after"] + [_heap(o.bounds) for o in outcomes])
     rows.append(["allocations lost"] + [_lost(o) for o in outcomes])
-    rows.append(["verify"] + [plural(len(o.violations), "violation") if o.violations else "sound" for o in outcomes])
+    rows.append(["verify"] + [plural(len(o.violations), "violation") if o.violations else "no violation"
+                                for o in outcomes])
     rows.append(["bytes intact"] + ["yes" if o.intact else "NO" for o in outcomes])
     if wrap:
         rows = [[c.replace("; ", ";\n") for c in row] for row in rows]
-    return columns(rows)
+    return rows
 
 
 def side_by_side(outcomes: list[Outcome], width: int | None = None) -> str:
@@ -208,7 +240,9 @@ def side_by_side(outcomes: list[Outcome], width: int | None = None) -> str:
         if groups[-1] and width_of(_table(groups[-1] + [o], wrap=True)) > width:
             groups.append([])
         groups[-1].append(o)
-    return "\n\n".join(_table(group, wrap=True) for group in groups)
+    # A rule alone still too wide (a long decision, a narrow terminal): its decisions wrap within the width.
+    return "\n\n".join(fit(rows, width, prose=range(1, len(rows[0])))
+                       for rows in (_rows(group, wrap=True) for group in groups))
 
 
 def _fill(text: str, room: int, indent: str = "") -> str:

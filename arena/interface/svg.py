@@ -1,10 +1,13 @@
 """A picture of the address space, as hand-written SVG.
 
-One lane per run (rule): a map row with the reservations, the low mapping and
-the allocations (those lost by the legacy rule marked), then one row per
-decision with the arena_start / arena_used / arena_alloc / arena_end markers
-(for Go 1.11's heap arenas: the next hint and the pre-reservation's cursor)
-before (hollow) and after (filled) it. Empty spans much larger than what is
+One lane per run (rule): a strip of the kernel's answers given back (the low
+mapping among them, where it was refused), a map row with the reservations held
+and the allocations (those lost by the legacy rule marked, the low mapping
+outlined where it was taken), then one row per decision with the arena_start /
+arena_used / arena_alloc / arena_end markers (for Go 1.11's heap arenas: the
+next hint and the pre-reservation's cursor): a bound's letter where it moves
+to, a thin line while it stays. No two boxes of a row overlap, and axis labels
+that would collide are left out (their extents estimated from the font size). Empty spans much larger than what is
 mapped are drawn as fixed-width breaks marked "≈", and every other segment gets
 a minimum width, so a 1 MiB allocation stays visible beside 4 GiB of space.
 
@@ -17,6 +20,7 @@ drawn as one.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Sequence
 from xml.sax.saxutils import escape
 
@@ -38,8 +42,7 @@ MAX_POINTS = 200
 GAP_H = 16  # the height of a row saying how many decisions were left out
 # What a merged shape of each class stands for, counted in its tip.
 _NOUNS = {"allocation": "allocation", "allocation lost": "lost allocation", "region": "reservation",
-          "fallback": "fallback mapping", "metadata": "metadata region", "heap": "heap region",
-          "released": "rejected and released region", "low-mapping": "low mmap", "low-mapping released": "low mmap"}
+          "fallback": "fallback mapping", "metadata": "metadata region", "heap": "heap region"}
 
 WIDTH = 1200
 LEFT = 250  # room for the decision labels
@@ -47,7 +50,14 @@ RIGHT = 70  # room for the last tick label and markers at the top end
 BREAK = 26  # pixels for a compressed empty span
 MIN_SEGMENT = 14  # pixels at least for any drawn segment
 MAP_H = 30
+STRIP_H = 12  # the strip of answers given back, above the map row
 ROW_H = 24
+# Text extents, estimated: a character at most CHAR_W ems wide (DejaVu Sans' digits), a line from
+# ASCENT ems above its baseline to DESCENT below; two labels keep LABEL_GAP px apart.
+CHAR_W, ASCENT, DESCENT, LABEL_GAP = 0.62, 0.8, 0.25, 3.0
+SMALL = 9  # px, the .small class: axis ticks, labels
+TICK_ANGLE = -60  # degrees: axis ticks rise to the right
+LETTER_W = 7  # px between two letters a row draws at one address
 MARKERS = (  # name, colour, letter, offset in a decision row
     ("arena_start", "#2e7d32", "S", 5),
     ("arena_used", "#c62828", "U", 10),
@@ -69,14 +79,15 @@ text { font-family: DejaVu Sans, Arial, sans-serif; font-size: 11px; fill: #222;
 .fallback { fill: #ffe0b2; stroke: #ef6c00; }
 .heap { fill: #c8e6c9; stroke: #2e7d32; }
 .released { fill: none; stroke: #757575; stroke-dasharray: 4 3; }
-.low-mapping { fill: none; stroke: #ff6f00; stroke-width: 3; }
-.low-mapping.released { stroke-dasharray: 8 4; }
+.low-mapping { stroke: #ff6f00; stroke-width: 3; }
+.low-mapping.released { fill: none; stroke-dasharray: 8 4; }
 .allocation { fill: #43a047; stroke: #1b5e20; }
 .allocation.lost { fill: url(#lost-hatch); stroke: #b71c1c; stroke-width: 2; }
 .grid { stroke: #eeeeee; }
 .gap-break { fill: #fafafa; stroke: #bdbdbd; stroke-dasharray: 2 2; }
 .row-line { stroke: #e0e0e0; }
 .lowered { stroke-width: 3; }
+.same { stroke-width: 1.5; stroke-opacity: 0.45; }
 """
 
 
@@ -142,6 +153,30 @@ def merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append([a, b])
     return [(a, b) for a, b in out]
+
+
+def text_corners(x: float, y: float, text: str, size: float, angle: float = 0.0) -> list[tuple[float, float]]:
+    """The corners of ``text`` (font ``size`` px) whose baseline starts at ``(x, y)``, turned ``angle``
+    degrees about that point as SVG's ``rotate`` turns it: an estimate a little larger than the glyphs."""
+    w = len(text) * CHAR_W * size
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    return [(x + u * c - v * s, y + u * s + v * c)
+            for u, v in ((0, -ASCENT * size), (w, -ASCENT * size), (w, DESCENT * size), (0, DESCENT * size))]
+
+
+def overlap(p: Sequence[tuple[float, float]], q: Sequence[tuple[float, float]], gap: float = 0.0) -> bool:
+    """Whether the convex polygons ``p`` and ``q`` come closer than ``gap`` px (separating axes)."""
+    for poly in (p, q):
+        for (x1, y1), (x2, y2) in zip(poly, [*poly[1:], poly[0]]):
+            nx, ny = y2 - y1, x1 - x2
+            norm = math.hypot(nx, ny)
+            if norm == 0:
+                continue
+            a = [(x * nx + y * ny) / norm for x, y in p]
+            b = [(x * nx + y * ny) / norm for x, y in q]
+            if max(a) + gap <= min(b) or max(b) + gap <= min(a):
+                return False
+    return True
 
 
 def drawn_rows(events: Sequence[AnyEvent]) -> list[int | tuple[int, int]]:
@@ -212,6 +247,8 @@ def _markers(state: Bounds | HeapState) -> list[tuple[str, str, str, int, int]]:
 def _label(e: AnyEvent) -> str:
     what = f"{e.step} {size_text(e.request)}" if e.request else e.step
     at = f" {e.returned:#x}" if e.returned is not None else ""
+    if e.verdict == "missed" and e.hint is not None:
+        return f"{what}: asked at {e.hint:#x}, got{at}"
     return f"{what}: {e.verdict}{at}"
 
 
@@ -247,11 +284,14 @@ def draw(outcomes: list[Outcome], title: str, note: str = "") -> str:
         f"other segments at {1 / axis.scale / 1024 if axis.scale else 0:,.0f} KiB per px, "
         f"but at least {MIN_SEGMENT} px wide.</text>"
     )
-    y += 90
+    # Room above the axis for its tallest tick label, and clear of the scale's line.
+    rise = max((-min(cy for _, cy in text_corners(0, 0, f"{a:#x}", SMALL, TICK_ANGLE)) for a in axis.points), default=0)
+    y += max(90, math.ceil(rise) + 16)
     top = y
     out += _ticks(axis, top)
+    texts: list[list[tuple[float, float]]] = []  # the lanes' labels and letters, which a break's words keep clear of
     for o in outcomes:
-        y = _lane(out, axis, o, y)
+        y = _lane(out, axis, o, y, texts)
     bottom = y
     # Breaks and grid lines run through every lane.
     grid = []
@@ -262,10 +302,13 @@ def draw(outcomes: list[Outcome], title: str, note: str = "") -> str:
             grid.append(f'<rect class="gap-break" x="{x0:.1f}" y="{top}" width="{x1 - x0:.1f}" height="{bottom - top}"/>')
             grid.append(f'<text class="gap-break-label" x="{(x0 + x1) / 2:.1f}" y="{top + 14}" text-anchor="middle" '
                         'font-size="16">\u2248</text>')
-            grid.append(
-                f'<text class="small" transform="translate({(x0 + x1) / 2 + 3:.1f},{top + 22}) rotate(90)">'
-                f"{approx(gap)} empty</text>"
-            )
+            words, x = f"{approx(gap)} empty", (x0 + x1) / 2 + 3
+            # Down the break from its top, lower where a lane's label or letter stands in the way.
+            at = top + 22
+            length = len(words) * CHAR_W * SMALL
+            while at + length < bottom and any(overlap(text_corners(x, at, words, SMALL, 90), t, LABEL_GAP) for t in texts):
+                at += ROW_H // 2
+            grid.append(f'<text class="small gap-words" transform="translate({x:.1f},{at}) rotate(90)">{words}</text>')
     for x in axis.xs:
         grid.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
     y = _legend(out, bottom + 20)
@@ -283,19 +326,26 @@ def draw(outcomes: list[Outcome], title: str, note: str = "") -> str:
 
 
 def _ticks(axis: Axis, top: int) -> list[str]:
-    """Hex addresses at the segment edges, rotated; skipped where they would collide."""
-    out, last = [], -1e9
+    """Hex addresses at the segment edges, rotated; one that would come within LABEL_GAP of the
+    last one kept is left out (parallel labels further left are further away still)."""
+    out: list[str] = []
+    last: list[tuple[float, float]] = []
     for addr, x in zip(axis.points, axis.xs):
-        if x - last < 12:
+        text = f"{addr:#x}"
+        box = text_corners(x + 3, top - 4, text, SMALL, TICK_ANGLE)
+        if last and overlap(box, last, LABEL_GAP):
             continue
-        last = x
-        out.append(f'<text class="small tick" transform="translate({x + 3:.1f},{top - 4}) rotate(-60)">{addr:#x}</text>')
+        last = box
+        out.append(f'<text class="small tick" transform="translate({x + 3:.1f},{top - 4}) rotate({TICK_ANGLE})">'
+                   f"{text}</text>")
     return out
 
 
 def _rect(cls: str, x0: float, x1: float, y: float, h: float, ident: str = "", tip: str = "") -> str:
     ident = f' id="{ident}"' if ident else ""
     tip = f"<title>{escape(tip)}</title>" if tip else ""
+    # Both ends rounded, not the width: boxes that touch still only touch.
+    x0, x1 = round(x0, 1), round(x1, 1)
     return f'<rect class="{cls}"{ident} x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 1):.1f}" height="{h}">{tip}</rect>'
 
 
@@ -311,18 +361,62 @@ def _shapes(spans: list[tuple[int, int, str, str]], axis: Axis) -> list[tuple[in
             out[-1] = (start, max(end, b), cls, n + 1)
         else:
             out.append((a, b, cls, 1))
-    return [(a, b, cls, f"{plural(n, _NOUNS[cls])} in [{a:#x}, {b:#x})") for a, b, cls, n in out]
+    # A region outlined as the low mapping ("region low-mapping") is counted as its region.
+    return [(a, b, cls, f"{plural(n, _NOUNS.get(cls) or _NOUNS[cls.split()[0]])} in [{a:#x}, {b:#x})")
+            for a, b, cls, n in out]
 
 
-def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
-    """Draw one run's lane from ``y``; returns where the next begins."""
+def _overlaps(a: int, b: int, spans: Iterable[tuple[int, int, str]]) -> bool:
+    return any(x < b and a < y for x, y, _ in spans)
+
+
+def _low_tip(a: int, b: int, verdict: str) -> str:
+    what = "not at its hint" if verdict == "missed" else verdict
+    return f"low mmap {a:#x}: {what}" + (", given back" if verdict in RELEASED else "") + f" [{a:#x}, {b:#x})"
+
+
+def _strip(o: Outcome, held: list[tuple[int, int, str, str]], axis: Axis) -> list[tuple[int, int, str, str]]:
+    """The strip's boxes: each answer given back, and a low mapping taken but no longer held; those
+    whose boxes would overlap (the same answer given back twice, say) drawn as one."""
+    lows = _low(o)
+    items = [(a, b, v in RELEASED, (a, b, v) in lows, _low_tip(a, b, v) if (a, b, v) in lows
+              else f"{v}, given back [{a:#x}, {b:#x})")
+             for a, b, v in ((e.returned, e.returned + e.size, e.verdict) for e in o.events
+                             if e.verdict in RELEASED and e.returned is not None)]
+    items += [(a, b, False, True, _low_tip(a, b, v)) for a, b, v in lows
+              if v not in RELEASED and not _overlaps(a, b, [(x, y, "") for x, y, _, _ in held])]
+    groups: list[list[tuple[int, int, bool, bool, str]]] = []
+    end = -math.inf
+    # Past MAX_SHAPES, boxes within a pixel of each other are one too.
+    near = 1.0 if len(items) > MAX_SHAPES else 0.0
+    for item in sorted(items):
+        x0, x1 = axis.x(item[0]), max(axis.x(item[1]), axis.x(item[0]) + 1)
+        if groups and x0 < end + near:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+        end = max(end, x1) if len(groups[-1]) > 1 else x1
+    out = []
+    for group in groups:
+        a, b = min(i[0] for i in group), max(i[1] for i in group)
+        cls = " ".join(["released"] * any(i[2] for i in group) + ["low-mapping"] * any(i[3] for i in group))
+        tips = [i[4] for i in group]
+        tip = tips[0] if len(tips) == 1 else (f"{plural(len(tips), 'answer')} in [{a:#x}, {b:#x}): " + "; ".join(tips[:3])
+                                              + ("; ..." if len(tips) > 3 else ""))
+        out.append((a, b, cls, tip))
+    return out
+
+
+def _lane(out: list[str], axis: Axis, o: Outcome, y: int, texts: list[list[tuple[float, float]]]) -> int:
+    """Draw one run's lane from ``y``; returns where the next begins. The extents of the labels and
+    letters drawn are added to ``texts``."""
     rid = _id(o.rule)
     lost = set(o.lost)
     verdict = (f"{plural(len(o.violations), 'violation')}, {plural(len(lost), 'allocation')} lost" if o.violations
-               else "sound")
+               else "no violation")
     out.append(f'<g class="lane" id="lane-{rid}">')
     out.append(f'<text class="lane-title" x="10" y="{y + 14}">{escape(o.rule)} ({escape(o.layout)}): {verdict}</text>')
-    y += 36
+    label_y, strip_y, y = y + 30, y + 34, y + 34 + STRIP_H + 6
     out.append(f'<text x="10" y="{y + 19}">address space</text>')
     base = arena_part(o.events)
     regions = []
@@ -331,26 +425,40 @@ def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
         tip = f"{r.role} [{r.start:#x}, {r.end:#x}) {size_text(r.size)}"
         if r.role == "first" and r.start < base:
             regions.append((r.start, base, "metadata", f"heap metadata [{r.start:#x}, {base:#x})"))
-            regions.append((base, r.end, cls, tip))
+            if base < r.end:  # an arena of size 0 leaves the metadata alone: no box of no width
+                regions.append((base, r.end, cls, tip))
         else:
             regions.append((r.start, r.end, cls, tip))
-    regions += [(a, b, "released", f"rejected and released [{a:#x}, {b:#x})") for a, b in _released(o)]
-    for a, b, cls, tip in _shapes(regions, axis):
-        out.append(_rect(cls, axis.x(a), axis.x(b), y, MAP_H, tip=tip))
+    # A low mapping taken and still held is its region, outlined; the rest goes to the strip.
+    taken = [(a, b, v) for a, b, v in _low(o) if v not in RELEASED]
+    regions = [(a, b, cls + " low-mapping", "; ".join([tip] + [_low_tip(*t) for t in taken if t[0] < b and a < t[1]]))
+               if _overlaps(a, b, taken) else (a, b, cls, tip) for a, b, cls, tip in regions]
+    strip = _strip(o, regions, axis)
+    if strip:
+        out.append(f'<text class="small" x="10" y="{strip_y + 9}">given back to the kernel</text>')
+    lows = 0
+    labels: list[list[tuple[float, float]]] = []  # the low mappings' labels drawn
+    for row_y, h, shapes in ((strip_y, STRIP_H, strip), (y, MAP_H, _shapes(regions, axis))):
+        for a, b, cls, tip in shapes:
+            low = "low-mapping" in cls.split()
+            out.append(_rect(cls, axis.x(a), axis.x(b), row_y, h, ident=f"low-{rid}-{lows}" if low else "", tip=tip))
+            if not low:
+                continue
+            lows += 1
+            text = tip.split("; ")[-1].rsplit(" [", 1)[0]  # the range is in the tip
+            box = text_corners(axis.x(a) + 2, label_y, text, SMALL)
+            # A label that would run into one already drawn is left to the tip.
+            if len(labels) < MAX_LABELS and not any(overlap(box, other, LABEL_GAP) for other in labels):
+                labels.append(box)
+                texts.append(box)
+                out.append(f'<text class="small low-label" x="{axis.x(a) + 2:.1f}" y="{label_y}">{escape(text)}</text>')
     allocations = [(p, p + n, "allocation lost" if p in lost else "allocation",
                     f"allocation [{p:#x}, {p + n:#x}) {size_text(n)}" + (" LOST: not heap any more" if p in lost else ""))
                    for p, n in o.allocations]
     for i, (a, b, cls, tip) in enumerate(_shapes(allocations, axis)):
         out.append(_rect(cls, axis.x(a), axis.x(b), y + 7, MAP_H - 14, ident=f"alloc-{rid}-{i}", tip=tip))
-    lows = [(a, b, "low-mapping released" if verdict in RELEASED else "low-mapping",
-             f"low mmap {a:#x}: {verdict}" + (", released" if verdict in RELEASED else "") + f" [{a:#x}, {b:#x})")
-            for a, b, verdict in _low(o)]
-    for i, (a, b, cls, tip) in enumerate(_shapes(lows, axis)):
-        out.append(_rect(cls, axis.x(a), axis.x(b), y - 2, MAP_H + 4, ident=f"low-{rid}-{i}", tip=tip))
-        if i < MAX_LABELS:
-            label = tip.rsplit(" [", 1)[0]  # the range is in the tip
-            out.append(f'<text class="small" x="{axis.x(a) + 2:.1f}" y="{y - 5}">{escape(label)}</text>')
     y += MAP_H + 8
+    shown: dict[str, int] = {}  # where each bound's letter was last drawn in this lane
     for row in drawn_rows(o.events):
         if not isinstance(row, int):
             first, last = row
@@ -363,22 +471,35 @@ def _lane(out: list[str], axis: Axis, o: Outcome, y: int) -> int:
         out.append(f'<line class="row-line" x1="{LEFT}" y1="{y + ROW_H:.1f}" x2="{axis.right:.1f}" y2="{y + ROW_H:.1f}"/>')
         out.append(f'<text x="10" y="{y + 16}">{escape(_label(e))}</text>')
         was = {} if e.step == "first" else {m[0]: m[4] for m in _markers(e.before)}
+        letters: list[tuple[float, int]] = []  # (x, offset) of the letters this row draws
         for name, colour, letter, dy, after in _markers(e.after):
             before = was.get(name)
             # arena_alloc is arena_used except under go1.9; drawn only where they part.
             if name == "arena_alloc":
                 assert isinstance(e.before, Bounds) and isinstance(e.after, Bounds)  # only a linear arena has it
                 if after == e.after.arena_used and before in (None, e.before.arena_used):
+                    shown.pop(name, None)
                     continue
-            out.append(_marker(axis, name, colour, letter, y + dy, before, after, f"{rid}-{i}"))
+            # A letter only where the bound is not where its letter last stood: a thin line says it stayed.
+            x = None
+            if shown.get(name) != after:
+                shown[name] = after
+                x = axis.x(after) + 2
+                while any(abs(x - lx) < LETTER_W and abs(dy - ldy) < SMALL for lx, ldy in letters):
+                    x += LETTER_W
+                letters.append((x, dy))
+                texts.append(text_corners(x, y + dy + 3.5, letter, SMALL))
+            out.append(_marker(axis, name, colour, letter, y, dy, before, after, f"{rid}-{i}", x))
         y += ROW_H
     out.append("</g>")
     return y + 16
 
 
-def _marker(axis: Axis, name: str, colour: str, letter: str, y: float, before: int | None, after: int, ident: str) -> str:
-    """Hollow circle where a bound was, an arrow to the letter where it is; red and thick if arena_used fell."""
-    xa = axis.x(after)
+def _marker(axis: Axis, name: str, colour: str, letter: str, row: float, dy: int, before: int | None, after: int,
+            ident: str, x: float | None) -> str:
+    """Hollow circle where a bound was, an arrow to where it is (red and thick if arena_used fell), and
+    its letter at ``x``; without ``x``, a thin line down the row where the bound stays."""
+    xa, y = axis.x(after), row + dy
     parts = [f'<g class="marker {name}" id="{name}-{ident}">']
     if before is not None and before != after:
         xb = axis.x(before)
@@ -387,10 +508,14 @@ def _marker(axis: Axis, name: str, colour: str, letter: str, y: float, before: i
         parts.append(f'<circle class="before" cx="{xb:.1f}" cy="{y}" r="2.5" fill="white" stroke="{colour}">'
                      f"<title>{name} before {before:#x}</title></circle>")
         parts.append(f'<line{cls} x1="{xb:.1f}" y1="{y}" x2="{xa:.1f}" y2="{y}" stroke="{colour}" marker-end="url(#arrow)"/>')
-    parts.append(
-        f'<text class="after" x="{xa + 2:.1f}" y="{y + 3.5}" font-size="9" font-weight="bold" fill="{colour}">{letter}'
-        f"<title>{name} after {after:#x}</title></text>"
-    )
+    if x is None:
+        parts.append(f'<line class="same" x1="{xa:.1f}" y1="{row}" x2="{xa:.1f}" y2="{row + ROW_H}" stroke="{colour}">'
+                     f"<title>{name} still {after:#x}</title></line>")
+    else:
+        parts.append(
+            f'<text class="after" x="{x:.1f}" y="{y + 3.5}" font-size="9" font-weight="bold" fill="{colour}">{letter}'
+            f"<title>{name} after {after:#x}</title></text>"
+        )
     parts.append("</g>")
     return "".join(parts)
 
@@ -402,8 +527,9 @@ def _legend(out: list[str], y: int) -> int:
         ("region", "reservation (arena)"),
         ("heap", "heap arenas (Go 1.11)"),
         ("fallback", "fallback mapping"),
-        ("released", "rejected and released"),
-        ("low-mapping", "low mmap (answer below arena_end)"),
+        ("released", "given back to the kernel"),
+        ("region low-mapping", "low mmap: answer below the hint"),
+        ("released low-mapping", "low mmap, given back"),
         ("allocation", "allocation (committed)"),
         ("allocation lost", "allocation lost: no longer heap"),
         ("gap-break", "\u2248 compressed empty span"),
@@ -411,7 +537,7 @@ def _legend(out: list[str], y: int) -> int:
     for i, (cls, text) in enumerate(items):
         x, yy = 10 + (i % 4) * 290, y + 24 + (i // 4) * 22
         out.append(_rect(cls, x, x + 26, yy, 14) + f'<text x="{x + 32}" y="{yy + 11}">{escape(text)}</text>')
-    yy = y + 24 + 3 * 22
+    yy = y + 24 + (len(items) + 3) // 4 * 22
     x = 10
     for name, colour, letter, _ in MARKERS + HEAP_MARKERS:
         out.append(f'<text x="{x}" y="{yy + 11}" font-weight="bold" fill="{colour}">{letter}</text>'
@@ -419,7 +545,7 @@ def _legend(out: list[str], y: int) -> int:
         x += 130
     x, yy = 10, yy + 22
     out.append(
-        f'<text x="{x}" y="{yy + 11}">per decision: \u25cb before \u2192 letter after; '
-        "a thick red arrow: arena_used lowered</text></g>"
+        f'<text x="{x}" y="{yy + 11}">per decision: \u25cb where a bound was \u2192 its letter where it moved to; '
+        "a thin line: it stayed; a thick red arrow: arena_used moved down</text></g>"
     )
     return yy + 24

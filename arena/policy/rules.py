@@ -123,7 +123,8 @@ class Fixed(Legacy):
 
 
 class Go19(Rule):
-    """Go 1.9: a region at or above arena_start moves arena_alloc, if under the strand limit is left behind."""
+    """Go 1.9: a region at or above arena_start moves arena_alloc, if under the strand limit is left behind
+    (the rest of the current block, never used again: "stranded")."""
 
     name = "go1.9"
     separate_cursor = True
@@ -133,7 +134,8 @@ class Go19(Rule):
     def refusal(self, bounds: Bounds, p: int, p_size: int, layout: Layout) -> str | None:
         why, stranded = _below_start(bounds, p), bounds.arena_end - bounds.arena_alloc
         if why is None and stranded >= layout.strand_limit:
-            why = f"it would strand {stranded:#x} bytes of the current block (limit {layout.strand_limit:#x})"
+            why = (f"it would leave {stranded:#x} bytes of the current block unused for good (stranded; "
+                   f"go1.9 leaves under {layout.strand_limit:#x})")
         return why
 
 
