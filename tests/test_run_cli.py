@@ -234,7 +234,9 @@ def test_ctrl_c_kills_the_program_and_exits_130(build):
 
     # The program, killed with its tracer, is an orphan: it comes back to this process (as to init) to be reaped.
     _ptrace.prctl(_ptrace.PR_SET_CHILD_SUBREAPER, 1)
-    code = "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
+    # Ctrl-C as from a terminal, even if the suite was started with SIGINT ignored (by a command run with &).
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))")
     p = subprocess.Popen([sys.executable, "-c", code, "run", "--", str(build("ignore_term"))],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "ignoring SIGTERM\n"

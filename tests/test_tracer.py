@@ -382,8 +382,11 @@ def _comm(pid):
         return ""
 
 
+# Python keeps SIGINT ignored if it started so (the suite run by a command started with &, whose
+# children inherit that): the caller takes Ctrl-C as from a terminal, whatever started the suite.
 INTERRUPTED = textwrap.dedent("""
-    import sys
+    import signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from arena import tracer
     try:
         tracer.run([sys.argv[1]])
