@@ -85,6 +85,7 @@ def test_the_limits_are_inclusive():
     assert len(at.layout.first_hints) == trace.MAX_HINTS and at.layout.arena_l1_bits == trace.MAX_L1_BITS
 
 
+@pytest.mark.needs_64_bit
 def test_the_heap_arena_bound_is_checked_under_go1_11_only_and_before_anything_is_mapped():
     # One heap arena less than the bound's worth of requests, then one that passes it.
     t = trace.parse(hostile({"heap_arena_size": 8192, "arena_l1_bits": 13}, requests=[hex(8192 * (trace.MAX_HEAP_ARENAS - 1))] + [8192]))
@@ -96,6 +97,7 @@ def test_the_heap_arena_bound_is_checked_under_go1_11_only_and_before_anything_i
         assert len(r.returned) == 2
 
 
+@pytest.mark.needs_64_bit
 def test_a_layout_a_trace_cannot_hold_is_not_saved(tmp_path):
     import dataclasses
 
