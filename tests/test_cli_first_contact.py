@@ -43,7 +43,7 @@ def legacy_trace(tmp_path_factory):
 # -- arena demo fits the terminal --------------------------------------------------
 
 
-@pytest.mark.parametrize("width, groups", [(80, 3), (100, 2), (200, 1)])
+@pytest.mark.parametrize("width, groups", [(80, 4), (100, 3), (200, 1)])
 def test_demo_fits_the_terminal_stacking_the_rules_where_they_do_not(width, groups):
     done = arena_cmd("demo", env={"COLUMNS": str(width)})
     assert done.returncode == 0, done.stderr
@@ -57,7 +57,7 @@ def test_demo_fits_the_terminal_stacking_the_rules_where_they_do_not(width, grou
     assert sum(line.startswith("allocations lost ") for line in lines) == groups
     # ... and says what "lost" means, beside "bytes intact".
     text = " ".join(done.stdout.split())
-    assert ("allocations lost: handed out, but no longer counted as heap (contains(p) is false); "
+    assert ("allocations lost: handed out, but no longer counted as heap (contains(p) is false). "
             "bytes intact: every allocation still reads back the bytes written into it.") in text
 
 
@@ -66,7 +66,7 @@ def test_demo_of_one_rule_speaks_only_of_that_rule():
     assert done.returncode == 0, done.stderr
     for other in NAMES[1:]:
         assert other not in done.stdout, other
-    assert "fixed (Go commit e5a5c03) rejects the low region" in done.stdout
+    assert "fixed (Go commit e5a5c03) refuses the low region" in done.stdout
     assert "arena_used after" in done.stdout and "heap arenas after" not in done.stdout
     done = arena_cmd("demo", "--rule", "go1.11", env={"COLUMNS": "100"})
     assert "arena_used after" not in done.stdout and "heap arenas after" in done.stdout
