@@ -29,10 +29,10 @@ GOALS = {
     "history": ("sys_alloc with history off / with history on (speed, each against the C limit)", 1.0, ">="),
     "hunt": ("arena hunt on the 32-bit layout: scenarios/s", 1000, ">="),
     # Issue 24's, each on the process's own layout (the 64-bit one natively, the 32-bit one in i386).
-    "os/24": ("OS layer pairs, cffi, own layout: share of the C limit (issue 24)", 0.78, ">="),
-    "growth/24": ("arena growth, cffi, own layout: share of the C limit (issue 24)", 0.50, ">="),
-    "heap/24": ("heap arenas' growth (go1.11), cffi, own layout: share of the C limit (issue 24)", 0.45, ">="),
-    "hunt/jobs": ("arena hunt --jobs 2 / --jobs 1: scenarios/s (issue 24)", 1.8, ">="),
+    "os/24": ("OS layer pairs, cffi, own layout: share of the C limit", 0.78, ">="),
+    "growth/24": ("arena growth, cffi, own layout: share of the C limit", 0.50, ">="),
+    "heap/24": ("heap arenas' growth (go1.11), cffi, own layout: share of the C limit", 0.45, ">="),
+    "hunt/jobs": ("arena hunt --jobs 2 / --jobs 1: scenarios/s", 1.8, ">="),
 }
 VARIANTS = ("C", "floor", "shim", "cffi", "ctypes", "mmap", "arena-cffi", "arena-ctypes", "go1.11-cffi", "go1.11-ctypes",
             "history-on", "history-off", "arena", "arena-history-off")
