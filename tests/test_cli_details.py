@@ -42,12 +42,14 @@ def usage_line(done, prog):
     ["hunt", "--program", "--save-trace", "", "--", "/bin/true"],
     ["run", "--save-trace", "", "--", "/bin/true"],
 ], ids=lambda argv: " ".join(a or "''" for a in argv))
+@pytest.mark.backend_independent
 def test_an_empty_path_is_a_usage_mistake_and_nothing_is_written(tmp_path, argv):
     line = usage_line(arena_cmd(*argv, cwd=tmp_path), f"arena {argv[0]}")
     assert "an empty path: give a file name" in line
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.backend_independent
 def test_an_empty_scripted_file_is_named_as_such(tmp_path):
     line = usage_line(arena_cmd("run", "--adversary", "scripted,file=", "--", "/bin/true", cwd=tmp_path), "arena run")
     assert line == "arena run: scripted: file= is empty: give the path of a saved run"
@@ -57,11 +59,13 @@ def test_an_empty_scripted_file_is_named_as_such(tmp_path):
 
 
 @pytest.mark.parametrize("argv, named", [(["--bogus"], "--bogus"), (["-x", "--y"], "-x --y")])
+@pytest.mark.backend_independent
 def test_an_unknown_option_without_a_command_is_named(argv, named):
     line = usage_line(arena_cmd(*argv), "arena")
     assert line == f"arena: unrecognized arguments: {named} (see arena --help)"
 
 
+@pytest.mark.backend_independent
 def test_no_command_at_all_says_a_command_is_needed():
     assert usage_line(arena_cmd(), "arena") == "arena: the following arguments are required: COMMAND (see arena --help)"
 
@@ -76,12 +80,14 @@ def test_no_command_at_all_says_a_command_is_needed():
     ("--time", "1e9", "seconds up to 604,800"),
     ("--time", "604801", "seconds up to 604,800"),
 ])
+@pytest.mark.backend_independent
 def test_a_hunt_budget_past_its_bound_is_refused_naming_the_bound(program, option, value, bound):
     line = usage_line(arena_cmd("hunt", *program, option, value, *(["--", "/bin/true"] if program else [])),
                       "arena hunt")
     assert line == f"arena hunt: argument {option}: expected a positive number of {bound}, got {value!r} (see arena hunt --help)"
 
 
+@pytest.mark.backend_independent
 def test_hunt_help_says_the_bounds():
     done = arena_cmd("hunt", "--help", env={"COLUMNS": "200"})
     text = " ".join(done.stdout.split())
@@ -91,6 +97,7 @@ def test_hunt_help_says_the_bounds():
 # -- a size has its unit ---------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_sizes_have_their_unit():
     assert [size_text(n) for n in (0, 1, 1234, 8192, 16 << 20, 3 << 30)] == [
         "0 bytes", "1 byte", "1,234 bytes", "8 KiB", "16 MiB", "3 GiB"]
@@ -117,6 +124,7 @@ def _huge(digits=5000):
     (f'{{"format": "arena-trace", "kind": "program", "version": 1, "calls": [{{"index": 0}}, {{"hint": {_huge()}}}]}}',
      "calls[1].hint"),
 ])
+@pytest.mark.backend_independent
 def test_an_integer_of_thousands_of_digits_names_its_field_and_the_bound(tmp_path, text, field):
     path = tmp_path / "t.json"
     path.write_text(text)
@@ -126,6 +134,7 @@ def test_an_integer_of_thousands_of_digits_names_its_field_and_the_bound(tmp_pat
     assert "set_int_max_str_digits" not in line
 
 
+@pytest.mark.backend_independent
 def test_a_saved_run_with_an_integer_too_long_is_named_for_the_scripted_adversary(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(f'{{"format": "arena-trace", "kind": "program", "calls": [{_huge(200)}]}}')
@@ -134,6 +143,7 @@ def test_a_saved_run_with_an_integer_too_long_is_named_for_the_scripted_adversar
                          "most 100 (an address or a size at most 20)")
 
 
+@pytest.mark.backend_independent
 def test_a_crowd_of_a_number_too_long_is_one_line(tmp_path):
     # A maps dump's addresses are hex: any length reads, and one past the space is out of range, not a traceback.
     path = tmp_path / "maps"
@@ -145,11 +155,13 @@ def test_a_crowd_of_a_number_too_long_is_one_line(tmp_path):
 # -- messages point where a wheel's user can read (the docs/ folder is not installed) -----------
 
 
+@pytest.mark.backend_independent
 def test_a_rule_name_mistake_points_to_the_installed_documentation():
     line = usage_line(arena_cmd("demo", "--rule", "newest"), "arena demo")
     assert "(python3 -m pydoc arena.policy.rules)" in line and "docs/" not in line
 
 
+@pytest.mark.backend_independent
 def test_a_trace_past_a_limit_points_to_the_installed_documentation(tmp_path):
     from arena.harness import trace
 
@@ -161,6 +173,7 @@ def test_a_trace_past_a_limit_points_to_the_installed_documentation(tmp_path):
     assert "docs/" not in line
 
 
+@pytest.mark.backend_independent
 def test_no_message_of_the_package_names_a_file_of_docs():
     # Every string of the package that is not a docstring or a comment: what a user is told.
     import ast

@@ -77,6 +77,7 @@ def test_demo_of_one_rule_speaks_only_of_that_rule():
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
+@pytest.mark.backend_independent
 def test_help_has_no_markup_and_shows_defaults(command):
     done = arena_cmd(*([command] if command else []), "--help", env={"COLUMNS": "80"})
     assert done.returncode == 0 and done.stderr == ""
@@ -98,6 +99,7 @@ def test_help_has_no_markup_and_shows_defaults(command):
 
 @pytest.mark.parametrize("option", ["--svg", "--save-trace"])
 @pytest.mark.parametrize("path, why", [("/no/such/dir/out", "No such file or directory"), ("/", "is a directory")])
+@pytest.mark.backend_independent
 def test_an_output_path_that_cannot_be_written_is_refused_before_the_run(option, path, why):
     # A hunt of 60 s that is refused at once never ran.
     t0 = time.monotonic()
@@ -109,6 +111,7 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_the_run(option,
     assert one_line_usage_error(done, "demo").startswith(f"arena demo: {option} {path}: {why}")
 
 
+@pytest.mark.backend_independent
 def test_a_trace_that_is_not_utf8_is_one_line(tmp_path):
     path = tmp_path / "t.json"
     path.write_bytes(b"\xff\xfe{\x00}\x00")
@@ -116,6 +119,7 @@ def test_a_trace_that_is_not_utf8_is_one_line(tmp_path):
     assert line == f"arena replay: {path}: not UTF-8 text (byte 0xff at offset 0): a trace is JSON in UTF-8, as arena writes it"
 
 
+@pytest.mark.backend_independent
 def test_a_trace_too_long_is_refused_before_any_replay(tmp_path):
     path = tmp_path / "long.json"
     n = trace.MAX_STEPS + 1
@@ -128,6 +132,7 @@ def test_a_trace_too_long_is_refused_before_any_replay(tmp_path):
                     "hold (python3 -m pydoc arena.harness.trace): split the trace, or replay its first part")
 
 
+@pytest.mark.backend_independent
 def test_a_trace_whose_version_is_a_string_says_so(tmp_path, legacy_trace):
     data = json.loads(legacy_trace.read_text())
     path = tmp_path / "v.json"
@@ -140,6 +145,7 @@ def test_a_trace_whose_version_is_a_string_says_so(tmp_path, legacy_trace):
     ("CTYPES", None), (" ctypes", None),
     ("rust", "ARENA_BACKEND='rust' is not a backend: set it to one of cffi, ctypes, or unset it"),
 ])
+@pytest.mark.backend_independent
 def test_arena_backend_is_read_in_any_case_and_a_wrong_one_is_one_line(value, words):
     done = arena_cmd("demo", "--rule", "fixed", env={"ARENA_BACKEND": value})
     if words is None:
@@ -148,6 +154,7 @@ def test_arena_backend_is_read_in_any_case_and_a_wrong_one_is_one_line(value, wo
         assert one_line_usage_error(done, "demo") == f"arena demo: {words}"
 
 
+@pytest.mark.backend_independent
 def test_arena_backend_cffi_without_the_compiled_shim_is_one_line_naming_the_fix():
     # As if the install had skipped the shim: importing arena._native fails.
     done = arena_cmd("demo", env={"ARENA_BACKEND": "cffi"}, prelude="import sys; sys.modules['arena._native'] = None; ")
@@ -156,6 +163,7 @@ def test_arena_backend_cffi_without_the_compiled_shim_is_one_line_naming_the_fix
     assert "or set ARENA_BACKEND=ctypes" in line
 
 
+@pytest.mark.backend_independent
 def test_without_the_compiled_shim_a_command_warns_in_one_line_and_runs():
     # As if the install had skipped the shim, with no backend chosen: the ctypes backend, said once.
     env = {k: v for k, v in os.environ.items() if k != "ARENA_BACKEND"}
@@ -168,6 +176,7 @@ def test_without_the_compiled_shim_a_command_warns_in_one_line_and_runs():
     assert "using the slower ctypes backend" in done.stderr
 
 
+@pytest.mark.backend_independent
 def test_a_crowd_dump_that_is_not_a_file_of_maps_is_one_line(tmp_path):
     line = one_line_usage_error(arena_cmd("demo", "--crowd", str(tmp_path)), "demo")
     assert line == f"arena demo: --crowd {tmp_path}: Is a directory"

@@ -159,7 +159,7 @@ def test_a_program_without_a_go_heap():
     assert goheap.recognise(o) is None and real.beside(o) is None
 
 
-@pytest.mark.backend_independent
+# Not backend_independent (nor the next): the model beside the program runs on the memory backend.
 @pytest.mark.parametrize("arch", toolchains.ARCHES)
 def test_debian_gos_heap_arenas_at_their_hints(arch):
     need("system")
@@ -182,7 +182,6 @@ def test_debian_gos_heap_arenas_at_their_hints(arch):
     assert run is not None and run.agrees and not run.outcome.violations and not run.outcome.lost
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize("runtime", realdemo.RUNTIMES, ids=lambda rt: f"{rt.toolchain}-{rt.arch}")
 def test_each_go_runtime_meets_an_adversary_that_moves_its_own_heap(runtime):
     """One run of each row of arena demo --real: the program ends as that Go is known to, the adversary moved
