@@ -33,6 +33,9 @@ jobs="${TEST_JOBS:-$(($(nproc) / ${#runs[@]}))}"
 ((jobs > 1)) && spread=(-n "$jobs" --dist worksteal) || spread=(-p no:xdist)
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
+# Real programs' runs that every backend's run reads, made once (tests/tracees.py: run_once).
+mkdir "$logs/runs"
+export ARENA_TEST_RUNS="$logs/runs"
 
 # pytest rewrites the asserts of every module it imports for tests and
 # plugins (hypothesis's too) and caches the result as bytecode; with
