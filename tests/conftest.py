@@ -157,6 +157,8 @@ def no_backend_where_none_is_needed(request, monkeypatch):
     and in every command the test starts; and making a ``Memory`` of either
     backend here fails the test even where its exception was caught. Either
     way the marker is wrong: a test that uses the backend runs once per backend.
+    Fixtures of a wider scope (module, session) are made before this one and
+    are not checked: what a marked test asks of them must not be its subject.
     """
     if not backend_independent(request.node):
         yield

@@ -1,6 +1,8 @@
 """What a second look at the command line finds (issue 23): empty paths, options without a command, budgets
 without a bound, sizes without a unit, numbers too long to read, messages that point where a wheel's user
-can follow. Each through a real subprocess, as a user runs the command."""
+can follow. What the command line says about a mistake through its main() in this process (the same parser
+and messages, without an interpreter's start); a run, its progress and its output through a real subprocess,
+as a user runs the command."""
 import os
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import pytest
 
 from arena.words import size_text
 from budget import budget
+from inprocess import arena_main
 
 
 def arena_cmd(*argv, env=None, cwd=None, timeout=120):
@@ -45,14 +48,14 @@ def usage_line(done, prog):
 ], ids=lambda argv: " ".join(a or "''" for a in argv))
 @pytest.mark.backend_independent
 def test_an_empty_path_is_a_usage_mistake_and_nothing_is_written(tmp_path, argv):
-    line = usage_line(arena_cmd(*argv, cwd=tmp_path), f"arena {argv[0]}")
+    line = usage_line(arena_main(*argv, cwd=tmp_path), f"arena {argv[0]}")
     assert "an empty path: give a file name" in line
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.backend_independent
 def test_an_empty_scripted_file_is_named_as_such(tmp_path):
-    line = usage_line(arena_cmd("run", "--adversary", "scripted,file=", "--", "/bin/true", cwd=tmp_path), "arena run")
+    line = usage_line(arena_main("run", "--adversary", "scripted,file=", "--", "/bin/true", cwd=tmp_path), "arena run")
     assert line == "arena run: scripted: file= is empty: give the path of a saved run"
 
 
@@ -62,13 +65,13 @@ def test_an_empty_scripted_file_is_named_as_such(tmp_path):
 @pytest.mark.parametrize("argv, named", [(["--bogus"], "--bogus"), (["-x", "--y"], "-x --y")])
 @pytest.mark.backend_independent
 def test_an_unknown_option_without_a_command_is_named(argv, named):
-    line = usage_line(arena_cmd(*argv), "arena")
+    line = usage_line(arena_main(*argv), "arena")
     assert line == f"arena: unrecognized arguments: {named} (see arena --help)"
 
 
 @pytest.mark.backend_independent
 def test_no_command_at_all_says_a_command_is_needed():
-    assert usage_line(arena_cmd(), "arena") == "arena: the following arguments are required: COMMAND (see arena --help)"
+    assert usage_line(arena_main(), "arena") == "arena: the following arguments are required: COMMAND (see arena --help)"
 
 
 # -- a hunt's budget is bounded, and says its bound -----------------------------------------
@@ -83,14 +86,14 @@ def test_no_command_at_all_says_a_command_is_needed():
 ])
 @pytest.mark.backend_independent
 def test_a_hunt_budget_past_its_bound_is_refused_naming_the_bound(program, option, value, bound):
-    line = usage_line(arena_cmd("hunt", *program, option, value, *(["--", "/bin/true"] if program else [])),
+    line = usage_line(arena_main("hunt", *program, option, value, *(["--", "/bin/true"] if program else [])),
                       "arena hunt")
     assert line == f"arena hunt: argument {option}: expected a positive number of {bound}, got {value!r} (see arena hunt --help)"
 
 
 @pytest.mark.backend_independent
 def test_hunt_help_says_the_bounds():
-    done = arena_cmd("hunt", "--help", env={"COLUMNS": "200"})
+    done = arena_main("hunt", "--help", env={"COLUMNS": "200"})
     text = " ".join(done.stdout.split())
     assert "N up to 1,000,000" in text and "up to 604,800 (a week)" in text
 
@@ -129,7 +132,7 @@ def _huge(digits=5000):
 def test_an_integer_of_thousands_of_digits_names_its_field_and_the_bound(tmp_path, text, field):
     path = tmp_path / "t.json"
     path.write_text(text)
-    line = usage_line(arena_cmd("replay", str(path)), "arena replay")
+    line = usage_line(arena_main("replay", str(path)), "arena replay")
     assert line == (f"arena replay: {path}: {field}: an integer of 5,000 digits; a number here has at most 100 "
                     "(an address or a size at most 20)")
     assert "set_int_max_str_digits" not in line
@@ -139,12 +142,11 @@ def test_an_integer_of_thousands_of_digits_names_its_field_and_the_bound(tmp_pat
 def test_a_saved_run_with_an_integer_too_long_is_named_for_the_scripted_adversary(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(f'{{"format": "arena-trace", "kind": "program", "calls": [{_huge(200)}]}}')
-    line = usage_line(arena_cmd("run", "--adversary", f"scripted,file={path}", "--", "/bin/true"), "arena run")
+    line = usage_line(arena_main("run", "--adversary", f"scripted,file={path}", "--", "/bin/true"), "arena run")
     assert line.endswith(f"{path} is not a saved run: calls[0]: an integer of 200 digits; a number here has at "
                          "most 100 (an address or a size at most 20)")
 
 
-@pytest.mark.backend_independent
 def test_a_crowd_of_a_number_too_long_is_one_line(tmp_path):
     # A maps dump's addresses are hex: any length reads, and one past the space is out of range, not a traceback.
     path = tmp_path / "maps"
@@ -158,7 +160,7 @@ def test_a_crowd_of_a_number_too_long_is_one_line(tmp_path):
 
 @pytest.mark.backend_independent
 def test_a_rule_name_mistake_points_to_the_installed_documentation():
-    line = usage_line(arena_cmd("demo", "--rule", "newest"), "arena demo")
+    line = usage_line(arena_main("demo", "--rule", "newest"), "arena demo")
     assert "(python3 -m pydoc arena.policy.rules)" in line and "docs/" not in line
 
 
@@ -169,7 +171,7 @@ def test_a_trace_past_a_limit_points_to_the_installed_documentation(tmp_path):
     path = tmp_path / "long.json"
     path.write_text('{{"format": "arena-trace", "version": 1, "layout": {{"address_bits": 32, "first_hints": [{}]}}, '
                     '"rule": "fixed", "requests": [], "answers": []}}'.format(", ".join(["0"] * (trace.MAX_HINTS + 1))))
-    line = usage_line(arena_cmd("replay", str(path)), "arena replay")
+    line = usage_line(arena_main("replay", str(path)), "arena replay")
     assert "(Go has 128 first hints and 4 first sizes; python3 -m pydoc arena.harness.trace)" in line
     assert "docs/" not in line
 
