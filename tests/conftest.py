@@ -31,6 +31,12 @@ TERMINAL = ("COLUMNS", "LINES")
 # two such tests at once (make test's other backend, a pytest -n worker) would
 # see each other's programs.
 PROGRAMS_LOCK = Path(tempfile.gettempdir()) / "arena-test-programs.lock"
+# $ARENA_TEST_SHARE: which tests a run collects. all; backend: those that make a
+# memory backend (unmarked); independent: those marked backend_independent.
+SHARES = ("all", "backend", "independent")
+# What ARENA_BACKEND reads during a backend-independent test: no backend at
+# all, so that a command it starts fails if it makes one.
+NO_BACKEND = "none (this test is marked backend_independent: it must make no memory backend)"
 
 
 def pytest_configure(config):
@@ -57,10 +63,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "needs_64_bit: needs a 64-bit address space; skipped in a 32-bit process")
     config.addinivalue_line("markers", "needs_clean_space: places mappings at fixed addresses; runs first")
     config.addinivalue_line("markers", "needs_shim: needs the compiled shim; deselect with -m 'not needs_shim' where it was not built")
-    config.addinivalue_line("markers", "backend_independent: does not depend on the memory backend (a real program's run): "
-                                       "one backend's run is enough")
+    config.addinivalue_line("markers", "backend_independent: makes no memory backend, in its process or the ones it "
+                                       "starts (checked: see no_backend_where_none_is_needed); one run of the suite is "
+                                       "enough. backend_independent(False) on a test overrides its module's marker")
     config.addinivalue_line("markers", "slow: takes minutes (10-of-10 reproductions); skipped unless selected with "
                                        "-m slow or ARENA_SLOW=1 (make test-real)")
+
+
+def backend_independent(item):
+    """Whether ``item``'s closest ``backend_independent`` marker says so (``backend_independent(False)`` does not)."""
+    marker = item.get_closest_marker("backend_independent")
+    return marker is not None and bool(marker.args[0] if marker.args else True)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -74,6 +87,16 @@ def pytest_collection_modifyitems(config, items):
     # through the 4 GiB space; tests that need particular ranges free run
     # before that happens (a stable sort keeps the rest in order).
     items.sort(key=lambda item: "needs_clean_space" not in item.keywords)
+    # make test runs each backend's share, and the backend-independent tests once (tools/test-backends.sh).
+    share = os.environ.get("ARENA_TEST_SHARE", "all")
+    if share not in SHARES:
+        raise pytest.UsageError(f"ARENA_TEST_SHARE={share!r}: set it to one of {', '.join(SHARES)}")
+    if share != "all":
+        keep = share == "independent"
+        dropped = [item for item in items if backend_independent(item) != keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if backend_independent(item) == keep]
     # A slow test runs when asked for: by a marker expression naming it, or ARENA_SLOW=1.
     if "slow" not in (config.getoption("markexpr") or "") and os.environ.get("ARENA_SLOW") != "1":
         later = pytest.mark.skip(reason="slow: run with ARENA_SLOW=1 or -m slow (make test-real)")
@@ -124,6 +147,33 @@ class _Reservations:
 
 
 _reservations = _Reservations()
+
+
+@pytest.fixture(autouse=True)
+def no_backend_where_none_is_needed(request, monkeypatch):
+    """A test marked ``backend_independent`` runs once for all backends (make test): it must make no memory backend.
+
+    During it, ARENA_BACKEND names none, so that sysmem.default() raises here
+    and in every command the test starts; and making a ``Memory`` of either
+    backend here fails the test even where its exception was caught. Either
+    way the marker is wrong: a test that uses the backend runs once per backend.
+    Fixtures of a wider scope (module, session) are made before this one and
+    are not checked: what a marked test asks of them must not be its subject.
+    """
+    if not backend_independent(request.node):
+        yield
+        return
+    made = []
+
+    def refuse(self, *args, **kwargs):
+        made.append(type(self).__name__)
+        raise AssertionError(f"{type(self).__name__}() in a test marked backend_independent: the test uses the "
+                             "memory backend; remove the marker so that it runs once per backend")
+
+    monkeypatch.setenv("ARENA_BACKEND", NO_BACKEND)
+    monkeypatch.setattr(sysmem.Memory, "__init__", refuse)
+    yield
+    assert not made, f"a test marked backend_independent made a memory backend: {', '.join(made)}"
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,8 @@ from budget import budget
 pytest_plugins = ["tracees"]
 WIDTHS = [64, 32] if sysmem.NATIVE_BITS == 64 else [32]
 
-pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+# Real programs under the tracer: no memory backend (conftest checks), one run of make test.
+pytestmark = [pytest.mark.usefixtures("no_leftover_processes"), pytest.mark.backend_independent]
 
 FATAL = "fatal error: heapBitsForSpan: base out of range"
 MiB = 1 << 20

@@ -16,6 +16,10 @@ import ab  # noqa: E402
 C = [1.00e-6, 1.02e-6, 0.98e-6, 1.01e-6, 0.99e-6, 1.00e-6]
 
 
+# make bench-ab's verdicts from given numbers: no memory backend (conftest checks).
+pytestmark = pytest.mark.backend_independent
+
+
 def side(tmp_path, label, cases):
     """Write a side's pyperf suite and pairs file: ``cases`` is ``{name: (times, c_times or None)}``."""
     files = ab.Files(tmp_path / f"{label}.json", tmp_path / f"{label}-pairs.jsonl")

@@ -17,6 +17,10 @@ PAIRS = [(1000, 1.40e-3, 4.10e-3), (1000, 1.45e-3, 4.20e-3), (1000, 1.20e-3, 4.0
          (1000, 1.38e-3, 4.30e-3)]
 
 
+# The benchmark's report from given numbers: no memory backend (conftest checks).
+pytestmark = pytest.mark.backend_independent
+
+
 @pytest.fixture
 def table(tmp_path):
     pairs = tmp_path / "bench-pairs.jsonl"

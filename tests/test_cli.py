@@ -59,6 +59,7 @@ def test_demo_json_is_one_object_with_every_event(capsys):
     ([], "arena: the following arguments are required: COMMAND (see arena --help)"),
     (["bench", "--slow"], "arena bench: unrecognized arguments: --slow (see arena bench --help)"),
 ])
+@pytest.mark.backend_independent
 def test_usage_errors_exit_2_in_one_line_naming_the_fix(capsys, argv, message):
     with pytest.raises(SystemExit) as exit:
         cli.main(argv)
@@ -66,6 +67,7 @@ def test_usage_errors_exit_2_in_one_line_naming_the_fix(capsys, argv, message):
     assert capsys.readouterr().err == message + "\n"
 
 
+@pytest.mark.backend_independent
 def test_save_trace_needs_one_rule(capsys):
     code, _, err = run(capsys, "demo", "--save-trace", "x.json")
     assert code == 2 and err == "arena demo: --save-trace needs a single --rule: add --rule legacy, say\n"
@@ -86,6 +88,7 @@ def test_a_saved_demo_replays_with_exit_1_under_legacy_and_0_otherwise(capsys, t
         ("fixed", False), ("legacy", True), ("go1.9", False), ("strict", False), ("go1.11", False)]
 
 
+@pytest.mark.backend_independent
 def test_a_malformed_trace_exits_2_naming_the_field_without_a_traceback(capsys, tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"format": "arena-trace", "version": 1, "layout": "32", "rule": "fixed",
@@ -95,6 +98,7 @@ def test_a_malformed_trace_exits_2_naming_the_field_without_a_traceback(capsys, 
     assert err.strip() == f'arena replay: {path}: answers[1]: expected an address, null or "no-room", got true'
 
 
+@pytest.mark.backend_independent
 def test_a_missing_trace_exits_2(capsys, tmp_path):
     code, _, err = run(capsys, "replay", str(tmp_path / "none.json"))
     assert code == 2 and "No such file" in err and "Traceback" not in err
@@ -120,6 +124,7 @@ def test_maps_json_from_a_trace(capsys, tmp_path):
     assert all(row["mapped"] for row in go19["mappings"])
 
 
+@pytest.mark.backend_independent
 def test_bench_from_an_installed_package_says_benchmarks_run_from_a_checkout(capsys, monkeypatch):
     monkeypatch.setattr(cli, "_bench_script", lambda: None)  # as installed: no benchmarks/ beside the package
     code, out, err = run(capsys, "bench", "--quick")
@@ -134,6 +139,7 @@ def test_python_dash_m_arena_runs_the_demo():
     assert "fallback 0x" in done.stdout
 
 
+@pytest.mark.backend_independent
 def test_version_flag_prints_the_installed_version(capsys):
     with pytest.raises(SystemExit) as exit:
         cli.main(["--version"])
@@ -147,6 +153,7 @@ def test_version_flag_prints_the_installed_version(capsys):
     ("cffi", "arena demo: compiled shim unavailable (import of arena._native halted; None in sys.modules): "
              "install a C compiler and reinstall"),
 ], ids=["unknown", "cffi-without-shim"])
+@pytest.mark.backend_independent
 def test_a_backend_that_cannot_be_had_exits_2_in_one_line(capsys, monkeypatch, backend, message):
     from arena.sysmem import _cffi
 
@@ -187,6 +194,7 @@ def arena_cmd(*argv, prefix=()):
     return subprocess.run([*prefix, sys.executable, "-m", "arena", *argv], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.backend_independent
 def test_maps_pid_lists_another_process_mappings_with_resident_bytes(child):
     pid, addr = child
     done = arena_cmd("maps", "--pid", str(pid), "--json")
@@ -209,6 +217,7 @@ def test_maps_pid_lists_another_process_mappings_with_resident_bytes(child):
     assert row[2:5] == [size_text(mine["end"] - mine["start"]), mine["perms"], size_text(mine["rss"])]
 
 
+@pytest.mark.backend_independent
 def test_maps_pid_of_no_process_exits_2_in_one_line():
     gone = subprocess.Popen(["true"])
     gone.wait()  # reaped: the pid names no process now
@@ -218,6 +227,7 @@ def test_maps_pid_of_no_process_exits_2_in_one_line():
 
 
 @pytest.mark.parametrize("child", [["private"]], indirect=True)
+@pytest.mark.backend_independent
 def test_maps_pid_of_a_process_we_may_not_read_exits_2_in_one_line(child):
     pid, _ = child
     prefix = ()
@@ -234,12 +244,14 @@ def test_maps_pid_of_a_process_we_may_not_read_exits_2_in_one_line(child):
 
 
 @pytest.mark.parametrize("argv", [["--pid", "1", "--trace", "t.json"], ["--pid", "1", "--rule", "fixed"]])
+@pytest.mark.backend_independent
 def test_maps_pid_takes_no_arena_options(capsys, argv):
     code, _, err = run(capsys, "maps", *argv)
     assert code == 2 and "takes no --trace, --rule or --layout" in err
 
 
 @pytest.mark.parametrize("pid", ["0", "-5", "self"])
+@pytest.mark.backend_independent
 def test_maps_pid_must_be_a_process_id(capsys, pid):
     with pytest.raises(SystemExit) as exit:
         cli.main(["maps", "--pid", pid])

@@ -1,6 +1,8 @@
 """What a second look at the command line finds (issue 23): empty paths, options without a command, budgets
 without a bound, sizes without a unit, numbers too long to read, messages that point where a wheel's user
-can follow. Each through a real subprocess, as a user runs the command."""
+can follow. What the command line says about a mistake through its main() in this process (the same parser
+and messages, without an interpreter's start); a run, its progress and its output through a real subprocess,
+as a user runs the command."""
 import os
 import subprocess
 import sys
@@ -8,6 +10,8 @@ import sys
 import pytest
 
 from arena.words import size_text
+from budget import budget
+from inprocess import arena_main
 
 
 def arena_cmd(*argv, env=None, cwd=None, timeout=120):
@@ -42,14 +46,16 @@ def usage_line(done, prog):
     ["hunt", "--program", "--save-trace", "", "--", "/bin/true"],
     ["run", "--save-trace", "", "--", "/bin/true"],
 ], ids=lambda argv: " ".join(a or "''" for a in argv))
+@pytest.mark.backend_independent
 def test_an_empty_path_is_a_usage_mistake_and_nothing_is_written(tmp_path, argv):
-    line = usage_line(arena_cmd(*argv, cwd=tmp_path), f"arena {argv[0]}")
+    line = usage_line(arena_main(*argv, cwd=tmp_path), f"arena {argv[0]}")
     assert "an empty path: give a file name" in line
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.backend_independent
 def test_an_empty_scripted_file_is_named_as_such(tmp_path):
-    line = usage_line(arena_cmd("run", "--adversary", "scripted,file=", "--", "/bin/true", cwd=tmp_path), "arena run")
+    line = usage_line(arena_main("run", "--adversary", "scripted,file=", "--", "/bin/true", cwd=tmp_path), "arena run")
     assert line == "arena run: scripted: file= is empty: give the path of a saved run"
 
 
@@ -57,13 +63,15 @@ def test_an_empty_scripted_file_is_named_as_such(tmp_path):
 
 
 @pytest.mark.parametrize("argv, named", [(["--bogus"], "--bogus"), (["-x", "--y"], "-x --y")])
+@pytest.mark.backend_independent
 def test_an_unknown_option_without_a_command_is_named(argv, named):
-    line = usage_line(arena_cmd(*argv), "arena")
+    line = usage_line(arena_main(*argv), "arena")
     assert line == f"arena: unrecognized arguments: {named} (see arena --help)"
 
 
+@pytest.mark.backend_independent
 def test_no_command_at_all_says_a_command_is_needed():
-    assert usage_line(arena_cmd(), "arena") == "arena: the following arguments are required: COMMAND (see arena --help)"
+    assert usage_line(arena_main(), "arena") == "arena: the following arguments are required: COMMAND (see arena --help)"
 
 
 # -- a hunt's budget is bounded, and says its bound -----------------------------------------
@@ -76,14 +84,16 @@ def test_no_command_at_all_says_a_command_is_needed():
     ("--time", "1e9", "seconds up to 604,800"),
     ("--time", "604801", "seconds up to 604,800"),
 ])
+@pytest.mark.backend_independent
 def test_a_hunt_budget_past_its_bound_is_refused_naming_the_bound(program, option, value, bound):
-    line = usage_line(arena_cmd("hunt", *program, option, value, *(["--", "/bin/true"] if program else [])),
+    line = usage_line(arena_main("hunt", *program, option, value, *(["--", "/bin/true"] if program else [])),
                       "arena hunt")
     assert line == f"arena hunt: argument {option}: expected a positive number of {bound}, got {value!r} (see arena hunt --help)"
 
 
+@pytest.mark.backend_independent
 def test_hunt_help_says_the_bounds():
-    done = arena_cmd("hunt", "--help", env={"COLUMNS": "200"})
+    done = arena_main("hunt", "--help", env={"COLUMNS": "200"})
     text = " ".join(done.stdout.split())
     assert "N up to 1,000,000" in text and "up to 604,800 (a week)" in text
 
@@ -91,6 +101,7 @@ def test_hunt_help_says_the_bounds():
 # -- a size has its unit ---------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_sizes_have_their_unit():
     assert [size_text(n) for n in (0, 1, 1234, 8192, 16 << 20, 3 << 30)] == [
         "0 bytes", "1 byte", "1,234 bytes", "8 KiB", "16 MiB", "3 GiB"]
@@ -117,19 +128,21 @@ def _huge(digits=5000):
     (f'{{"format": "arena-trace", "kind": "program", "version": 1, "calls": [{{"index": 0}}, {{"hint": {_huge()}}}]}}',
      "calls[1].hint"),
 ])
+@pytest.mark.backend_independent
 def test_an_integer_of_thousands_of_digits_names_its_field_and_the_bound(tmp_path, text, field):
     path = tmp_path / "t.json"
     path.write_text(text)
-    line = usage_line(arena_cmd("replay", str(path)), "arena replay")
+    line = usage_line(arena_main("replay", str(path)), "arena replay")
     assert line == (f"arena replay: {path}: {field}: an integer of 5,000 digits; a number here has at most 100 "
                     "(an address or a size at most 20)")
     assert "set_int_max_str_digits" not in line
 
 
+@pytest.mark.backend_independent
 def test_a_saved_run_with_an_integer_too_long_is_named_for_the_scripted_adversary(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(f'{{"format": "arena-trace", "kind": "program", "calls": [{_huge(200)}]}}')
-    line = usage_line(arena_cmd("run", "--adversary", f"scripted,file={path}", "--", "/bin/true"), "arena run")
+    line = usage_line(arena_main("run", "--adversary", f"scripted,file={path}", "--", "/bin/true"), "arena run")
     assert line.endswith(f"{path} is not a saved run: calls[0]: an integer of 200 digits; a number here has at "
                          "most 100 (an address or a size at most 20)")
 
@@ -145,22 +158,25 @@ def test_a_crowd_of_a_number_too_long_is_one_line(tmp_path):
 # -- messages point where a wheel's user can read (the docs/ folder is not installed) -----------
 
 
+@pytest.mark.backend_independent
 def test_a_rule_name_mistake_points_to_the_installed_documentation():
-    line = usage_line(arena_cmd("demo", "--rule", "newest"), "arena demo")
+    line = usage_line(arena_main("demo", "--rule", "newest"), "arena demo")
     assert "(python3 -m pydoc arena.policy.rules)" in line and "docs/" not in line
 
 
+@pytest.mark.backend_independent
 def test_a_trace_past_a_limit_points_to_the_installed_documentation(tmp_path):
     from arena.harness import trace
 
     path = tmp_path / "long.json"
     path.write_text('{{"format": "arena-trace", "version": 1, "layout": {{"address_bits": 32, "first_hints": [{}]}}, '
                     '"rule": "fixed", "requests": [], "answers": []}}'.format(", ".join(["0"] * (trace.MAX_HINTS + 1))))
-    line = usage_line(arena_cmd("replay", str(path)), "arena replay")
+    line = usage_line(arena_main("replay", str(path)), "arena replay")
     assert "(Go has 128 first hints and 4 first sizes; python3 -m pydoc arena.harness.trace)" in line
     assert "docs/" not in line
 
 
+@pytest.mark.backend_independent
 def test_no_message_of_the_package_names_a_file_of_docs():
     # Every string of the package that is not a docstring or a comment: what a user is told.
     import ast
@@ -234,11 +250,12 @@ def test_a_seeded_hunt_searches_the_same_installed_or_not_from_any_folder_and_wr
 
 def test_a_rule_hunt_logs_its_progress_sparsely_to_a_file(tmp_path):
     log = tmp_path / "err.txt"
+    seconds = budget(4, least=2)
     with open(log, "w") as err:
-        done = subprocess.run([sys.executable, "-m", "arena", "hunt", "--time", "4", "--seed", "3"], stderr=err,
+        done = subprocess.run([sys.executable, "-m", "arena", "hunt", "--time", str(seconds), "--seed", "3"], stderr=err,
                               stdout=subprocess.PIPE, text=True, timeout=120)
-    assert done.returncode == 0 and "the --time 4 s ran out" in done.stdout
-    # A line a second, before: four of them; now the first, then one a minute.
+    assert done.returncode == 0 and f"the --time {seconds} s ran out" in done.stdout
+    # A line a second, before: two or more of them; now the first, then one a minute.
     assert [line.split(":")[:2] for line in log.read_text().splitlines()] == [["arena hunt", " searching"]]
 
 
@@ -259,8 +276,9 @@ def test_a_hunt_redraws_its_progress_on_a_terminal_within_its_width():
 
     main, terminal = pty.openpty()
     try:
-        done = subprocess.run([sys.executable, "-m", "arena", "hunt", "--time", "3", "--seed", "3"], stderr=terminal,
-                              stdout=subprocess.PIPE, text=True, timeout=120, env={**os.environ, "COLUMNS": "30"})
+        done = subprocess.run([sys.executable, "-m", "arena", "hunt", "--time", str(budget(3, least=2)), "--seed", "3"],
+                              stderr=terminal, stdout=subprocess.PIPE, text=True, timeout=120,
+                              env={**os.environ, "COLUMNS": "30"})
         os.close(terminal)
         terminal = None
         shown = b""

@@ -1,6 +1,7 @@
-"""The command line as a newcomer meets it, through a real subprocess: exit codes 0/1/2, one line per
-mistake and never a traceback, help that shows defaults, a demo that fits the terminal, a verdict a
-closed pipe cannot change."""
+"""The command line as a newcomer meets it: exit codes 0/1/2, one line per mistake and never a traceback,
+help that shows defaults, a demo that fits the terminal, a verdict a closed pipe cannot change. Help and
+mistakes refused before anything runs through its main() in this process (tests/inprocess.py); the rest
+through a real subprocess."""
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from arena.harness import trace
 from arena.managers import NAMES
 from budget import budget
+from inprocess import arena_main
 
 COMMANDS = ("demo", "replay", "maps", "hunt", "run", "bench")
 
@@ -77,8 +79,9 @@ def test_demo_of_one_rule_speaks_only_of_that_rule():
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
+@pytest.mark.backend_independent
 def test_help_has_no_markup_and_shows_defaults(command):
-    done = arena_cmd(*([command] if command else []), "--help", env={"COLUMNS": "80"})
+    done = arena_main(*([command] if command else []), "--help", env={"COLUMNS": "80"})
     assert done.returncode == 0 and done.stderr == ""
     assert max(map(len, done.stdout.splitlines())) <= 80
     assert "``" not in done.stdout and ":class:" not in done.stdout
@@ -98,41 +101,45 @@ def test_help_has_no_markup_and_shows_defaults(command):
 
 @pytest.mark.parametrize("option", ["--svg", "--save-trace"])
 @pytest.mark.parametrize("path, why", [("/no/such/dir/out", "No such file or directory"), ("/", "is a directory")])
+@pytest.mark.backend_independent
 def test_an_output_path_that_cannot_be_written_is_refused_before_the_run(option, path, why):
     # A hunt of 60 s that is refused at once never ran.
     t0 = time.monotonic()
-    done = arena_cmd("hunt", "--time", "60", option, path)
+    done = arena_main("hunt", "--time", "60", option, path)
     assert time.monotonic() - t0 < 30
     line = one_line_usage_error(done, "hunt")
     assert line.startswith(f"arena hunt: {option} {path}: {why}: give a ")
-    done = arena_cmd("demo", "--rule", "legacy", option, path)
+    done = arena_main("demo", "--rule", "legacy", option, path)
     assert one_line_usage_error(done, "demo").startswith(f"arena demo: {option} {path}: {why}")
 
 
+@pytest.mark.backend_independent
 def test_a_trace_that_is_not_utf8_is_one_line(tmp_path):
     path = tmp_path / "t.json"
     path.write_bytes(b"\xff\xfe{\x00}\x00")
-    line = one_line_usage_error(arena_cmd("replay", str(path)), "replay")
+    line = one_line_usage_error(arena_main("replay", str(path)), "replay")
     assert line == f"arena replay: {path}: not UTF-8 text (byte 0xff at offset 0): a trace is JSON in UTF-8, as arena writes it"
 
 
+@pytest.mark.backend_independent
 def test_a_trace_too_long_is_refused_before_any_replay(tmp_path):
     path = tmp_path / "long.json"
     n = trace.MAX_STEPS + 1
     path.write_text(json.dumps({"format": "arena-trace", "version": 1, "layout": "32", "rule": "fixed",
                                 "requests": [8192] * n, "answers": []}))
     t0 = time.monotonic()
-    line = one_line_usage_error(arena_cmd("replay", str(path), "--rule", "all"), "replay")
+    line = one_line_usage_error(arena_main("replay", str(path), "--rule", "all"), "replay")
     assert time.monotonic() - t0 < 20
     assert line == (f"arena replay: {path}: requests: {n:,} requests, more than the {trace.MAX_STEPS:,} a trace may "
                     "hold (python3 -m pydoc arena.harness.trace): split the trace, or replay its first part")
 
 
+@pytest.mark.backend_independent
 def test_a_trace_whose_version_is_a_string_says_so(tmp_path, legacy_trace):
     data = json.loads(legacy_trace.read_text())
     path = tmp_path / "v.json"
     path.write_text(json.dumps({**data, "version": "1"}))
-    line = one_line_usage_error(arena_cmd("replay", str(path)), "replay")
+    line = one_line_usage_error(arena_main("replay", str(path)), "replay")
     assert line == f'arena replay: {path}: version: must be the integer 1, got the string "1"'
 
 
@@ -140,6 +147,7 @@ def test_a_trace_whose_version_is_a_string_says_so(tmp_path, legacy_trace):
     ("CTYPES", None), (" ctypes", None),
     ("rust", "ARENA_BACKEND='rust' is not a backend: set it to one of cffi, ctypes, or unset it"),
 ])
+@pytest.mark.backend_independent
 def test_arena_backend_is_read_in_any_case_and_a_wrong_one_is_one_line(value, words):
     done = arena_cmd("demo", "--rule", "fixed", env={"ARENA_BACKEND": value})
     if words is None:
@@ -148,6 +156,7 @@ def test_arena_backend_is_read_in_any_case_and_a_wrong_one_is_one_line(value, wo
         assert one_line_usage_error(done, "demo") == f"arena demo: {words}"
 
 
+@pytest.mark.backend_independent
 def test_arena_backend_cffi_without_the_compiled_shim_is_one_line_naming_the_fix():
     # As if the install had skipped the shim: importing arena._native fails.
     done = arena_cmd("demo", env={"ARENA_BACKEND": "cffi"}, prelude="import sys; sys.modules['arena._native'] = None; ")
@@ -156,6 +165,7 @@ def test_arena_backend_cffi_without_the_compiled_shim_is_one_line_naming_the_fix
     assert "or set ARENA_BACKEND=ctypes" in line
 
 
+@pytest.mark.backend_independent
 def test_without_the_compiled_shim_a_command_warns_in_one_line_and_runs():
     # As if the install had skipped the shim, with no backend chosen: the ctypes backend, said once.
     env = {k: v for k, v in os.environ.items() if k != "ARENA_BACKEND"}
@@ -168,13 +178,14 @@ def test_without_the_compiled_shim_a_command_warns_in_one_line_and_runs():
     assert "using the slower ctypes backend" in done.stderr
 
 
+@pytest.mark.backend_independent
 def test_a_crowd_dump_that_is_not_a_file_of_maps_is_one_line(tmp_path):
-    line = one_line_usage_error(arena_cmd("demo", "--crowd", str(tmp_path)), "demo")
+    line = one_line_usage_error(arena_main("demo", "--crowd", str(tmp_path)), "demo")
     assert line == f"arena demo: --crowd {tmp_path}: Is a directory"
     big = tmp_path / "big"
     with open(big, "wb") as f:
         f.truncate(65 << 20)  # sparse: no disk used
-    line = one_line_usage_error(arena_cmd("demo", "--crowd", str(big)), "demo")
+    line = one_line_usage_error(arena_main("demo", "--crowd", str(big)), "demo")
     assert line.startswith(f"arena demo: --crowd {big}: larger than 64 MiB: not a /proc/PID/maps dump")
 
 

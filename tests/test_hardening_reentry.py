@@ -1,10 +1,13 @@
 """Calls back into a manager from inside one of its calls: a ReentrantCall, never a deadlock; another thread just waits.
 
-Each case runs in a subprocess with a timeout: a deadlock fails the test instead of hanging pytest.
+Each case runs in a process of its own with a timeout: a deadlock fails the test instead of hanging pytest.
 """
+import os
+import select
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -48,8 +51,29 @@ def fill(a):
     '''Allocate what is left of the arena's block: its next sys_alloc grows.'''
     rest = (a.arena_end - a.arena_alloc) // a.layout.page_size * a.layout.page_size
     assert rest == 0 or a.sys_alloc(rest) is not None
+"""
 
-before = reservations()
+# The process each case starts from: HEADER imported once, then a fork per case, which runs it as
+# `python -c HEADER+case` would (its output to a file; an exception a traceback and exit status 1; a normal
+# end Python's, which waits for the case's threads); the fork's pid, then its exit code, a line each.
+FORKS = HEADER + """
+import struct, traceback
+while True:
+    head = sys.stdin.buffer.read(4)
+    if not head:
+        break
+    output, code = sys.stdin.buffer.read(struct.unpack("I", head)[0]).decode().split("\\0", 1)
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(0)
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        exec(compile(code, "<case>", "exec"))
+        sys.exit(0)
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
 
 FOOTER = """
@@ -58,11 +82,41 @@ print("ok")
 """
 
 
-def run(code: str) -> None:
-    out = subprocess.run([sys.executable, "-c", HEADER + textwrap.dedent(code) + FOOTER], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode >= 0, f"died of {signal.Signals(-out.returncode).name}: {out.stderr}"
-    assert out.returncode == 0 and out.stdout.endswith("ok\n"), out.stdout + out.stderr
+_forks: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def forks():
+    """The process the cases fork from (FORKS), for this module's tests; gone after them."""
+    yield
+    for server in _forks:
+        server.stdin.close()
+        server.wait(timeout=60)
+        server.stdout.close()
+    _forks.clear()
+
+
+def run(code: str, timeout: float = 60) -> None:
+    if not _forks:
+        _forks.append(subprocess.Popen([sys.executable, "-c", FORKS], stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+    server = _forks[0]
+    with tempfile.TemporaryDirectory() as folder:
+        _case(server, code, Path(folder) / "case.txt", timeout)
+
+
+def _case(server: subprocess.Popen, code: str, output: Path, timeout: float) -> None:
+    request = f"{output}\0before = reservations()\n{textwrap.dedent(code)}{FOOTER}".encode()
+    server.stdin.write(len(request).to_bytes(4, sys.byteorder) + request)
+    server.stdin.flush()
+    pid = int(server.stdout.readline())
+    if not select.select([server.stdout], [], [], timeout)[0]:
+        os.kill(pid, signal.SIGKILL)
+        server.stdout.readline()
+        pytest.fail(f"no end after {timeout} s (a deadlock?): {output.read_text()}")
+    returncode = int(server.stdout.readline())
+    text = output.read_text()
+    assert returncode >= 0, f"died of {signal.Signals(-returncode).name}: {text}"
+    assert returncode == 0 and text.endswith("ok\n"), text
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

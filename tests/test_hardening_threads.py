@@ -8,10 +8,13 @@ import arena
 from arena import sysmem
 from arena.harness.check import verify
 from arena.spaces import peek, poke
+from budget import budget
 from hardening_util import SMALL32, SMALL64
 
 THREADS = 8
-CALLS = 200
+CALLS = budget(200, least=20)
+# How long the threads of the views test race (seconds): the old bug showed within one.
+RACE = budget(30, least=10) / 10
 
 
 @pytest.mark.parametrize("layout", [SMALL32] + ([SMALL64] if sysmem.NATIVE_BITS == 64 else []), ids=lambda layout: layout.name.replace(" ", "-"))
@@ -80,7 +83,7 @@ def test_views_from_several_arenas_on_several_threads():
         threads = [threading.Thread(target=work, args=(k, a)) for k, a in enumerate(arenas)]
         for t in threads:
             t.start()
-        stop.wait(3)
+        stop.wait(RACE)
         stop.set()
         for t in threads:
             t.join()

@@ -56,6 +56,7 @@ def public_api():
 API = dict(public_api())
 
 
+@pytest.mark.backend_independent
 def test_the_walk_covers_the_public_api():
     # A walk that found nothing would pass; these must be among what it checks.
     for name in ("arena.Arena", "arena.HeapArenas", "arena.Layout", "arena.sysmem.CffiMemory", "arena.sysmem.default",
@@ -65,6 +66,7 @@ def test_the_walk_covers_the_public_api():
 
 
 @pytest.mark.parametrize("name", sorted(API))
+@pytest.mark.backend_independent
 def test_every_public_class_function_method_and_property_has_a_docstring(name):
     obj = API[name]
     missing = [] if (inspect.getdoc(obj) or "").strip() else [name]
@@ -77,6 +79,7 @@ def test_every_public_class_function_method_and_property_has_a_docstring(name):
 
 
 @pytest.mark.parametrize("cls", [arena.sysmem.CffiMemory, arena.sysmem.CtypesMemory, arena.spaces.ScriptedMemory])
+@pytest.mark.backend_independent
 def test_help_of_a_memory_layer_documents_its_interface(cls):
     # CffiMemory holds reserve, commit, decommit and release as closures on each
     # instance: help() of the class must still show them documented.
@@ -93,6 +96,7 @@ def test_the_closures_of_a_cffi_layer_carry_the_documented_contract():
         assert inspect.getdoc(getattr(memory, op)) == inspect.getdoc(getattr(arena.sysmem.Memory, op)), op
 
 
+@pytest.mark.backend_independent
 def test_help_of_arena_is_short_and_shows_layouts_in_a_line():
     text = pydoc.render_doc(arena.Arena, renderer=pydoc.plaintext)
     # The signature's default layout is one short line, not 128 hints in decimal.
@@ -105,6 +109,7 @@ def test_help_of_arena_is_short_and_shows_layouts_in_a_line():
         assert word in inspect.getdoc(arena.Arena), word
 
 
+@pytest.mark.backend_independent
 def test_layout_repr_summarises_the_hints():
     assert repr(arena.LAYOUT_32) == ("<Layout '32-bit': 32 address bits, max_mem 0xffffffff, page 8 KiB, "
                                      "growth step 256 MiB, first hint above the program break>")
@@ -112,6 +117,7 @@ def test_layout_repr_summarises_the_hints():
     assert repr(one).endswith("1 hint from 0xc000000000>")
 
 
+@pytest.mark.backend_independent
 def test_stats_say_they_are_cumulative():
     assert "cumulative" in inspect.getdoc(arena.Stats).lower()
     assert "cumulative" in arena.Arena.stats.__doc__.lower()

@@ -45,6 +45,7 @@ def run_arena(*argv, cwd, pythonpath=None, hide_hypothesis=False):
 # -- scenarios -------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_every_byte_string_is_a_scenario_and_smaller_bytes_are_simpler():
     target = hunt.arena_target()
     assert hunt.decode(b"", arena.LAYOUT_32, target) == Scenario(hunt.arena_setups(arena.LAYOUT_32)[0], (), ())
@@ -146,6 +147,7 @@ def test_memory_handed_out_twice_is_found_by_its_bytes():
     ({"rule": "nope"}, ValueError, "rule"),
     ({"rule": "fixed", "target": hunt.arena_target()}, ValueError, "not both"),
 ])
+@pytest.mark.backend_independent
 def test_bad_hunt_arguments(kwargs, exc, words):
     with pytest.raises(exc, match=words):
         hunt.hunt(**{"layout": arena.LAYOUT_32, **kwargs})
@@ -192,6 +194,7 @@ def test_hunt_json_and_a_clean_rule_exits_0(capsys):
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--rule", "all"], "argument --rule"),
 ])
+@pytest.mark.backend_independent
 def test_hunt_usage_mistakes_are_one_line_and_exit_2(capsys, argv, words):
     with pytest.raises(SystemExit) as exit:
         cli.main(["hunt", *argv])
@@ -200,6 +203,7 @@ def test_hunt_usage_mistakes_are_one_line_and_exit_2(capsys, argv, words):
 
 
 @pytest.mark.skipif(sysmem.NATIVE_BITS == 64, reason="a 64-bit process can hunt on both layouts")
+@pytest.mark.backend_independent
 def test_a_64_bit_hunt_in_a_32_bit_process_is_a_usage_error(capsys):
     assert cli.main(["hunt", "--layout", "64"]) == 2
     err = capsys.readouterr().err
@@ -223,6 +227,7 @@ def test_hunt_bad_paths_are_one_line_and_exit_2(capsys, argv, words):
     assert words in err and err.count("\n") == 1
 
 
+@pytest.mark.backend_independent
 def test_without_hypothesis_hunt_says_what_to_install(tmp_path):
     done = run_arena("hunt", cwd=tmp_path, hide_hypothesis=True)
     assert done.returncode == 2 and done.stdout == ""

@@ -36,6 +36,7 @@ def no_process_left():
 # -- the runner ------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_the_first_find_wins_and_stops_the_others():
     def work(i, tally):
         done = 0
@@ -54,6 +55,7 @@ def test_the_first_find_wins_and_stops_the_others():
     assert results[0][0] == results[2][0] == "stopped"
 
 
+@pytest.mark.backend_independent
 def test_a_later_find_is_not_the_winners():
     # Job 0 finds first and goes on (it shrinks); job 1's find comes after: it is told to stop.
     def work(i, tally):
@@ -69,6 +71,7 @@ def test_a_later_find_is_not_the_winners():
     assert won == 0 and results[0] == 2000 and results[1] == 0
 
 
+@pytest.mark.backend_independent
 def test_no_find_runs_every_job_to_its_end_with_progress():
     seen = []
 
@@ -83,6 +86,7 @@ def test_no_find_runs_every_job_to_its_end_with_progress():
     assert seen and all(0 <= done <= 600 and not found for done, found in seen)
 
 
+@pytest.mark.backend_independent
 def test_a_job_that_raises_stops_the_others_and_is_reported():
     def work(i, tally):
         if i == 0:
@@ -97,6 +101,7 @@ def test_a_job_that_raises_stops_the_others_and_is_reported():
         jobs.run(work, 2)
 
 
+@pytest.mark.backend_independent
 def test_a_job_that_dies_is_a_job_failed():
     def work(i, tally):
         if i == 1:
@@ -107,6 +112,7 @@ def test_a_job_that_dies_is_a_job_failed():
         jobs.run(work, 2)
 
 
+@pytest.mark.backend_independent
 def test_ctrl_c_in_the_parent_stops_every_job():
     def work(i, tally):
         done = 0
@@ -151,6 +157,7 @@ def test_the_time_budget_holds_for_every_job():
 
 
 @pytest.mark.parametrize("value, exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)])
+@pytest.mark.backend_independent
 def test_bad_jobs(value, exc):
     with pytest.raises(exc, match="jobs"):
         hunt.hunt("fixed", arena.LAYOUT_32, examples=10, jobs=value)
@@ -166,6 +173,7 @@ def test_the_command_says_how_many_processes_and_how_to_repeat(capsys):
 
 
 @pytest.mark.parametrize("text", ["0", "257", "two", "1.5"])
+@pytest.mark.backend_independent
 def test_bad_jobs_on_the_command_line_are_one_line_and_exit_2(capsys, text):
     with pytest.raises(SystemExit) as exit:
         cli.main(["hunt", "--jobs", text])

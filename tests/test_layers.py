@@ -20,6 +20,10 @@ MOVED = {
 }
 
 
+# Module names and imports: no memory backend (conftest checks).
+pytestmark = pytest.mark.backend_independent
+
+
 @pytest.mark.parametrize("old", sorted(MOVED))
 def test_an_old_module_name_warns_and_gives_the_same_objects(old):
     new, name = MOVED[old]

@@ -8,6 +8,7 @@ from arena import sysmem
 from arena.policy.layout import MiB
 
 
+@pytest.mark.backend_independent
 def test_go_constants():
     assert arena.LAYOUT_32.max_mem == 2**32 - 1 and arena.LAYOUT_64.max_mem == 2**39 - 1
     for layout in (arena.LAYOUT_32, arena.LAYOUT_64):
@@ -20,11 +21,13 @@ def test_go_constants():
     assert len(hints) == 0x80 and hints[0] == 0x00C000000000 and hints[1] == 0x01C000000000
 
 
+@pytest.mark.backend_independent
 def test_native_layout_follows_pointer_size():
     expected = arena.LAYOUT_32 if struct.calcsize("P") == 4 else arena.LAYOUT_64
     assert arena.native_layout() is expected
 
 
+@pytest.mark.backend_independent
 def test_layouts_are_frozen_and_replace_makes_variants():
     with pytest.raises(dataclasses.FrozenInstanceError):
         arena.LAYOUT_32.max_mem = 1
@@ -54,16 +57,19 @@ def test_layouts_are_frozen_and_replace_makes_variants():
         ({"strand_limit": 2.0}, TypeError, "strand_limit"),
     ],
 )
+@pytest.mark.backend_independent
 def test_invalid_layouts_are_refused(change, exc, words):
     with pytest.raises(exc, match=words):
         dataclasses.replace(arena.LAYOUT_32, **change)
 
 
+@pytest.mark.backend_independent
 def test_fallback_is_32_bit_only():
     with pytest.raises(ValueError, match="fallback"):
         dataclasses.replace(arena.LAYOUT_64, fallback=True)
 
 
+@pytest.mark.backend_independent
 def test_go_1_11_heap_arena_constants():
     assert (arena.LAYOUT_64.heap_arena_size, arena.LAYOUT_32.heap_arena_size) == (64 * MiB, 4 * MiB)
     assert (arena.LAYOUT_64.heap_addr_bits, arena.LAYOUT_32.heap_addr_bits) == (48, 32)
@@ -87,6 +93,7 @@ def test_go_1_11_heap_arena_constants():
         ({"arena_l1_bits": True}, TypeError, "arena_l1_bits"),
     ],
 )
+@pytest.mark.backend_independent
 def test_invalid_heap_arena_fields_are_refused(change, exc, words):
     with pytest.raises(exc, match=words):
         dataclasses.replace(arena.LAYOUT_32, **change)
@@ -106,6 +113,7 @@ def test_invalid_heap_arena_fields_are_refused(change, exc, words):
         (arena.LAYOUT_64, {"heap_arena_size": 8192}, "arena_l1_bits must be at least 13"),
     ],
 )
+@pytest.mark.backend_independent
 def test_the_arena_index_is_bounded_and_aligned(base, change, words):
     with pytest.raises(ValueError, match=words):
         dataclasses.replace(base, **change)
@@ -123,6 +131,7 @@ def test_the_bounds_the_validator_guarantees():
             assert len(h._index) == 2**13
 
 
+@pytest.mark.backend_independent
 def test_check_layout_validates_a_layout_changed_behind_its_back():
     from arena.policy.layout import check_layout
 

@@ -44,6 +44,7 @@ HIDE_PSUTIL = "import sys; sys.modules['psutil'] = None; "  # import psutil now 
 # -- the description the package index shows -----------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_the_index_description_has_no_relative_link_and_names_each_file(setup_py):
     text = setup_py.long_description(README)
     paths = sorted(set(RELATIVE.findall(README)))
@@ -54,6 +55,7 @@ def test_the_index_description_has_no_relative_link_and_names_each_file(setup_py
     assert "(https://github.com/golang/go/issues/20259)" in text  # absolute links are kept
 
 
+@pytest.mark.backend_independent
 def test_the_index_description_says_where_its_paths_are_and_keeps_the_readme_otherwise(setup_py):
     text = setup_py.long_description(README)
     title, _, rest = text.partition("\n")
@@ -63,6 +65,7 @@ def test_the_index_description_says_where_its_paths_are_and_keeps_the_readme_oth
     assert "Installing without a C compiler, below" in text and "(Install, below)" in text
 
 
+@pytest.mark.backend_independent
 def test_a_link_to_a_heading_that_is_not_there_is_an_error(setup_py):
     with pytest.raises(ValueError, match="#nowhere"):
         setup_py.long_description("# t\n\nsee [it](#nowhere)\n")
@@ -73,6 +76,7 @@ def test_a_link_to_a_heading_that_is_not_there_is_an_error(setup_py):
 # -- the sdist: the README's paths and its first command ----------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_the_sdist_ships_every_path_the_readme_names_and_the_makefile(monkeypatch):
     egg_info = pytest.importorskip("setuptools.command.egg_info")
     monkeypatch.chdir(ROOT)
@@ -87,6 +91,7 @@ def test_the_sdist_ships_every_path_the_readme_names_and_the_makefile(monkeypatc
     assert not [f for f in shipped if re.search(r"\.(so|o|pyc)$|/__pycache__/", f)]
 
 
+@pytest.mark.backend_independent
 def test_the_readme_says_where_make_works_and_what_installing_needs():
     head = README.split("\n## ")[0]
     assert "source distribution" in head and "pip install mmap-arena" in head
@@ -101,6 +106,7 @@ def test_the_readme_says_where_make_works_and_what_installing_needs():
 @given(st.lists(st.sampled_from(["-shared", "-L/usr/lib", "-O2", "x.o", "-o", "y.so", "-Wl,-O1", "-lc"])),
        st.lists(st.tuples(st.integers(0, 50), st.sampled_from(
            [["-Wl,-rpath,/build/lib"], ["-Wl,-rpath=/a:/b"], ["-Wl,--rpath,/x"], ["-Wl,-R,/y"], ["-Wl,-rpath", "-Wl,/z"]]))))
+@pytest.mark.backend_independent
 def test_without_runpath_drops_exactly_the_runpath_options(setup_py, args, inserts):
     parts = [[arg] for arg in args]  # an option and its directory stay together
     for at, option in inserts:
@@ -110,6 +116,7 @@ def test_without_runpath_drops_exactly_the_runpath_options(setup_py, args, inser
 
 @pytest.mark.needs_shim
 @pytest.mark.skipif(shutil.which("readelf") is None, reason="readelf (binutils) is not installed")
+@pytest.mark.backend_independent
 def test_the_built_shim_has_no_runpath():
     from arena import _native
 
@@ -121,6 +128,7 @@ def test_the_built_shim_has_no_runpath():
 # -- a clean build: what setuptools and the compiler would warn about --------------------------------
 
 
+@pytest.mark.backend_independent
 def test_every_folder_of_the_package_is_a_listed_package():
     # A folder Python can import (a data folder too) left out of the list is setuptools' "Package would be ignored".
     import arena
@@ -135,6 +143,7 @@ def test_every_folder_of_the_package_is_a_listed_package():
 
 @pytest.mark.skipif(shutil.which("cc") is None or not Path(sysconfig.get_paths()["include"], "Python.h").is_file(),
                     reason="no C compiler or no Python headers")
+@pytest.mark.backend_independent
 def test_the_shim_compiles_after_python_h_without_a_warning(tmp_path):
     # cffi's generated module includes Python.h before the shim's own source, as here.
     source = tmp_path / "module.c"
@@ -147,6 +156,7 @@ def test_the_shim_compiles_after_python_h_without_a_warning(tmp_path):
 # -- psutil is optional -------------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_psutil_is_an_extra_not_a_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not [d for d in project["dependencies"] if d.startswith("psutil")]
@@ -154,6 +164,7 @@ def test_psutil_is_an_extra_not_a_dependency():
     assert any(d.startswith("psutil") for d in project["optional-dependencies"]["test"])  # the suite uses it
 
 
+@pytest.mark.backend_independent
 def test_without_psutil_maps_pid_says_what_to_install_in_one_line():
     done = arena_cmd("maps", "--pid", str(os.getpid()), prelude=HIDE_PSUTIL)
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
@@ -172,6 +183,7 @@ def test_without_psutil_everything_else_works_and_never_imports_it(argv):
 # -- help points to documentation that is installed ------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_help_points_to_installed_documentation_only():
     from arena.interface import cli
 

@@ -24,6 +24,10 @@ KiB = 1 << 10
 RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 
+# peek/poke over mappings of its own (mmap, not a backend): no memory backend (conftest checks).
+pytestmark = pytest.mark.backend_independent
+
+
 @contextlib.contextmanager
 def mapping(size, prot=RW):
     p = _mmap(None, size, prot, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)

@@ -36,6 +36,10 @@ OLD_GO = ("go1.8", "e5a5c03", "go1.9")
 TWO_GROWTHS = 768
 
 
+# Building and running the test programs: no memory backend (conftest checks), one run of make test.
+pytestmark = pytest.mark.backend_independent
+
+
 def run(cmd: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ | env)
 

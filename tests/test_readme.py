@@ -2,9 +2,12 @@
 import pathlib
 import re
 
+import pytest
+
 README = pathlib.Path(__file__).parent.parent / "README.md"
 
 
+@pytest.mark.backend_independent
 def test_readme_starts_with_the_two_commands():
     head = README.read_text().splitlines()[:5]
     assert any("make demo" in line for line in head) and any("make test" in line for line in head)

@@ -23,14 +23,13 @@ DOES = {"legacy": real.LOWERED, "fixed": real.RELEASED, "go1.9": real.CURSOR}
 
 
 @pytest.fixture(scope="module")
-def linear(build):
-    """``linear(rule, adversary)``: go_linear (32-bit) run under ``adversary``, once per module."""
-    runs: dict[tuple[str, str], tracer.Outcome] = {}
+def linear(build, shared_run):
+    """``linear(rule, adversary)``: go_linear (32-bit) run under ``adversary``, once (tests/tracees.py: run_once)."""
 
     def get(rule: str, adversary: str = "gap") -> tracer.Outcome:
-        if (rule, adversary) not in runs:
-            runs[rule, adversary] = tracer.run([str(build("go_linear", 32)), rule], adversary, capture=True, timeout=60)
-        return runs[rule, adversary]
+        program = str(build("go_linear", 32))
+        return shared_run(f"go_linear32 {rule} {adversary}",
+                        lambda: tracer.run([program, rule], adversary, capture=True, timeout=60))
 
     return get
 
@@ -159,14 +158,14 @@ def test_a_program_without_a_go_heap():
     assert goheap.recognise(o) is None and real.beside(o) is None
 
 
-@pytest.mark.backend_independent
+# Not backend_independent (nor the next): the model beside the program runs on the memory backend.
 @pytest.mark.parametrize("arch", toolchains.ARCHES)
-def test_debian_gos_heap_arenas_at_their_hints(arch):
+def test_debian_gos_heap_arenas_at_their_hints(arch, shared_run):
     need("system")
     if arch == "amd64" and sysmem.NATIVE_BITS == 32:
         pytest.skip("an amd64 program cannot be traced from a 32-bit Python")
-    o = tracer.run([str(toolchains.build_program("system", arch)), "600" if arch == "386" else "200"], capture=True,
-                   timeout=300)
+    argv = [str(toolchains.build_program("system", arch)), "600" if arch == "386" else "200"]
+    o = shared_run(f"system {arch} {argv[1]}", lambda: tracer.run(argv, capture=True, timeout=300))
     assert not o.failed, o.stderr
     heap = goheap.recognise(o)
     assert heap is not None and heap.design == goheap.SPARSE
@@ -182,14 +181,17 @@ def test_debian_gos_heap_arenas_at_their_hints(arch):
     assert run is not None and run.agrees and not run.outcome.violations and not run.outcome.lost
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize("runtime", realdemo.RUNTIMES, ids=lambda rt: f"{rt.toolchain}-{rt.arch}")
-def test_each_go_runtime_meets_an_adversary_that_moves_its_own_heap(runtime):
+def test_each_go_runtime_meets_an_adversary_that_moves_its_own_heap(runtime, monkeypatch, shared_run):
     """One run of each row of arena demo --real: the program ends as that Go is known to, the adversary moved
     its calls, and the model under that Go's rule agrees."""
     need(runtime.toolchain)
     if runtime.arch == "amd64" and sysmem.NATIVE_BITS == 32:
         pytest.skip("an amd64 program cannot be traced from a 32-bit Python")
+    # The program's run is made once for every backend's run of the suite (shared_run); the model, in each.
+    run = tracer.run
+    monkeypatch.setattr(tracer, "run", lambda *args, **kwargs: shared_run(
+        f"demo {runtime.toolchain} {runtime.arch} {runtime.adversary}", lambda: run(*args, **kwargs)))
     attempt = realdemo.attempt(runtime, toolchains.build_program(runtime.toolchain, runtime.arch))
     assert attempt.reproduced, attempt.why
     assert attempt.outcome.rewritten > 0

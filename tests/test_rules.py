@@ -97,6 +97,7 @@ def test_fallback_raises_end_is_the_rules_to_decide():
 
 
 @pytest.mark.parametrize("part", ["separate_cursor", "fallback_on_no_room", "fallback_raises_end", "refusal"])
+@pytest.mark.backend_independent
 def test_a_rule_missing_a_part_is_a_type_error_naming_it(part):
     attrs = {"separate_cursor": False, "fallback_on_no_room": False, "fallback_raises_end": True,
              "refusal": lambda self, bounds, p, p_size, layout: None}
@@ -132,6 +133,7 @@ def test_a_duck_typed_rule_with_every_part_works():
                             "name": 7, "refusal": lambda *a: None})(), TypeError, "name must be a non-empty str"),
     ],
 )
+@pytest.mark.backend_independent
 def test_bad_rules(rule, exc, words):
     with pytest.raises(exc, match=words):
         arena.Arena(arena.LAYOUT_32, rule, initial_size=0)
@@ -148,6 +150,7 @@ def test_module_attr_loads_a_class_or_an_instance(tmp_path, monkeypatch):
         assert a.rule == "go1.9" and isinstance(a.placement, rules.Go19)
 
 
+@pytest.mark.backend_independent
 def test_module_attr_of_an_abstract_class_names_the_missing_part(tmp_path, monkeypatch):
     (tmp_path / "halfrule.py").write_text(
         "from arena.policy.rules import Rule\n\nclass Half(Rule):\n    separate_cursor = True\n    fallback_raises_end = False\n"
@@ -287,6 +290,7 @@ def test_a_rule_whose_parts_change_between_reads_never_commits_memory_it_does_no
         foreign.release()
 
 
+@pytest.mark.backend_independent
 def test_reading_a_part_that_raises_is_rule_failed_naming_the_part():
     class Raises(Rule):
         separate_cursor = property(lambda self: 1 // 0)
@@ -302,6 +306,7 @@ def test_reading_a_part_that_raises_is_rule_failed_naming_the_part():
 # -- the resolver makes only rule classes ------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_module_attr_of_a_class_that_is_not_a_rule_is_refused_without_making_one(tmp_path, monkeypatch):
     (tmp_path / "notrules.py").write_text(
         "made = []\n\nclass Costly:\n    def __init__(self):\n        made.append(self)\n\n"
@@ -395,6 +400,7 @@ def test_a_subclass_trace_replays_the_subclass_not_the_built_in(tmp_path, monkey
         assert again.arena.rule == "keepend:KeepEnd" and type(again.arena.placement).__name__ == "KeepEnd"
 
 
+@pytest.mark.backend_independent
 def test_module_attr_imports_from_the_current_directory_first(tmp_path, monkeypatch):
     (tmp_path / "herenow.py").write_text("from arena.policy.rules import Strict\n\nclass Here(Strict):\n    pass\n")
     monkeypatch.chdir(tmp_path)

@@ -40,6 +40,7 @@ def go_linear(build):
     return str(build("go_linear", 32))
 
 
+@pytest.mark.backend_independent(False)  # runs the model, on the memory backend
 def test_a_failing_run_passes_its_output_through_and_says_why(go_linear, tmp_path):
     trace = tmp_path / "run.json"
     done = arena_cmd("run", "--adversary", "gap", "--save-trace", str(trace), "--", go_linear, "legacy")
@@ -75,6 +76,7 @@ def test_a_succeeding_run_exits_0_and_json_has_the_programs_status(go_linear):
     assert failed["program"]["fatal"] == "fatal error: heapBitsForSpan: base out of range"
 
 
+@pytest.mark.backend_independent(False)  # runs the model, on the memory backend
 def test_a_saved_run_replays_with_the_model_beside_it(go_linear, tmp_path):
     trace = tmp_path / "run.json"
     assert arena_cmd("run", "--adversary", "gap", "--save-trace", str(trace), "--", go_linear, "legacy").returncode == 1
@@ -92,6 +94,7 @@ def test_a_saved_run_replays_with_the_model_beside_it(go_linear, tmp_path):
     assert [(r["rule"], r["verdict"], r["agrees"]) for r in report["model"]["rules"]] == [("legacy", "lowered", True)]
 
 
+@pytest.mark.backend_independent(False)  # runs the model, on the memory backend
 def test_a_replay_that_succeeds_exits_0(go_linear, tmp_path):
     trace = tmp_path / "ok.json"
     assert arena_cmd("run", "--adversary", "gap", "--save-trace", str(trace), "--", go_linear, "fixed").returncode == 0
@@ -100,6 +103,7 @@ def test_a_replay_that_succeeds_exits_0(go_linear, tmp_path):
     assert "repeats: yes" in done.stdout and "gave back the region at " + HOLE in " ".join(done.stdout.split())
 
 
+@pytest.mark.backend_independent(False)  # runs the model, on the memory backend
 def test_replay_options_belong_to_one_kind_of_trace(go_linear, tmp_path):
     trace = tmp_path / "run.json"
     arena_cmd("run", "--save-trace", str(trace), "--", "true")

@@ -33,11 +33,13 @@ def picture():
     return ET.fromstring(svg.draw(outcomes(), "Go issue 20259", "a note"))
 
 
+@pytest.mark.backend_independent
 def test_it_is_svg(picture):
     assert picture.tag == "{http://www.w3.org/2000/svg}svg"
     assert float(picture.get("width")) > 0 and float(picture.get("height")) > 0
 
 
+@pytest.mark.backend_independent
 def test_one_lane_per_rule_with_every_allocation(picture):
     lanes = picture.findall("svg:g[@class='lane']", NS)
     assert [lane.get("id") for lane in lanes] == ["lane-fixed", "lane-legacy", "lane-go1_9", "lane-strict"]
@@ -45,6 +47,7 @@ def test_one_lane_per_rule_with_every_allocation(picture):
         assert len(classes(lane, "allocation")) == len(demo.LIVE) + 1
 
 
+@pytest.mark.backend_independent
 def test_allocations_lost_by_legacy_are_marked(picture):
     lost = drawn(picture, "lost")
     assert len(lost) == len(demo.LIVE)
@@ -52,12 +55,14 @@ def test_allocations_lost_by_legacy_are_marked(picture):
     assert all("LOST" in e.find("svg:title", NS).text for e in lost)
 
 
+@pytest.mark.backend_independent
 def test_the_low_mapping_is_drawn_in_every_lane_released_where_rejected(picture):
     low = drawn(picture, "low-mapping")
     assert [e.get("id") for e in low] == ["low-fixed-0", "low-legacy-0", "low-go1_9-0", "low-strict-0"]
     assert "released" in low[0].get("class") and "released" not in low[1].get("class")
 
 
+@pytest.mark.backend_independent
 def test_bounds_markers_before_and_after_each_decision(picture):
     legacy = picture.find("svg:g[@id='lane-legacy']", NS)
     for name in ("arena_start", "arena_used", "arena_end"):
@@ -67,6 +72,7 @@ def test_bounds_markers_before_and_after_each_decision(picture):
     assert classes(lowered, "before") and classes(lowered, "lowered")
 
 
+@pytest.mark.backend_independent
 def test_the_scale_says_it_is_compressed(picture):
     assert len(classes(picture, "gap-break")) >= 3
     scale = picture.find(".//svg:text[@id='scale']", NS)
@@ -74,6 +80,7 @@ def test_the_scale_says_it_is_compressed(picture):
     assert picture.find(".//svg:g[@id='legend']", NS) is not None
 
 
+@pytest.mark.backend_independent
 def test_a_1_mib_allocation_stays_visible_beside_gigabytes(picture):
     first = picture.find(".//svg:rect[@id='alloc-fixed-0']", NS)
     assert float(first.get("width")) >= svg.MIN_SEGMENT

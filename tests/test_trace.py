@@ -76,11 +76,13 @@ def test_a_request_that_gave_up_in_grow_is_saved_as_its_own_request(tmp_path):
         assert trace.divergence(trace.parse(saved), r.arena) is None
 
 
+@pytest.mark.backend_independent
 def test_answers_and_sizes_may_be_integers_or_hex_strings():
     t = trace.parse({**GOOD, "answers": [0x5FE00000, "0x10000000", None, "no-room"], "requests": [0x100000]})
     assert t.answers == [0x5FE00000, 0x10000000, None, "no-room"] and t.requests == [MiB]
 
 
+@pytest.mark.backend_independent
 def test_a_custom_layout_is_an_object_of_layout_fields():
     t = trace.parse({**GOOD, "layout": {"address_bits": 32, "max_mem": "0xffffffff", "fallback": True,
                                          "arena_start_is_zero": True, "first_sizes": ["0x8000000"]}})
@@ -112,12 +114,14 @@ def test_a_custom_layout_is_an_object_of_layout_fields():
     ({"answer": []}, "answer: unknown field"),
     ({"recorded": [{"step": "grow"}]}, "recorded[0]: expected an object"),
 ])
+@pytest.mark.backend_independent
 def test_a_malformed_trace_names_the_field(change, message):
     with pytest.raises(trace.TraceError) as err:
         trace.parse({**GOOD, **change})
     assert str(err.value).startswith(message)
 
 
+@pytest.mark.backend_independent
 def test_a_missing_field_is_named():
     data = dict(GOOD)
     del data["requests"]
@@ -156,6 +160,7 @@ def test_an_answer_on_a_taken_range_cannot_be_replayed_here():
     (b"[" * 100_000 + b"]" * 100_000, "(file): not a trace: maximum recursion depth exceeded"),
     (b" " * (trace.MAX_BYTES + 1), "(file): larger than 16 MiB"),
 ])
+@pytest.mark.backend_independent
 def test_a_file_that_is_not_a_trace_is_a_trace_error(tmp_path, content, message):
     path = tmp_path / "t.json"
     path.write_bytes(content)

@@ -15,6 +15,7 @@ PAGE = Path(__file__).resolve().parent.parent / "docs" / "trace-format.md"
 EXAMPLES = re.findall(r"```json\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
 
 
+@pytest.mark.backend_independent
 def test_the_page_has_its_examples():
     kinds = [json.loads(text).get("kind", "model") for text in EXAMPLES]
     assert kinds.count("model") >= 2 and kinds.count("program") == 1, kinds
@@ -46,6 +47,7 @@ def test_every_example_of_the_page_is_read_and_the_models_replayed(text, tmp_pat
 
 
 @pytest.mark.parametrize("bits", [32, 64])
+@pytest.mark.backend_independent
 def test_a_layout_of_only_its_address_bits_is_read(bits):
     t = trace.parse({"format": "arena-trace", "version": 1, "layout": {"address_bits": bits}, "rule": "fixed",
                      "requests": [8192], "answers": []})
@@ -53,12 +55,14 @@ def test_a_layout_of_only_its_address_bits_is_read(bits):
     assert t.layout.name == "custom" and t.layout.page_size == 8192  # Layout's own default
 
 
+@pytest.mark.backend_independent
 def test_a_layout_without_address_bits_is_named():
     with pytest.raises(trace.TraceError, match=r"^layout.address_bits: missing$"):
         trace.parse({"format": "arena-trace", "version": 1, "layout": {"max_mem": 1}, "rule": "fixed",
                      "requests": [8192], "answers": []})
 
 
+@pytest.mark.backend_independent
 def test_the_page_says_what_the_reader_requires_of_a_layout():
     text = " ".join(PAGE.read_text(encoding="utf-8").split())
     assert "`address_bits` required; `max_mem` left out is that of `\"32\"` or `\"64\"`" in text

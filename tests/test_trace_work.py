@@ -72,12 +72,14 @@ def test_a_small_hostile_trace_is_one_line_and_exit_2_at_once(tmp_path, name, ar
     ({"recorded": [{"step": "commit", "verdict": "committed"}] * (trace.MAX_EVENTS + 1)},
      f"recorded: {trace.MAX_EVENTS + 1:,} decisions, more than the {trace.MAX_EVENTS:,}"),
 ])
+@pytest.mark.backend_independent
 def test_every_list_is_bounded(change, message):
     with pytest.raises(trace.TraceError) as err:
         trace.parse({**GOOD64, "requests": [8192], **change})
     assert str(err.value).startswith(message)
 
 
+@pytest.mark.backend_independent
 def test_the_limits_are_inclusive():
     at = trace.parse(hostile({"first_hints": [hex(0x100000000000 + (i << 30)) for i in range(trace.MAX_HINTS)],
                               "arena_l1_bits": trace.MAX_L1_BITS},

@@ -21,7 +21,8 @@ from arena import sysmem, tracer
 pytest_plugins = ["tracees"]
 WIDTHS = [64, 32] if sysmem.NATIVE_BITS == 64 else [32]
 
-pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+# Real programs under the tracer: no memory backend (conftest checks), one run of make test.
+pytestmark = [pytest.mark.usefixtures("no_leftover_processes"), pytest.mark.backend_independent]
 
 MAP = re.compile(r"map (\d+) (\d+) (0x[0-9a-f]+) (0x[0-9a-f]+) (0x[0-9a-f]+|failed \d+)")
 

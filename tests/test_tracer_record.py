@@ -15,7 +15,8 @@ from budget import budget
 
 pytest_plugins = ["tracees"]
 
-pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+# Real programs' traces: no memory backend (conftest checks), one run of make test.
+pytestmark = [pytest.mark.usefixtures("no_leftover_processes"), pytest.mark.backend_independent]
 
 
 @pytest.fixture(scope="module")

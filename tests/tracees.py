@@ -1,8 +1,11 @@
-"""Test programs for the tracer (tests/programs/tracee), built once per session, and the check that no traced
-process outlives a test."""
+"""Test programs for the tracer (tests/programs/tracee), built once per session, their runs shared by the runs
+of make test, and the check that no traced process outlives a test."""
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import pickle
 import shutil
 import subprocess
 import time
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from arena import sysmem
+from arena import sysmem, tracer
 
 SOURCES = Path(__file__).parent / "programs" / "tracee"
 # The process names (comm) of every test program: none may be left running, stopped or unreaped.
@@ -74,6 +77,43 @@ def go_alloc(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
         return built[bits]
 
     return get
+
+
+# A folder the runs of one make test share (tools/test-backends.sh sets it): a real program's run made by one
+# is read by the others.
+SHARED_RUNS = "ARENA_TEST_RUNS"
+_runs: dict[str, tracer.Outcome] = {}
+
+
+def run_once(key: str, run: Callable[[], tracer.Outcome]) -> tracer.Outcome:
+    """``run()``'s outcome, made once for ``key`` (the program, its arguments, its adversary) in this process and,
+    where $ARENA_TEST_RUNS names a folder, once for every run of the suite that shares it.
+
+    For a test whose model part runs once per memory backend: the program under the tracer does not depend on
+    the backend (its tests are backend_independent), so each backend's run reads the same run, made by the
+    first to need it, while the other waits (a pickle: exactly the Outcome that run returned).
+    """
+    if key not in _runs:
+        folder = os.environ.get(SHARED_RUNS)
+        if not folder:
+            _runs[key] = run()
+            return _runs[key]
+        path = Path(folder) / hashlib.sha256(key.encode()).hexdigest()[:20]
+        with open(path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.exists():
+                _runs[key] = pickle.loads(path.read_bytes())
+            else:
+                _runs[key] = run()
+                path.with_suffix(".part").write_bytes(pickle.dumps(_runs[key]))
+                path.with_suffix(".part").rename(path)
+    return _runs[key]
+
+
+@pytest.fixture(scope="session")
+def shared_run() -> Callable[[str, Callable[[], tracer.Outcome]], tracer.Outcome]:
+    """``run_once``, for the test modules that load this one as a plugin."""
+    return run_once
 
 
 def _processes() -> dict[int, tuple[str, str, int]]:

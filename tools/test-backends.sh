@@ -2,12 +2,16 @@
 # tools/test-backends.sh PYTHON BACKEND... [-- PYTEST_ARGS...]
 #
 # Engine behind `make test` and `make test-full`: the suite once per memory
-# backend (ARENA_BACKEND), every backend's run at the same time, each over
-# $TEST_JOBS pytest-xdist workers (default: the cores shared out among the
-# runs; one means no workers, the run is its pytest process). Two backends on
-# two cores: a process each, as fast as two workers each and with less start-up
-# work (measured); one backend: a worker per core. Each run's output is shown
-# whole as it ends; the exit status is 1 if any run failed.
+# backend (ARENA_BACKEND), all runs at the same time. With several backends,
+# each backend's run has the tests that make a memory backend, and one more
+# run (under the first backend's name) has those marked backend_independent,
+# which are the same under any backend (tests/conftest.py checks the marker:
+# such a test makes no backend, here or in the commands it starts); with one
+# backend, one run has them all. Each run goes over $TEST_JOBS pytest-xdist
+# workers (default: the cores shared out among the runs; one or fewer means no
+# workers, the run is its pytest process), as ARENA_BACKEND=cffi make test has
+# a worker per core. Each run's output is shown whole as it ends; the exit
+# status is 1 if any run failed.
 #
 # Every worker is a process of its own: the leak check (tests/conftest.py)
 # compares that process's mappings before and after each of its tests.
@@ -17,10 +21,21 @@ python="$1"; shift
 backends=()
 while (($#)) && [[ "$1" != "--" ]]; do backends+=("$1"); shift; done
 (($#)) && shift
-jobs="${TEST_JOBS:-$(($(nproc) / ${#backends[@]}))}"
+# Each run: its name, its backend, and its share of the tests (ARENA_TEST_SHARE, tests/conftest.py).
+runs=()
+if ((${#backends[@]} > 1)); then
+    for b in "${backends[@]}"; do runs+=("$b $b backend"); done
+    runs+=("independent ${backends[0]} independent")
+else
+    runs+=("${backends[0]} ${backends[0]} all")
+fi
+jobs="${TEST_JOBS:-$(($(nproc) / ${#runs[@]}))}"
 ((jobs > 1)) && spread=(-n "$jobs" --dist worksteal) || spread=(-p no:xdist)
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
+# Real programs' runs that every backend's run reads, made once (tests/tracees.py: run_once).
+mkdir "$logs/runs"
+export ARENA_TEST_RUNS="$logs/runs"
 
 # pytest rewrites the asserts of every module it imports for tests and
 # plugins (hypothesis's too) and caches the result as bytecode; with
@@ -28,31 +43,39 @@ trap 'rm -rf "$logs"' EXIT
 DEFAULT_SIGINT='import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_DFL)
 os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]])'
-declare -A pid_of backend_of
+declare -A pid_of name_of share_of
 start=$SECONDS
-for b in "${backends[@]}"; do
+for run in "${runs[@]}"; do
+    read -r name b share <<<"$run"
     # A command started with & in a script ignores SIGINT (so does one under
     # nohup or a runner that ignores it), and so would every program the tests
     # start: Python then never raises KeyboardInterrupt. pytest starts with
     # the default, as from a terminal.
-    ARENA_BACKEND="$b" env -u PYTHONDONTWRITEBYTECODE "$python" -c "$DEFAULT_SIGINT" \
-        "${spread[@]}" "$@" >"$logs/$b.log" 2>&1 &
-    pid_of[$b]=$!
-    backend_of[$!]=$b
+    ARENA_BACKEND="$b" ARENA_TEST_SHARE="$share" env -u PYTHONDONTWRITEBYTECODE "$python" -c "$DEFAULT_SIGINT" \
+        "${spread[@]}" "$@" >"$logs/$name.log" 2>&1 &
+    pid_of[$name]=$!
+    name_of[$!]=$name
+    share_of[$name]=$share
 done
-echo "== backends ${backends[*]}: at once, $([[ ${spread[0]} == -n ]] && echo "$jobs pytest workers" || echo "one process") each; each one's output as it ends"
+names=() && for run in "${runs[@]}"; do names+=("${run%% *}"); done
+how=$([[ ${spread[0]} == -n ]] && echo "$jobs pytest workers" || echo "one process")
+echo "== runs ${names[*]}$( ((${#runs[@]} > 1)) && echo " at once"), $how each; each one's output as it ends"
 
-status=0 summary=()
+status=0 ran=0 summary=()
 while ((${#pid_of[@]})); do
     code=0
     wait -n -p done "${pid_of[@]}" || code=$?
-    b="${backend_of[$done]}"
-    unset "pid_of[$b]"
-    echo "== backend: $b (after $((SECONDS - start)) s)"
-    cat "$logs/$b.log"
-    summary+=("$b: $(tail -n 1 "$logs/$b.log" | tr -d '=' | sed 's/^ *//')")
-    ((code == 0)) || status=1
+    name="${name_of[$done]}"
+    unset "pid_of[$name]"
+    echo "== run: $name (after $((SECONDS - start)) s)"
+    cat "$logs/$name.log"
+    summary+=("$name: $(tail -n 1 "$logs/$name.log" | tr -d '=' | sed 's/^ *//')")
+    # pytest's 5, no test collected: a share that PYTEST_ARGS's selection leaves empty (tests/test_tracer.py
+    # has no test of a backend's share); a run of them all must have one.
+    ((code == 0)) && ran=1
+    ((code == 0)) || { ((code == 5)) && [[ ${share_of[$name]} != all ]]; } || status=1
 done
+((ran)) || status=1  # no run had a test
 printf '== %s\n' "${summary[@]}"
-echo "== all backends in $((SECONDS - start)) s"
+echo "== all runs in $((SECONDS - start)) s"
 exit $status

@@ -32,7 +32,7 @@ from ..policy.rules import RULES, RuleFailed
 from ..policy.rules import read as read_rule
 from ..spaces import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
 from ..words import plural, size_text
-from . import demo, maps, programs, report, svg
+from . import demo, maps, programs, report
 from .maps import annotate, process_rows, process_text, rows_text
 
 if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
@@ -227,6 +227,9 @@ def _picture(args: argparse.Namespace, outcomes: list[Outcome], title: str, note
     """Draw ``--svg``; what to tell the reader about it."""
     if not args.svg:
         return ""
+    # Imported here: its XML escaping brings in urllib.request, http.client and email (10 ms of each start).
+    from . import svg
+
     picture = svg.draw(outcomes, title, note)
     _write_file(args.svg, "--svg", lambda: Path(args.svg).write_text(picture, encoding="utf-8"))
     return "" if args.json else f"\npicture of the address space: {args.svg}\n"
