@@ -208,7 +208,8 @@ def test_maps_pid_lists_another_process_mappings_with_resident_bytes(child):
     assert 4 << 20 <= mine["rss"] <= 8 << 20
     assert any(m["name"].endswith(os.path.basename(os.path.realpath(sys.executable))) for m in data["mappings"])
 
-    text = arena_cmd("maps", "--pid", str(pid))
+    # Wide enough for a row per mapping (tests/test_tables.py checks narrower terminals).
+    text = arena_cmd("maps", "--pid", str(pid), prefix=("env", "COLUMNS=250"))
     assert text.returncode == 0, text.stderr
     head, columns, *rows = text.stdout.splitlines()
     assert head.startswith(f"/proc/{pid}/smaps: {len(data['mappings'])} mappings, ")

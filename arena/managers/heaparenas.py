@@ -69,7 +69,8 @@ class HeapArenas(Manager):
       ``first_hints``; 32-bit: where the pre-reservation is hinted. A
       multiple of ``heap_arena_size``; ``None``: Go's own.
     - ``initial_size``: 32-bit only: the pre-reservation's size (``0``:
-      none; ``None``: Go's 512, 256 then 128 MiB).
+      none; ``None``: Go's 512, 256 then 128 MiB). A multiple of
+      ``heap_arena_size``, as Go's are.
 
     ``sys_alloc(n)`` returns the start of ``round(n, heap_arena_size)``
     committed, read-write bytes (one arena more when the kernel's answer to
@@ -137,7 +138,12 @@ class HeapArenas(Manager):
         if self.layout.first_hints:
             raise ValueError(f"initial_size: the {self.layout.name} layout has no pre-reservation "
                              "(Go 1.11 reserves one on 32-bit only)")
-        return self._page_multiple("initial_size", size, positive=False)
+        size = self._page_multiple("initial_size", size, positive=False)
+        # The arena hint starts where the pre-reservation ends (L504), and Go throws on a heap
+        # arena that is not aligned: Go's own sizes (512, 256, 128 MiB) are whole heap arenas.
+        if size % self._size:
+            raise ValueError(f"initial_size must be a multiple of the heap arena size {self._size:#x}, got {size:#x}")
+        return size
 
     # -- records ---------------------------------------------------------------
 
