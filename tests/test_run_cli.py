@@ -280,6 +280,7 @@ def test_runs_needs_real():
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent(False)  # the demo runs the model beside each program, on the memory backend
 def test_demo_real_reproduces_ten_runs_of_ten():
     """Each runtime, ten times: Go 1.8 dies, its fix releases the low region, Go 1.9 allocates in it, Debian's
     Go releases its misplaced heap arenas; every run's calls really rewritten, the model agreeing."""
