@@ -203,7 +203,6 @@ def test_hunt_usage_mistakes_are_one_line_and_exit_2(capsys, argv, words):
 
 
 @pytest.mark.skipif(sysmem.NATIVE_BITS == 64, reason="a 64-bit process can hunt on both layouts")
-@pytest.mark.backend_independent
 def test_a_64_bit_hunt_in_a_32_bit_process_is_a_usage_error(capsys):
     assert cli.main(["hunt", "--layout", "64"]) == 2
     err = capsys.readouterr().err
@@ -245,8 +244,12 @@ def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path, monkeypatc
     done = run_arena("hunt", "--rule", "mine:NoOverlap", "--seed", "1", "--save-trace", "t.json", "--svg", "t.svg",
                      cwd=tmp_path, pythonpath=rules_dir)
     assert done.returncode == 1, done.stderr
-    assert "mine:NoOverlap" in done.stdout and "moved arena_used DOWN" in done.stdout and "not-heap" in done.stdout
-    assert_shows(shown(DOCS, "arena hunt --rule mine:NoOverlap --seed 1 --save-trace t.json --svg t.svg"), done.stdout)
+    assert "mine:NoOverlap" in done.stdout and "not-heap" in done.stdout
+    if sysmem.NATIVE_BITS == 64:
+        # As the docs show it. A 32-bit process's own space, laid out afresh at each start, can lead the
+        # same seed to another counterexample (docs/rules.md says so).
+        assert "moved arena_used DOWN" in done.stdout
+        assert_shows(shown(DOCS, "arena hunt --rule mine:NoOverlap --seed 1 --save-trace t.json --svg t.svg"), done.stdout)
     assert json.loads((tmp_path / "t.json").read_text())["rule"] == "mine:NoOverlap"
     assert (tmp_path / "t.svg").stat().st_size > 0
     done = run_arena("replay", "t.json", cwd=tmp_path, pythonpath=rules_dir)

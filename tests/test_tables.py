@@ -32,8 +32,11 @@ def legacy_trace(tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.parametrize("argv", [["maps"], ["maps", "--layout", "64"], ["maps", "--rule", "go1.11"], ["demo"],
-                                  ["demo", "--layout", "64"]])
+NEEDS_64 = pytest.mark.needs_64_bit
+
+
+@pytest.mark.parametrize("argv", [["maps"], pytest.param(["maps", "--layout", "64"], marks=NEEDS_64), ["maps", "--rule", "go1.11"],
+                                  ["demo"], pytest.param(["demo", "--layout", "64"], marks=NEEDS_64)])
 def test_the_model_commands_fit_every_width(monkeypatch, capsys, argv):
     _lines_fit(monkeypatch, capsys, argv)
 
