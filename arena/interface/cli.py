@@ -649,6 +649,12 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
         out = _hunt_text(args, result, outcomes) + "\n"
         if args.save_trace and outcomes:
             out += f"\ntrace saved: {args.save_trace} (replay it with: arena replay {args.save_trace})\n"
+        unwritten = [f"{option} {path}" for option, path in (("--save-trace", args.save_trace), ("--svg", args.svg)) if path]
+        if result.counterexample is not None and not outcomes and unwritten:
+            # A trace or picture of a replay that did not fail would show no counterexample at all.
+            out += _paragraphs(f"\nnot written: {', '.join(unwritten)}: the counterexample did not fail again when "
+                               "replayed (the address space changed between the two runs; in a 32-bit process the "
+                               "kernel's own mappings can); run the hunt again", _width()) + "\n"
     if outcomes:
         out += _picture(args, outcomes, f"counterexample to rule {result.target}, {layout.name} layout",
                         f"minimal scenario found by arena hunt (seed {result.seed})")
