@@ -162,6 +162,10 @@ def test_hunt_finds_legacy_saves_a_replayable_trace_and_draws_it(capsys, tmp_pat
     out, _ = capsys.readouterr()
     assert code == 1
     assert "counterexample found after" in out and "repeat with --seed 1" in out
+    if sysmem.NATIVE_BITS == 32 and "not written: --save-trace" in out:
+        # A 32-bit process's own mappings moved under the replay shown: said, nothing written.
+        assert not os.path.exists(path) and not os.path.exists(picture)
+        return
     assert "legacy" in out and "fixed" in out and "moved arena_used DOWN" in out
     lost = next(line for line in out.splitlines() if line.startswith("allocations lost"))
     assert lost.split()[2:4] != ["none"] and lost.split()[-1] == "none"  # legacy lost some, fixed none

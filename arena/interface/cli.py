@@ -636,7 +636,8 @@ def cmd_hunt(args: argparse.Namespace) -> tuple[int, str]:
                     outcomes.append(observe(r))
                     if each is target:
                         failed = r.failed
-                    if args.save_trace and each is target:
+                    # Only a replay that fails again is the counterexample's trace (see below).
+                    if args.save_trace and each is target and outcomes[-1].violations:
                         _save(r.arena, args.save_trace)
         if outcomes and (outcomes[0].rule != result.target or not outcomes[0].violations):
             outcomes = []  # the hunted rule's replay must come first and show the failure
