@@ -274,7 +274,8 @@ def test_a_rule_whose_parts_change_between_reads_never_commits_memory_it_does_no
     foreign = Foreign()
     try:
         span = PAGE + 16 * MiB + 64 * 1024
-        base = free_spot(memory, 0x40000000, 0xA0000000, span, 0.5)
+        # The kernel's pages are 4 KiB; the arena's start must be a whole arena page (8 KiB).
+        base = -(-free_spot(memory, 0x40000000, 0xA0000000, span + PAGE, 0.5) // PAGE) * PAGE
         start, end = base + PAGE, base + PAGE + 16 * MiB
         assert foreign.place(end, 64 * 1024, writable=False, seed=3)
         low = free_spot(memory, 0x10000000, base - 32 * MiB, 32 * MiB, 0.0)
