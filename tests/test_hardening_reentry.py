@@ -51,6 +51,18 @@ def fill(a):
     '''Allocate what is left of the arena's block: its next sys_alloc grows.'''
     rest = (a.arena_end - a.arena_alloc) // a.layout.page_size * a.layout.page_size
     assert rest == 0 or a.sys_alloc(rest) is not None
+
+def answered_by(kind, answer):
+    '''An Arena (its first block full) or HeapArenas (32-bit: no pre-reservation) of this process's
+    width, whose next sys_alloc asks the kernel, and answer answers.'''
+    layout = arena.native_layout()
+    if kind == "Arena":
+        m = arena.Arena(SMALL32 if layout.address_bits == 32 else SMALL64,
+                        memory=ScriptedMemory(sysmem.default(), [None, answer]))
+        fill(m)
+        return m
+    memory = ScriptedMemory(sysmem.default(), [None, answer] if layout.address_bits == 32 else [answer])
+    return arena.HeapArenas(layout, memory=memory, **({{"initial_size": 0}} if layout.address_bits == 32 else {{}}))
 """
 
 # The process each case starts from: HEADER imported once, then a fork per case, which runs it as
@@ -157,23 +169,14 @@ def test_a_rule_calling_back_fails_its_sys_alloc_cleanly(layout, name):
     """)
 
 
-@pytest.mark.parametrize("manager", ["arena", "heap"])
+@pytest.mark.parametrize("manager", ["Arena", "HeapArenas"])
 @pytest.mark.parametrize("name", CALLS)
 def test_a_scripted_answer_calling_back_fails_the_call_cleanly(manager, name):
     run(f"""
-        memory = ScriptedMemory(sysmem.default())
         def answer(hint, size):
             call_back(m, {name!r})
             return None
-        if {manager!r} == "arena":
-            layout = arena.native_layout()
-            memory = ScriptedMemory(memory.inner, [None, answer])
-            m = arena.Arena(SMALL32 if layout.address_bits == 32 else SMALL64, memory=memory)
-            fill(m)
-        else:
-            layout = arena.native_layout()
-            memory = ScriptedMemory(memory.inner, [None, answer] if layout.address_bits == 32 else [answer])
-            m = arena.HeapArenas(layout, memory=memory, **({{"initial_size": 0}} if layout.address_bits == 32 else {{}}))
+        m = answered_by({manager!r}, answer)
         regions, allocations = m.regions, m.allocations
         try:
             m.sys_alloc(8192)  # asks the memory layer for a new region: the answer calls back
@@ -206,10 +209,8 @@ def test_a_read_of_the_whole_manager_from_inside_a_call_on_an_empty_one_is_a_ree
             request = layout.first_sizes[0] * 2  # more than the first block holds: a growth, answered by answer
         else:
             # 64-bit heap arenas reserve nothing when made: their first answer is the first hint's.
-            layout = arena.native_layout()
-            memory = ScriptedMemory(sysmem.default(), [None, answer] if layout.address_bits == 32 else [answer])
-            m = arena.HeapArenas(layout, memory=memory, **({{"initial_size": 0}} if layout.address_bits == 32 else {{}}))
-            request = layout.heap_arena_size
+            m = answered_by("HeapArenas", answer)
+            request = m.layout.heap_arena_size
         assert m.allocations == []
         assert m.sys_alloc(request) is not None  # the kernel's own answer, after the callback
         (exc,) = seen
@@ -317,14 +318,7 @@ def test_another_thread_waits_for_the_lock_as_before(manager):
             inside.wait(10)
             waiting.set()
             results.append(m.contains(0))  # waits for the lock: not a re-entrant call
-        layout = arena.native_layout()
-        scripted = [None, answer] if {manager!r} == "Arena" or layout.address_bits == 32 else [answer]
-        memory = ScriptedMemory(sysmem.default(), scripted)
-        if {manager!r} == "Arena":
-            m = arena.Arena(SMALL32 if layout.address_bits == 32 else SMALL64, memory=memory)
-            fill(m)
-        else:
-            m = arena.HeapArenas(layout, memory=memory, **({{"initial_size": 0}} if layout.address_bits == 32 else {{}}))
+        m = answered_by({manager!r}, answer)
         t = threading.Thread(target=other)
         t.start()
         assert m.sys_alloc(8192) is not None
@@ -350,14 +344,7 @@ def test_another_threads_verify_waits_and_reads_the_call_done(manager):
             waiting.set()
             found = verify(m)
             results.append((found, len(m.allocations)))
-        layout = arena.native_layout()
-        scripted = [None, answer] if {manager!r} == "Arena" or layout.address_bits == 32 else [answer]
-        memory = ScriptedMemory(sysmem.default(), scripted)
-        if {manager!r} == "Arena":
-            m = arena.Arena(SMALL32 if layout.address_bits == 32 else SMALL64, memory=memory)
-            fill(m)
-        else:
-            m = arena.HeapArenas(layout, memory=memory, **({{"initial_size": 0}} if layout.address_bits == 32 else {{}}))
+        m = answered_by({manager!r}, answer)
         made = len(m.allocations)
         t = threading.Thread(target=other)
         t.start()
