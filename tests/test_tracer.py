@@ -5,7 +5,6 @@ import errno
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -193,12 +192,9 @@ def test_a_program_that_uses_ptrace_itself(build):
 
 
 def test_setuid_programs(build, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("making a set-user-ID copy owned by someone else needs root")
-    other = tmp_path / "setuid_mapper"
-    shutil.copy(build("mapper"), other)
-    os.chown(other, 65534, 65534)
-    other.chmod(0o4755)
+    from tracees import setuid_copy
+
+    other = setuid_copy(build("mapper"), tmp_path)
     with pytest.raises(tracer.SetuidProgram, match="set-user-ID .*chmod u-s"):
         tracer.run([str(other)])
     other.chmod(0o2755)

@@ -24,6 +24,18 @@ NAMES = {"mapper", "linear_arena", "ignore_term", "forker", "self_tracer", "chur
 WIDTHS = [64, 32] if sysmem.NATIVE_BITS == 64 else [32]
 
 
+def setuid_copy(program: Path, folder: Path) -> Path:
+    """A set-user-ID copy of ``program`` in ``folder``, owned by nobody (65534): one the tracer must refuse.
+    Skips the test where making it needs root and this is not root."""
+    if os.geteuid() != 0:
+        pytest.skip("making a set-user-ID copy owned by someone else needs root")
+    other = folder / "setuid_mapper"
+    shutil.copy(program, other)
+    os.chown(other, 65534, 65534)
+    other.chmod(0o4755)
+    return other
+
+
 class Builder:
     """Compiles the C test programs into one directory, each once."""
 
