@@ -60,6 +60,20 @@ class _Cover:
         i = bisect.bisect_right(self.starts, start) - 1
         return start >= end or (i >= 0 and self.ends[i] >= end)
 
+    def outside(self, starts: list[int], size: int) -> list[int]:
+        """The ``s`` of sorted ``starts`` for which ``covers(s, s + size)`` is false (``size`` > 0).
+
+        A run covers the starts from its own to its end less ``size``: a
+        search per run, where a heap arena has thousands of mappings and a
+        trace's heap arenas hundreds of thousands of frames.
+        """
+        out, i = [], 0
+        for start, end in zip(self.starts, self.ends):
+            lo = bisect.bisect_left(starts, start, i)
+            out += starts[i:lo]
+            i = bisect.bisect_right(starts, end - size, lo)
+        return out + starts[i:]
+
 
 def _held_mapped_disjoint(found: Findings, what: str, ranges: list[tuple[int, int]], held: list[sysmem.Mapping],
                           maps: list[sysmem.Mapping] | None, maker: str) -> None:
@@ -163,7 +177,8 @@ def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
 def _verify_heap_arenas(a: HeapArenas, read_maps: bool) -> Findings:
     """``verify_heap_arenas``' checks of open heap arenas, held by this thread."""
     found = Findings()
-    for e in a.events:
+    events = a.events  # read once: each read builds the list anew, and a trace's has tens of thousands
+    for e in events:
         # An index entry never goes back to nil (mheap.go): registered arenas only grow.
         if e.after.arenas < e.before.arenas:
             found.append(Violation("arena-unregistered",
@@ -176,25 +191,32 @@ def _verify_heap_arenas(a: HeapArenas, read_maps: bool) -> Findings:
     top = max([r.end for r in regions] + [p + n for p, n in allocations], default=0)
     maps = sysmem.mappings(below=top) if read_maps else None
     held = [sysmem.Mapping(r.start, r.end, "", r.role) for r in regions]
-    handed: set[int] = set()
+    # A registered heap arena's base is aligned, and contains(f) of an aligned f says exactly whether
+    # f is one (the index maps f's arena number to that base and back): an allocation is whole
+    # registered heap arenas when it holds as many bases as frames. Two searches, where a call per
+    # frame was most of the check of the largest trace (hundreds of thousands of frames).
+    arenas = a.arenas
     for addr, n in allocations:
-        frames = range(addr - addr % size, addr + n, size)
-        handed.update(frames)
-        if addr % size or n % size or not all(a.contains(f) for f in frames):
+        if addr % size or n % size or bisect.bisect_left(arenas, addr + n) - bisect.bisect_left(arenas, addr) != n // size:
             found.append(Violation("not-heap", f"allocation [{addr:#x}, {addr + n:#x}) is not whole registered heap arenas"))
     _held_mapped_disjoint(found, "allocation", allocations, held, maps, "the heap arenas")
     mapped, writable = (None, None) if maps is None else (_Cover(maps), _Cover(maps, "rw-p"))
-    for base in a.arenas:
-        if base not in handed:
+    # The frames handed out (each allocation's, from the heap arena it starts in), whole heap arenas.
+    handed = _Cover([sysmem.Mapping(p - p % size, p + n + -(p + n) % size, "", "") for p, n in allocations])
+    strays = set(handed.outside(arenas, size))
+    unmapped = set() if writable is None else set(writable.outside(arenas, size))
+    # In the arenas' order; a stray is only that.
+    for base in sorted(strays | unmapped):
+        if base in strays:
             found.append(Violation("stray-arena",
                                    f"heap arena [{base:#x}, {base + size:#x}) is registered but was never handed out"))
-        elif writable is not None and not writable.covers(base, base + size):
+        else:
             found.append(Violation("index-unmapped",
                                    f"registered heap arena [{base:#x}, {base + size:#x}) is not mapped read-write"))
     # What the kernel answered and was kept: whole, or trimmed to alignment (one arena less).
-    made = {(e.returned, e.size) for e in a.events if e.verdict in ("reserved", "honoured")}
+    made = {(e.returned, e.size) for e in events if e.verdict in ("reserved", "honoured")}
     # (A trimmed reservation always has the kernel's answer: "is not None" only says so to the type checker.)
-    made |= {(e.returned - e.returned % size + size, e.size - size) for e in a.events
+    made |= {(e.returned - e.returned % size + size, e.size - size) for e in events
              if e.verdict == "trimmed" and e.returned is not None}
     for r in regions:
         if (r.start, r.size) not in made:

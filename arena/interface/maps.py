@@ -78,9 +78,9 @@ def _roles(arena: Arena | HeapArenas, m: sysmem.Mapping, base: int, regions: lis
 
 def annotate(arena: Arena | HeapArenas, maps: list[sysmem.Mapping]) -> list[MapRow]:
     """Rows for the mappings that meet the arena's regions, and for the regions it released, lowest first."""
-    base = arena_part(arena.events)
     # Read once: each is a list built anew on every read, and there is a mapping per region.
-    regions, allocations = arena.regions, arena.allocations
+    events, regions, allocations = arena.events, arena.regions, arena.allocations
+    base = arena_part(events)
     regions_at = _Meeting([(r.start, r.end) for r in regions])
     allocations_at = _Meeting([(p, p + n) for p, n in allocations])
     rows: list[MapRow] = []
@@ -88,7 +88,7 @@ def annotate(arena: Arena | HeapArenas, maps: list[sysmem.Mapping]) -> list[MapR
         roles = _roles(arena, m, base, regions, regions_at, allocations, allocations_at)
         if roles:
             rows.append({"start": m.start, "end": m.end, "perms": m.perms, "roles": roles, "name": m.name, "mapped": True})
-    for e in arena.events:
+    for e in events:
         if e.verdict in _RELEASED and e.returned is not None:
             rows.append({
                 "start": e.returned, "end": e.returned + e.size, "perms": "", "mapped": False, "name": "",

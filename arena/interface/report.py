@@ -1,8 +1,10 @@
 """Tables for people: aligned columns and hex addresses, as narrow as the terminal allows."""
 from __future__ import annotations
 
+import itertools
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeAlias
 
 from ..harness.run import Outcome
 from ..managers import Bounds, HeapState
@@ -34,34 +36,81 @@ _REASON_ROOM = 40
 _TOLD_BY_COMMIT = {("hint", "honoured"), ("aligned", "reserved"), ("aligned", "trimmed")}
 
 
-def _widths(rows: list[list[str]]) -> list[int]:
-    """The width of each column: its widest line (a cell may have several)."""
-    widths = []
-    for i in range(max(map(len, rows))):
-        lines = "\n".join(row[i] for row in rows if i < len(row)).split("\n")
-        widths.append(max(map(len, lines)))
-    return widths
+# A table read column by column: a sequence per column, each as long as the table has rows.
+_Table: TypeAlias = Sequence[Sequence[str]]
+
+
+def _lines(column: Iterable[str]) -> list[str]:
+    """Every line of every cell of ``column``: a cell with line breaks has several."""
+    return "\n".join(column).split("\n")
+
+
+def _widths(table: _Table) -> list[int]:
+    """The width of each column: its widest line (a cell may have several).
+
+    A column is read once, as one string: a trace's table has a row per
+    event, tens of thousands, and is measured before it is laid out.
+    """
+    return [max(map(len, _lines(column))) for column in table]
+
+
+def _columns_of(rows: Sequence[Sequence[str]]) -> _Table:
+    """``rows`` read column by column; the cells a short row lacks are empty."""
+    return list(itertools.zip_longest(*rows, fillvalue=""))
+
+
+def _span(widths: Sequence[int]) -> int:
+    """How wide columns this wide are, two spaces apart."""
+    return sum(widths) + 2 * (len(widths) - 1)
 
 
 def columns(rows: list[list[str]]) -> str:
     """``rows`` as left-aligned columns two spaces apart; a cell with line breaks spans as many lines."""
-    widths = _widths(rows)
+    return _laid_out(rows, _widths(_columns_of(rows)))
+
+
+def _laid_out(rows: Iterable[Sequence[str]], widths: list[int]) -> str:
+    """``columns(rows)``, its columns this wide."""
+    # A row of every column, on one line, as most are, is padded by one format in one call.
+    padded = "  ".join(f"%-{w}s" for w in widths)
     out = []
-    # Most rows are one line high, and a trace's table has tens of thousands: they take the short way.
     for row in rows:
-        if "\n" not in "".join(row):
-            out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        line = padded % tuple(row) if len(row) == len(widths) else _padded(row, widths)
+        if "\n" not in line:
+            out.append(line.rstrip())
             continue
         cells = [c.split("\n") for c in row]
         for k in range(max(map(len, cells))):
-            out.append("  ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)).rstrip())
+            out.append(_padded([c[k] if k < len(c) else "" for c in cells], widths).rstrip())
     return "\n".join(out)
 
 
-def columns_width(rows: list[list[str]]) -> int:
-    """``width_of(columns(rows))`` or a little more, without laying the table out."""
-    widths = _widths(rows)
-    return sum(widths) + 2 * (len(widths) - 1)
+def _padded(cells: Sequence[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths))
+
+
+# The line breaks width_of (str.splitlines) counts besides "\n", at which columns does not break a cell.
+_OTHER_BREAKS = "\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _extent(table: _Table) -> int:
+    """``width_of(columns(rows))``, ``table`` the columns of ``rows``, without laying the table out.
+
+    A line pads each cell up to its last one with more than blanks, and
+    strips the blanks after it: the widest line ends in the last column
+    with such a cell, at that column's start plus its widest line stripped.
+    """
+    start = extent = 0
+    for column in table:
+        text = "\n".join(column)
+        if any(b in text for b in _OTHER_BREAKS):
+            # width_of starts a line there, in the middle of a row: only the laid out text says how wide.
+            return width_of(_laid_out(zip(*table), _widths(table)))
+        lines = text.split("\n")
+        reach = max(map(len, map(str.rstrip, lines)))
+        extent = start + reach if reach else extent
+        start += max(map(len, lines)) + 2
+    return extent
 
 
 def elide(text: str, room: int) -> str:
@@ -83,10 +132,11 @@ def _wrap(text: str, room: int) -> str:
     return "\n".join(out)
 
 
-def _squeeze(rows: list[list[str]], room: dict[int, int], prose: Sequence[int]) -> list[list[str]]:
-    """Each cell of the columns in ``room`` made to fit it: prose wrapped, anything else (a path) elided."""
-    return [[(_wrap(c, room[i]) if i in prose else elide(c, room[i])) if i in room else c for i, c in enumerate(row)]
-            for row in rows]
+def _squeezed(column: Sequence[str], room: int, prose: bool) -> list[str]:
+    """Each cell of ``column`` made to fit ``room``: prose wrapped, anything else (a path) elided."""
+    # Each text is squeezed once: a trace's reasons are a few sentences, said thousands of times.
+    fitted = {c: _wrap(c, room) if prose else elide(c, room) for c in set(column)}
+    return [fitted[c] for c in column]
 
 
 def _shares(natural: list[int], room: int) -> list[int]:
@@ -114,30 +164,52 @@ def fit(rows: list[list[str]], width: int | None, *, prose: Sequence[int] = (), 
     not fit, each row is a record: its first cell, then "heading value" pairs
     filled line by line. No other cell (a number, an address) is ever cut.
     """
-    if width is None or columns_width(rows) <= width:
-        return columns(rows)
-    flexible = [i for i in range(len(rows[0])) if i in prose or i in paths]
-    fixed = [[c for i, c in enumerate(row) if i not in flexible] for row in rows]
-    natural = [w for i, w in enumerate(_widths(rows)) if i in flexible]
-    room = width - columns_width(fixed) - 2 * len(flexible)
-    shares = _shares(natural, room)
+    return _fit(_columns_of(rows), width, prose=prose, paths=paths, least=least)
+
+
+def _fit(table: _Table, width: int | None, *, prose: Sequence[int] = (), paths: Sequence[int] = (),
+         least: int = 20) -> str:
+    """``fit`` of the rows whose columns ``table`` holds."""
+    widths = _widths(table)
+    if width is None or _span(widths) <= width:
+        return _laid_out(zip(*table), widths)
+    flexible = [i for i in range(len(table)) if i in prose or i in paths]
+    natural = [widths[i] for i in flexible]
+    # The other columns keep their cells, and so the widths measured above.
+    kept = [i for i in range(len(table)) if i not in flexible]
+    fixed, fixed_widths = [table[i] for i in kept], [widths[i] for i in kept]
+    shares = _shares(natural, width - _span(fixed_widths) - 2 * len(flexible))
     if flexible and all(s >= min(n, least) for s, n in zip(shares, natural)):
-        return columns(_squeeze(rows, dict(zip(flexible, shares)), prose))
-    under = width - len(_UNDER)
-    # Each moved cell is squeezed on its own line; rows[0]'s cells are the headings of those lines.
-    moved = _squeeze([[row[i] for i in flexible] for row in rows], dict.fromkeys(range(len(flexible)), under),
-                     [k for k, i in enumerate(flexible) if i in prose])
-    if columns_width(fixed) <= width:
-        lines = columns(fixed).split("\n")
-        out = [lines[0], _UNDER + "  ".join(rows[0][i] for i in flexible)]
-        for line, cells in zip(lines[1:], moved[1:]):
-            out += [line] + [_UNDER + part for c in cells if c for part in c.split("\n")]
-        return "\n".join(out)
+        squeezed = list(table)
+        for i, share in zip(flexible, shares):
+            squeezed[i] = _squeezed(table[i], share, i in prose)
+        return _laid_out(zip(*squeezed), _widths(squeezed))
+    # Each moved cell is squeezed on its own line; the first row's cells are the headings of those lines.
+    moved = [_squeezed(table[i], width - len(_UNDER), i in prose) for i in flexible]
+    if _span(fixed_widths) <= width:
+        return _under(_laid_out(zip(*fixed), fixed_widths), [table[i][0] for i in flexible], moved)
+    return _records(fixed, moved, width)
+
+
+def _under(text: str, headings: list[str], moved: _Table) -> str:
+    """``fit``'s table ``text`` of the cells never cut, each row's ``moved`` cells on lines of their own under it."""
+    lines = text.split("\n")
+    out = [lines[0], _UNDER + "  ".join(headings)]
+    for line, cells in zip(lines[1:], itertools.islice(zip(*moved), 1, None)):
+        out += [line] + [_UNDER + part for c in cells if c for part in c.split("\n")]
+    return "\n".join(out)
+
+
+def _records(fixed: _Table, moved: _Table, width: int) -> str:
+    """``fit``'s rows as records: the first cell, then "heading value" pairs filled line by line, then the moved cells."""
+    headings = [column[0].replace("\n", " ") for column in fixed[1:]]
+    # Without a moved column, a row has no moved cells.
+    rows: Iterator[tuple[Sequence[str], Sequence[str]]] = itertools.zip_longest(zip(*fixed), zip(*moved), fillvalue=())
     out = []
-    for row, cells in zip(fixed[1:], moved[1:]):
+    for row, cells in itertools.islice(rows, 1, None):
         line = row[0].replace("\n", " ")
-        for heading, c in zip(fixed[0][1:], row[1:]):
-            pair = f"{heading.replace(chr(10), ' ')} {c.replace(chr(10), ' ')}"
+        for heading, c in zip(headings, row[1:]):
+            pair = f"{heading} {c.replace(chr(10), ' ')}"
             if len(line) + 2 + len(pair) <= width:
                 line += "  " + pair
             else:
@@ -201,17 +273,9 @@ def _lost(o: Outcome) -> str:
     return f"{len(o.lost)} of {sum(p is not None for p in o.returned)}" if o.lost else "none"
 
 
-def _table(outcomes: list[Outcome], wrap: bool) -> str:
-    """A row per request and a column per rule; with ``wrap``, a cell's decisions one per line."""
-    return columns(_rows(outcomes, wrap))
-
-
-def _rows(outcomes: list[Outcome], wrap: bool) -> list[list[str]]:
-    """``_table``'s cells."""
-    cells = [[_cell(g) for g in per_request(o.events)] for o in outcomes]
-    rows = [[""] + [o.rule for o in outcomes]]
-    for i, n in enumerate(outcomes[0].requests):
-        rows.append([f"sys_alloc({size_text(n)})"] + [c[i] if i < len(c) else "" for c in cells])
+def _ends(outcomes: list[Outcome]) -> list[list[str]]:
+    """The rows below the requests: how each run ended, a row's name and then a cell per rule."""
+    rows = []
     if any(isinstance(o.bounds, Bounds) for o in outcomes):
         for name in ("arena_used", "arena_alloc", "arena_end"):
             rows.append([f"{name} after"] + [_hex(getattr(o.bounds, name, None)) for o in outcomes])
@@ -221,9 +285,24 @@ def _rows(outcomes: list[Outcome], wrap: bool) -> list[list[str]]:
     rows.append(["verify"] + [plural(len(o.violations), "violation") if o.violations else "no violation"
                                 for o in outcomes])
     rows.append(["bytes intact"] + ["yes" if o.intact else "NO" for o in outcomes])
-    if wrap:
-        rows = [[c.replace("; ", ";\n") for c in row] for row in rows]
     return rows
+
+
+def _table(outcomes: list[Outcome], decided: list[list[str]], wrap: bool) -> list[list[str]]:
+    """``side_by_side``'s table of ``outcomes`` as columns: the rows' names, then a column per rule.
+
+    A row per request of the first, then the runs' ends (``_ends``). ``decided``
+    holds each rule's cells (``_cell``), already a decision per line with
+    ``wrap``, which breaks the other cells after "; " too.
+    """
+    ends, n = _ends(outcomes), len(outcomes[0].requests)
+    # A request's name, in size_text's words, has no "; " to break.
+    table = [[""] + [f"sys_alloc({size_text(r)})" for r in outcomes[0].requests] + [row[0] for row in ends]]
+    for k, (o, cells) in enumerate(zip(outcomes, decided)):
+        own = [o.rule] + [row[k + 1] for row in ends]
+        own = [c.replace("; ", ";\n") for c in own] if wrap else own
+        table.append(own[:1] + cells[:n] + [""] * (n - len(cells)) + own[1:])
+    return table
 
 
 def side_by_side(outcomes: list[Outcome], width: int | None = None) -> str:
@@ -232,17 +311,22 @@ def side_by_side(outcomes: list[Outcome], width: int | None = None) -> str:
     Too wide, a cell's decisions go one per line; still too wide, the rules
     are stacked in groups that fit, each a table of its own.
     """
-    text = _table(outcomes, wrap=False)
-    if width is None or width_of(text) <= width:
-        return text
-    groups: list[list[Outcome]] = [[]]
-    for o in outcomes:
-        if groups[-1] and width_of(_table(groups[-1] + [o], wrap=True)) > width:
+    # Each rule's cells are made once, and each table tried is measured without being laid out:
+    # a trace's table has a row per request, tens of thousands.
+    decided = [[_cell(g) for g in per_request(o.events)] for o in outcomes]
+    table = _table(outcomes, decided, wrap=False)
+    if width is None or _extent(table) <= width:
+        return _laid_out(zip(*table), _widths(table))
+    decided = [[c.replace("; ", ";\n") for c in cells] for cells in decided]
+    groups: list[list[int]] = [[]]
+    for k in range(len(outcomes)):
+        tried = groups[-1] + [k]
+        if groups[-1] and _extent(_table([outcomes[i] for i in tried], [decided[i] for i in tried], wrap=True)) > width:
             groups.append([])
-        groups[-1].append(o)
+        groups[-1].append(k)
     # A rule alone still too wide (a long decision, a narrow terminal): its decisions wrap within the width.
-    return "\n\n".join(fit(rows, width, prose=range(1, len(rows[0])))
-                       for rows in (_rows(group, wrap=True) for group in groups))
+    tables = (_table([outcomes[i] for i in group], [decided[i] for i in group], wrap=True) for group in groups)
+    return "\n\n".join(_fit(table, width, prose=range(1, len(table))) for table in tables)
 
 
 def _fill(text: str, room: int, indent: str = "") -> str:
@@ -260,20 +344,26 @@ def decisions(o: Outcome, width: int | None = None) -> str:
     with less than ``_REASON_ROOM`` characters left for them, each goes on a
     line of its own under its decision (``fit``).
     """
+    events = o.events
     heap = isinstance(o.bounds, HeapState)
-    rows = [["#", "step", "request", "hint", "size", "returned", "verdict", "arenas, next hint" if heap else "arena_used",
-             "reason"]]
-    for i, e in enumerate(o.events):
-        if heap:
-            used = _heap(e.after)
-        else:
-            before, after = e.before, e.after
-            assert isinstance(before, Bounds) and isinstance(after, Bounds)  # a linear arena's events
-            used = _hex(after.arena_used)
-            if after.arena_used != before.arena_used:
-                used = f"{before.arena_used:#x} -> {used}"
-        rows.append([
-            str(i), e.step, size_text(e.request) if e.request else "-", _hex(e.hint), size_text(e.size),
-            _hex(e.returned), e.verdict, used, e.reason,
-        ])
-    return fit(rows, width, prose=[len(rows[0]) - 1], least=_REASON_ROOM)
+    # Column by column: a trace's run has tens of thousands of events, and a row each.
+    table = [
+        ["#"] + [str(i) for i in range(len(events))],
+        ["step"] + [e.step for e in events],
+        ["request"] + [size_text(e.request) if e.request else "-" for e in events],
+        ["hint"] + [_hex(e.hint) for e in events],
+        ["size"] + [size_text(e.size) for e in events],
+        ["returned"] + [_hex(e.returned) for e in events],
+        ["verdict"] + [e.verdict for e in events],
+        ["arenas, next hint"] + [_heap(e.after) for e in events] if heap else ["arena_used"] + [_used(e) for e in events],
+        ["reason"] + [e.reason for e in events],
+    ]
+    return _fit(table, width, prose=[len(table) - 1], least=_REASON_ROOM)
+
+
+def _used(e: AnyEvent) -> str:
+    """arena_used after a linear arena's event, and before it where the event moved it."""
+    before, after = e.before, e.after
+    assert isinstance(before, Bounds) and isinstance(after, Bounds)  # a linear arena's events
+    used = _hex(after.arena_used)
+    return used if after.arena_used == before.arena_used else f"{before.arena_used:#x} -> {used}"

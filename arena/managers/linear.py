@@ -75,7 +75,7 @@ class Arena(Manager):
     """
 
     __slots__ = ("_rule", "_page", "_step", "_max_mem", "_grow_limit", "_mem_commit", "_history", "_events", "_tally",
-                 "_regions_closed", "_lowered", "_runs", "_run_start", "_start", "_used", "_alloc", "_end")
+                 "_regions_closed", "_lowered", "_runs", "_run_start", "_start", "_used", "_alloc", "_end", "_shown")
 
     def __init__(
         self,
@@ -120,6 +120,8 @@ class Arena(Manager):
         self._tally = Stats()
         self._regions_closed = 0  # regions released by close(), for stats.contiguous
         self._lowered: list[tuple[Bounds, _Decision]] = []  # (bounds before, decision) of each lowering
+        # The events last read, and the last decision they show (events).
+        self._shown: tuple[_Decision | None, list[Event[Bounds]]] = (None, [])
         # Committed memory, allocations merged where they touch: closed runs,
         # sorted, plus the open run [_run_start, arena_alloc) the cursor extends.
         # The cursor moves only by commits, which extend the open run, except
@@ -473,7 +475,18 @@ class Arena(Manager):
     @property
     def events(self) -> list[Event[Bounds]]:
         """One record per decision, in order (the last ``history`` of them)."""
-        kept, before = list(self._events), Bounds(0, 0, 0, 0)
+        kept = list(self._events)
+        # Built once per decision made: verify, the reports and a trace each read the same
+        # events, tens of thousands after a long run. A decision is only ever appended, a
+        # new tuple each time, so the last one says whether the events are those shown.
+        last = kept[-1] if kept else None
+        if self._shown[0] is not last:
+            self._shown = (last, self._built(kept))
+        return list(self._shown[1])
+
+    def _built(self, kept: list[_Decision]) -> list[Event[Bounds]]:
+        """The events of the decisions ``kept`` (with a bounded history, the first only gives the bounds before)."""
+        before = Bounds(0, 0, 0, 0)
         if self._history is not None and len(kept) > self._history:
             before, kept = Bounds(*kept[0][7:]), kept[1:]
         out: list[Event[Bounds]] = []
