@@ -252,6 +252,20 @@ def load(path: str | os.PathLike[str]) -> Trace:
 # -- replaying -----------------------------------------------------------------
 
 
+def _scripted(inner: sysmem.Memory, answers: list[Answer]) -> ScriptedMemory:
+    """The memory layer that answers ``answers``; ``TraceError`` naming the first it refuses."""
+    try:
+        return ScriptedMemory(inner, answers)
+    except (TypeError, ValueError):
+        # Only now a layer per answer, for the index: as many layers cost as much as a long trace's replay.
+        for i, answer in enumerate(answers):
+            try:
+                ScriptedMemory(inner, [answer])
+            except (TypeError, ValueError) as exc:
+                raise TraceError.of(f"answers[{i}]", exc, "scripted answer", "a scripted answer") from None
+        raise
+
+
 def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) -> Replay:
     """Run ``trace`` with real memory, under its own or the given rule (``"go1.11"``: ``HeapArenas``) and
     layout; the caller closes the arena."""
@@ -278,15 +292,7 @@ def replay(trace: Trace, rule: str | None = None, layout: Layout | None = None) 
         inner = sysmem.default(address_bits=layout.address_bits)
     except ValueError as exc:
         raise ReplayError(f"cannot replay a {layout.name} layout here: {exc}") from None
-    scripted: list[Answer] = []
-    for i, a in enumerate(trace.answers):
-        answer = NO_ROOM if a == "no-room" else a
-        try:
-            ScriptedMemory(inner, [answer])
-        except (TypeError, ValueError) as exc:
-            raise TraceError.of(f"answers[{i}]", exc, "scripted answer", "a scripted answer") from None
-        scripted.append(answer)
-    memory = ScriptedMemory(inner, scripted)
+    memory = _scripted(inner, [NO_ROOM if a == "no-room" else a for a in trace.answers])
     initial_size = trace.initial_size
     if name == RELEASE and layout.first_hints:
         # 64-bit heap arenas have no first reservation to size (a linear arena's trace has one).

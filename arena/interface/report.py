@@ -71,22 +71,18 @@ def columns(rows: list[list[str]]) -> str:
 
 def _laid_out(rows: Iterable[Sequence[str]], widths: list[int]) -> str:
     """``columns(rows)``, its columns this wide."""
-    # A row of every column, on one line, as most are, is padded by one format in one call.
     padded = "  ".join(f"%-{w}s" for w in widths)
     out = []
     for row in rows:
-        line = padded % tuple(row) if len(row) == len(widths) else _padded(row, widths)
+        # A short row's missing cells are empty: blanks, which the end of the line loses.
+        cells = tuple(row) + ("",) * (len(widths) - len(row))
+        line = padded % cells
         if "\n" not in line:
             out.append(line.rstrip())
             continue
-        cells = [c.split("\n") for c in row]
-        for k in range(max(map(len, cells))):
-            out.append(_padded([c[k] if k < len(c) else "" for c in cells], widths).rstrip())
+        for parts in itertools.zip_longest(*(c.split("\n") for c in cells), fillvalue=""):
+            out.append((padded % parts).rstrip())
     return "\n".join(out)
-
-
-def _padded(cells: Sequence[str], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) for c, w in zip(cells, widths))
 
 
 # The line breaks width_of (str.splitlines) counts besides "\n", at which columns does not break a cell.
@@ -202,20 +198,23 @@ def _under(text: str, headings: list[str], moved: _Table) -> str:
 
 def _records(fixed: _Table, moved: _Table, width: int) -> str:
     """``fit``'s rows as records: the first cell, then "heading value" pairs filled line by line, then the moved cells."""
-    headings = [column[0].replace("\n", " ") for column in fixed[1:]]
+    # A line break in a cell is a space in a record: replaced only in the columns that have one.
+    fixed = [[c.replace("\n", " ") for c in column] if "\n" in "".join(column) else column for column in fixed]
+    headings = [column[0] + " " for column in fixed[1:]]
     # Without a moved column, a row has no moved cells.
     rows: Iterator[tuple[Sequence[str], Sequence[str]]] = itertools.zip_longest(zip(*fixed), zip(*moved), fillvalue=())
     out = []
     for row, cells in itertools.islice(rows, 1, None):
-        line = row[0].replace("\n", " ")
+        line = row[0]
         for heading, c in zip(headings, row[1:]):
-            pair = f"{heading} {c.replace(chr(10), ' ')}"
+            pair = heading + c
             if len(line) + 2 + len(pair) <= width:
                 line += "  " + pair
             else:
                 out.append(line)
                 line = _UNDER + pair
-        out += [line] + [_UNDER + part for c in cells if c for part in c.split("\n")]
+        out.append(line)
+        out += [_UNDER + part for c in cells if c for part in c.split("\n")]
     return "\n".join(out)
 
 
@@ -240,6 +239,11 @@ def _hex(x: int | None) -> str:
 
 def _cell(events: Sequence[AnyEvent]) -> str:
     """The decisions one request caused, in a few words."""
+    return "; ".join(_decisions(events))
+
+
+def _decisions(events: Sequence[AnyEvent]) -> list[str]:
+    """Each of ``events`` a table shows, in a few words."""
     words = []
     for e in events:
         if (e.step, e.verdict) in _TOLD_BY_COMMIT:
@@ -251,14 +255,16 @@ def _cell(events: Sequence[AnyEvent]) -> str:
         lowers = isinstance(e.after, Bounds) and isinstance(e.before, Bounds) and e.after.arena_used < e.before.arena_used
         flag = ", moved arena_used DOWN" if lowers else ""
         words.append(f"{e.verdict}{at}{flag}")
-    return "; ".join(words)
+    return words
 
 
 def legend(outcomes: list[Outcome]) -> str:
     """What ``side_by_side(outcomes)`` means, a line each: ``LEGEND``, then each word its cells use
     that a reader who has not met Go's heap would not know."""
-    cells = " ".join(_cell(g) for o in outcomes for g in per_request(o.events))
-    return "\n".join([LEGEND] + [text for word, text in _WORDS.items() if word in cells])
+    # The cells' decisions (each request's after the first reservation: per_request), not grouped
+    # into cells: no word has a space, so none spans two decisions.
+    said = " ".join(w for o in outcomes for w in _decisions([e for e in o.events if e.step != "first"]))
+    return "\n".join([LEGEND] + [text for word, text in _WORDS.items() if word in said])
 
 
 def _heap(state: Bounds | HeapState) -> str:
@@ -295,9 +301,12 @@ def _table(outcomes: list[Outcome], decided: list[list[str]], wrap: bool) -> lis
     holds each rule's cells (``_cell``), already a decision per line with
     ``wrap``, which breaks the other cells after "; " too.
     """
-    ends, n = _ends(outcomes), len(outcomes[0].requests)
-    # A request's name, in size_text's words, has no "; " to break.
-    table = [[""] + [f"sys_alloc({size_text(r)})" for r in outcomes[0].requests] + [row[0] for row in ends]]
+    requests, ends = outcomes[0].requests, _ends(outcomes)
+    n = len(requests)
+    # Each size is named once: a trace asks for a few sizes, thousands of times. A name, in
+    # size_text's words, has no "; " to break.
+    names = {r: f"sys_alloc({size_text(r)})" for r in set(requests)}
+    table = [[""] + [names[r] for r in requests] + [row[0] for row in ends]]
     for k, (o, cells) in enumerate(zip(outcomes, decided)):
         own = [o.rule] + [row[k + 1] for row in ends]
         own = [c.replace("; ", ";\n") for c in own] if wrap else own
@@ -346,13 +355,15 @@ def decisions(o: Outcome, width: int | None = None) -> str:
     """
     events = o.events
     heap = isinstance(o.bounds, HeapState)
+    # Each size is worded once: a trace asks for a few sizes, thousands of times.
+    sizes = {n: size_text(n) for n in {e.size for e in events} | {e.request for e in events}}
     # Column by column: a trace's run has tens of thousands of events, and a row each.
     table = [
         ["#"] + [str(i) for i in range(len(events))],
         ["step"] + [e.step for e in events],
-        ["request"] + [size_text(e.request) if e.request else "-" for e in events],
+        ["request"] + [sizes[e.request] if e.request else "-" for e in events],
         ["hint"] + [_hex(e.hint) for e in events],
-        ["size"] + [size_text(e.size) for e in events],
+        ["size"] + [sizes[e.size] for e in events],
         ["returned"] + [_hex(e.returned) for e in events],
         ["verdict"] + [e.verdict for e in events],
         ["arenas, next hint"] + [_heap(e.after) for e in events] if heap else ["arena_used"] + [_used(e) for e in events],

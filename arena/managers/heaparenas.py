@@ -483,10 +483,14 @@ class HeapArenas(Manager):
         """Start addresses of the registered heap arenas, lowest first."""
         self._enter("arenas", open_only=False)
         try:
-            return sorted(
-                self._arena_base(l1 << self._l2_bits | l2)
-                for l1, l2s in enumerate(self._index) if l2s is not None for l2 in l2s
-            )
+            # _arena_base of each, an L2 map at a time: a trace may register hundreds of thousands.
+            size, offset, mask, l2_bits = self._size, self._offset, self._mask, self._l2_bits
+            bases: list[int] = []
+            for l1, l2s in enumerate(self._index):
+                if l2s is not None:
+                    first = (l1 << l2_bits) * size - offset  # arena number l1 << l2_bits | l2, l2 < 2**l2_bits
+                    bases += [(first + l2 * size) & mask for l2 in l2s]
+            return sorted(bases)
         finally:
             self._leave()
 
