@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 import textwrap
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TypeAlias
 
 from ..harness.run import Outcome
@@ -57,6 +57,11 @@ def _widths(table: _Table) -> list[int]:
 def _columns_of(rows: Sequence[Sequence[str]]) -> _Table:
     """``rows`` read column by column; the cells a short row lacks are empty."""
     return list(itertools.zip_longest(*rows, fillvalue=""))
+
+
+def _rows(table: _Table, height: int) -> Iterable[Sequence[str]]:
+    """The ``height`` rows of the columns ``table`` (without a column, rows of no cell)."""
+    return zip(*table) if table else itertools.repeat((), height)
 
 
 def _span(widths: Sequence[int]) -> int:
@@ -152,7 +157,7 @@ _UNDER = "   "
 
 def fit(rows: list[list[str]], width: int | None, *, prose: Sequence[int] = (), paths: Sequence[int] = (),
         least: int = 20) -> str:
-    """``columns(rows)`` (``rows[0]`` the headings) in lines of at most ``width`` where it can be.
+    """``columns(rows)`` (``rows[0]`` the headings, and every row as long) in lines of at most ``width`` where it can be.
 
     Too wide, the ``prose`` columns wrap and the ``paths`` columns lose their
     middle to "..."; with less than ``least`` characters each, those cells go
@@ -160,15 +165,15 @@ def fit(rows: list[list[str]], width: int | None, *, prose: Sequence[int] = (), 
     not fit, each row is a record: its first cell, then "heading value" pairs
     filled line by line. No other cell (a number, an address) is ever cut.
     """
-    return _fit(_columns_of(rows), width, prose=prose, paths=paths, least=least)
+    return _fit(_columns_of(rows), len(rows), width, prose=prose, paths=paths, least=least)
 
 
-def _fit(table: _Table, width: int | None, *, prose: Sequence[int] = (), paths: Sequence[int] = (),
+def _fit(table: _Table, height: int, width: int | None, *, prose: Sequence[int] = (), paths: Sequence[int] = (),
          least: int = 20) -> str:
-    """``fit`` of the rows whose columns ``table`` holds."""
+    """``fit`` of the ``height`` rows whose columns ``table`` holds."""
     widths = _widths(table)
     if width is None or _span(widths) <= width:
-        return _laid_out(zip(*table), widths)
+        return _laid_out(_rows(table, height), widths)
     flexible = [i for i in range(len(table)) if i in prose or i in paths]
     natural = [widths[i] for i in flexible]
     # The other columns keep their cells, and so the widths measured above.
@@ -179,16 +184,16 @@ def _fit(table: _Table, width: int | None, *, prose: Sequence[int] = (), paths: 
         squeezed = list(table)
         for i, share in zip(flexible, shares):
             squeezed[i] = _squeezed(table[i], share, i in prose)
-        return _laid_out(zip(*squeezed), _widths(squeezed))
+        return _laid_out(_rows(squeezed, height), _widths(squeezed))
     # Each moved cell is squeezed on its own line; the first row's cells are the headings of those lines.
     moved = [_squeezed(table[i], width - len(_UNDER), i in prose) for i in flexible]
     if _span(fixed_widths) <= width:
-        return _under(_laid_out(zip(*fixed), fixed_widths), [table[i][0] for i in flexible], moved)
-    return _records(fixed, moved, width)
+        return _under(_laid_out(_rows(fixed, height), fixed_widths), [table[i][0] for i in flexible], moved)
+    return _records(fixed, moved, height, width)
 
 
 def _under(text: str, headings: list[str], moved: _Table) -> str:
-    """``fit``'s table ``text`` of the cells never cut, each row's ``moved`` cells on lines of their own under it."""
+    """``fit``'s table ``text`` of the cells never cut, each row's ``moved`` cells (columns) on lines of their own under it."""
     lines = text.split("\n")
     out = [lines[0], _UNDER + "  ".join(headings)]
     for line, cells in zip(lines[1:], itertools.islice(zip(*moved), 1, None)):
@@ -196,26 +201,38 @@ def _under(text: str, headings: list[str], moved: _Table) -> str:
     return "\n".join(out)
 
 
-def _records(fixed: _Table, moved: _Table, width: int) -> str:
-    """``fit``'s rows as records: the first cell, then "heading value" pairs filled line by line, then the moved cells."""
+def _records(fixed: _Table, moved: _Table, height: int, width: int) -> str:
+    """``fit``'s ``height`` rows as records: the first cell, then "heading value" pairs filled line by line,
+    then the moved cells (``fixed`` and ``moved`` are columns)."""
     # A line break in a cell is a space in a record: replaced only in the columns that have one.
     fixed = [[c.replace("\n", " ") for c in column] if "\n" in "".join(column) else column for column in fixed]
     headings = [column[0] + " " for column in fixed[1:]]
-    # Without a moved column, a row has no moved cells.
-    rows: Iterator[tuple[Sequence[str], Sequence[str]]] = itertools.zip_longest(zip(*fixed), zip(*moved), fillvalue=())
+    # Where a record's lines break depends on the lengths of its cells alone: each layout is
+    # worked out once, as a format, for the thousands of rows that share it.
+    formats: dict[tuple[int, ...], str] = {}
     out = []
-    for row, cells in itertools.islice(rows, 1, None):
-        line = row[0]
-        for heading, c in zip(headings, row[1:]):
-            pair = heading + c
-            if len(line) + 2 + len(pair) <= width:
-                line += "  " + pair
-            else:
-                out.append(line)
-                line = _UNDER + pair
-        out.append(line)
-        out += [_UNDER + part for c in cells if c for part in c.split("\n")]
+    for row, cells in itertools.islice(zip(_rows(fixed, height), _rows(moved, height)), 1, None):
+        lengths = tuple(map(len, row))
+        layout = formats.get(lengths) or formats.setdefault(lengths, _record_format(headings, lengths, width))
+        out.append(layout.format(*row))
+        out += [_UNDER + c.replace("\n", "\n" + _UNDER) for c in cells if c]
     return "\n".join(out)
+
+
+def _record_format(headings: list[str], lengths: tuple[int, ...], width: int) -> str:
+    """The format of a record whose cells are this long: its first cell, then each heading and
+    value on the line so far if it fits in ``width``, else on a line of its own."""
+    parts, used = ["{}"], lengths[0]
+    for heading, n in zip(headings, lengths[1:]):
+        pair = len(heading) + n
+        shown = heading.replace("{", "{{").replace("}", "}}") + "{}"
+        if used + 2 + pair <= width:
+            parts.append("  " + shown)
+            used += 2 + pair
+        else:
+            parts.append("\n" + _UNDER + shown)
+            used = len(_UNDER) + pair
+    return "".join(parts)
 
 
 def within(text: str, width: int) -> str:
@@ -335,7 +352,7 @@ def side_by_side(outcomes: list[Outcome], width: int | None = None) -> str:
         groups[-1].append(k)
     # A rule alone still too wide (a long decision, a narrow terminal): its decisions wrap within the width.
     tables = (_table([outcomes[i] for i in group], [decided[i] for i in group], wrap=True) for group in groups)
-    return "\n\n".join(_fit(table, width, prose=range(1, len(table))) for table in tables)
+    return "\n\n".join(_fit(table, len(table[0]), width, prose=range(1, len(table))) for table in tables)
 
 
 def _fill(text: str, room: int, indent: str = "") -> str:
@@ -369,7 +386,7 @@ def decisions(o: Outcome, width: int | None = None) -> str:
         ["arenas, next hint"] + [_heap(e.after) for e in events] if heap else ["arena_used"] + [_used(e) for e in events],
         ["reason"] + [e.reason for e in events],
     ]
-    return _fit(table, width, prose=[len(table) - 1], least=_REASON_ROOM)
+    return _fit(table, len(events) + 1, width, prose=[len(table) - 1], least=_REASON_ROOM)
 
 
 def _used(e: AnyEvent) -> str:
