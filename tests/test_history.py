@@ -56,6 +56,26 @@ def test_a_bounded_history_keeps_the_last_n_decisions_and_every_count(rule, hist
     assert (rule == "legacy") == bool(full["lowered"])
 
 
+@pytest.mark.parametrize("make", [
+    lambda: arena.Arena(arena.LAYOUT_32, "fixed", initial_size=16 * MiB),
+    lambda: arena.Arena(arena.LAYOUT_32, "fixed", initial_size=16 * MiB, history=2),
+    lambda: arena.HeapArenas(arena.LAYOUT_32, initial_size=16 * MiB),
+], ids=["arena", "arena-history-2", "heap-arenas"])
+def test_events_are_built_once_per_decision_and_each_read_is_a_list_of_its_own(make):
+    with make() as a:
+        a.sys_alloc(PAGE)
+        read = a.events
+        again = a.events
+        assert again == read and again is not read
+        read.clear()  # the reader's list: the events the manager shows stay whole
+        assert a.events == again
+        a.sys_alloc(PAGE)
+        after = a.events
+        # The decision made since is shown: the last event is a commit at another address.
+        assert after[-1] != again[-1] and after[-1].verdict == "committed"
+        assert len(after) == (2 if a.history == 2 else len(again) + 1)
+
+
 @pytest.mark.parametrize("history, exc", [(-1, ValueError), (2**63, ValueError), (1.5, TypeError), ("all", TypeError), (True, TypeError),
                                           (False, TypeError)])
 def test_bad_history(history, exc):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from arena.interface import cli, maps, report
@@ -94,6 +94,25 @@ def test_fit_keeps_every_line_within_the_width_and_every_number_whole(cells, wid
         # Elided: its start and its end, "..." between them (the paths drawn have no dots of their own).
         assert path in text or any(path.startswith(s.partition("...")[0]) and path.endswith(s.partition("...")[2])
                                    and len(s.partition("...")[0]) >= 1 for s in shown)
+
+
+# Cells with blanks at their ends, line breaks of both kinds columns and width_of tell apart ("\n" breaks a
+# cell, "\r" and "\u2028" only width_of's lines), and a tab.
+_cells = st.text("ab ;\n\r\t\u2028", max_size=6)
+
+
+@given(st.lists(st.lists(_cells, min_size=3, max_size=3), min_size=1, max_size=6))
+@example([["a ", "", ""], ["b", " ", ""]])  # the blanks that end a line are not its width
+@example([["a", "b\rbb", "c"]])  # width_of starts a line at "\r"
+def test_a_table_is_measured_exactly_as_wide_as_it_is_laid_out(rows):
+    # side_by_side measures each table it tries without laying it out: the width it decides by is the printed one.
+    assert report._extent([list(column) for column in zip(*rows)]) == report.width_of(report.columns(rows))
+
+
+def test_a_record_shows_braces_as_they_are():
+    # A record's line is made by a format: a brace in a heading or a cell is text, not a field.
+    rows = [["#", "{step}", "why"], ["0", "{0}", "because"]]
+    assert report.fit(rows, 8, prose=[2]).splitlines()[:2] == ["0", "   {step} {0}"]
 
 
 def test_a_path_loses_its_middle_keeping_more_of_its_end():
