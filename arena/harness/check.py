@@ -180,7 +180,7 @@ def verify_heap_arenas(a: HeapArenas, *, read_maps: bool = True) -> Findings:
 def _verify_heap_arenas(a: HeapArenas, read_maps: bool) -> Findings:
     """``verify_heap_arenas``' checks of open heap arenas, held by this thread."""
     found = Findings()
-    events = a.events  # read once: each read builds the list anew, and a trace's has tens of thousands
+    events = a.events  # read once: each read is a list of its own, and a trace's has tens of thousands
     for e in events:
         # An index entry never goes back to nil (mheap.go): registered arenas only grow.
         if e.after.arenas < e.before.arenas:

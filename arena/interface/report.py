@@ -76,6 +76,7 @@ def columns(rows: list[list[str]]) -> str:
 
 def _laid_out(rows: Iterable[Sequence[str]], widths: list[int]) -> str:
     """``columns(rows)``, its columns this wide."""
+    # Each cell padded to its column's width, a row in one call: a trace's table has tens of thousands.
     padded = "  ".join(f"%-{w}s" for w in widths)
     out = []
     for row in rows:
@@ -97,9 +98,9 @@ _OTHER_BREAKS = "\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 def _extent(table: _Table) -> int:
     """``width_of(columns(rows))``, ``table`` the columns of ``rows``, without laying the table out.
 
-    A line pads each cell up to its last one with more than blanks, and
-    strips the blanks after it: the widest line ends in the last column
-    with such a cell, at that column's start plus its widest line stripped.
+    A line pads its cells to their columns' widths and loses the blanks at
+    its end: the widest ends in the last column with more than blanks, at
+    that column's start plus its longest line without its trailing blanks.
     """
     start = extent = 0
     for column in table:

@@ -526,7 +526,7 @@ class HeapArenas(Manager):
                 out.append(Event(*e[:7], before, after))
                 before = after
             self._shown = (last, out)
-        return list(self._shown[1])
+        return list(self._shown[1])  # the reader's own list: changing it changes nothing shown
 
     @property
     def stats(self) -> Stats:

@@ -482,7 +482,7 @@ class Arena(Manager):
         last = kept[-1] if kept else None
         if self._shown[0] is not last:
             self._shown = (last, self._built(kept))
-        return list(self._shown[1])
+        return list(self._shown[1])  # the reader's own list: changing it changes nothing shown
 
     def _built(self, kept: list[_Decision]) -> list[Event[Bounds]]:
         """The events of the decisions ``kept`` (with a bounded history, the first only gives the bounds before)."""
