@@ -264,15 +264,16 @@ def _decisions(events: Sequence[AnyEvent]) -> list[str]:
     """Each of ``events`` a table shows, in a few words."""
     words = []
     for e in events:
-        if (e.step, e.verdict) in _TOLD_BY_COMMIT:
+        verdict, returned = e.verdict, e.returned
+        if (e.step, verdict) in _TOLD_BY_COMMIT:
             continue
-        at = f" {e.returned:#x}" if e.returned is not None else ""
-        if e.verdict == "missed" and e.hint is not None:
+        at = "" if returned is None else f" {returned:#x}"
+        if verdict == "missed" and e.hint is not None:
             words.append(f"asked at {e.hint:#x}, got{at}: released")
             continue
-        lowers = isinstance(e.after, Bounds) and isinstance(e.before, Bounds) and e.after.arena_used < e.before.arena_used
-        flag = ", moved arena_used DOWN" if lowers else ""
-        words.append(f"{e.verdict}{at}{flag}")
+        before, after = e.before, e.after
+        lowers = isinstance(after, Bounds) and isinstance(before, Bounds) and after.arena_used < before.arena_used
+        words.append(f"{verdict}{at}, moved arena_used DOWN" if lowers else f"{verdict}{at}")
     return words
 
 
