@@ -87,7 +87,7 @@ class HeapArenas(Manager):
     _span_limit = "max_alloc"
     rule = RELEASE  # the name the demo, reports and traces give this manager
     __slots__ = ("_size", "_mask", "_bits", "_span", "_l2_bits", "_l2_mask", "_offset", "_page", "_max_alloc", "_mem_commit",
-                 "_hints", "_index", "_arenas", "_pre", "_pre_state", "_events", "_start", "_initial_size", "_shown")
+                 "_hints", "_index", "_arenas", "_pre", "_pre_state", "_events", "_start", "_initial_size")
 
     def __init__(
         self,
@@ -118,8 +118,6 @@ class HeapArenas(Manager):
         self._pre_state = (0, 0)  # its next and end, as a HeapState shows them
         # Flat tuples: each container made counts towards the next garbage collection.
         self._events: list[_Decision] = []
-        # The events last read, and the last decision they show (events).
-        self._shown: tuple[_Decision | None, list[Event[HeapState]]] = (None, [])
         self._start = self._check_start(start)
         self._initial_size = self._check_initial_size(initial_size)
         try:
@@ -515,18 +513,17 @@ class HeapArenas(Manager):
     @property
     def events(self) -> list[Event[HeapState]]:
         """One record per decision, in order; ``before``/``after`` are ``HeapState``."""
-        # Built once per decision made, as Arena's: a decision is only ever appended, a new
-        # tuple each time, so the last one says whether the events are those shown.
-        kept = list(self._events)
-        last = kept[-1] if kept else None
-        if self._shown[0] is not last:
-            out, before = [], _NOTHING
-            for e in kept:
-                after = HeapState(*e[7:])
-                out.append(Event(*e[:7], before, after))
-                before = after
-            self._shown = (last, out)
-        return list(self._shown[1])  # the reader's own list: changing it changes nothing shown
+        return self._events_once(self._built)
+
+    @staticmethod
+    def _built(kept: list[_Decision]) -> list[Event[HeapState]]:
+        """The events of the decisions ``kept``."""
+        out, before = [], _NOTHING
+        for e in kept:
+            after = HeapState(*e[7:])
+            out.append(Event(*e[:7], before, after))
+            before = after
+        return out
 
     @property
     def stats(self) -> Stats:

@@ -17,7 +17,7 @@ import weakref
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, Self, SupportsIndex, cast
+from typing import TYPE_CHECKING, Any, NoReturn, Self, SupportsIndex, TypeVar, cast
 
 from .. import sysmem
 from ..policy.layout import Layout, check_layout
@@ -75,6 +75,9 @@ class _Ranges:
         return (self.starts[i], self.end_at[self.starts[i]]) if i >= 0 else None
 
 
+# An event of one kind of manager (events: Event[Bounds] or Event[HeapState]).
+_E = TypeVar("_E")
+
 class Manager:
     """A lock, the mappings held (``_regions``), what was handed out (``_allocations``), views, and ``close``.
 
@@ -89,7 +92,7 @@ class Manager:
     # 11%). A subclass lists its own. __dict__ takes anything else (made only
     # when first used), as before.
     __slots__ = ("layout", "memory", "_lock", "_top", "_limit", "_mem_reserve", "_regions", "_unreleased",
-                 "_allocations", "_exports", "_by_address", "_flags", "__dict__", "__weakref__")
+                 "_allocations", "_exports", "_by_address", "_flags", "_shown", "__dict__", "__weakref__")
 
     # The layout attribute that bounds a request: Go 1.8's _MaxMem, or Go 1.11's maxAlloc.
     _span_limit = "max_mem"
@@ -105,6 +108,7 @@ class Manager:
     if TYPE_CHECKING:
         # What each subclass (Arena, HeapArenas) defines, and this class reads.
         rule: str
+        _events: Sequence[tuple[Any, ...]]  # the decisions, a tuple each, only ever appended
 
         @property
         def events(self) -> Sequence[AnyEvent]: ...
@@ -130,8 +134,27 @@ class Manager:
         # needs them.
         self._exports = views.Exports(self, layout.page_size)
         self._by_address = _Ranges()
+        # The events last read, and the last decision they show (_events_once).
+        self._shown: tuple[object, list[Any]] = (None, [])
         self._flags = 0  # last: until it is set, the finalizer has nothing to give back
         return memory
+
+    # -- records ---------------------------------------------------------------
+
+    def _events_once(self, built: Callable[[list[Any]], list[_E]]) -> list[_E]:
+        """``built(decisions)``, the events of the decisions kept, made once per decision made.
+
+        verify, the reports and a trace each read the same events, tens of
+        thousands after a long run. A decision is only ever appended, a new
+        tuple each time, so the last one says whether the events are those
+        shown. Each reader gets a list of its own: changing it changes nothing
+        shown.
+        """
+        kept = list(self._events)
+        last = kept[-1] if kept else None
+        if self._shown[0] is not last:
+            self._shown = (last, built(kept))
+        return cast("list[_E]", list(self._shown[1]))
 
     # -- arguments -------------------------------------------------------------
 

@@ -75,7 +75,7 @@ class Arena(Manager):
     """
 
     __slots__ = ("_rule", "_page", "_step", "_max_mem", "_grow_limit", "_mem_commit", "_history", "_events", "_tally",
-                 "_regions_closed", "_lowered", "_runs", "_run_start", "_start", "_used", "_alloc", "_end", "_shown")
+                 "_regions_closed", "_lowered", "_runs", "_run_start", "_start", "_used", "_alloc", "_end")
 
     def __init__(
         self,
@@ -120,8 +120,6 @@ class Arena(Manager):
         self._tally = Stats()
         self._regions_closed = 0  # regions released by close(), for stats.contiguous
         self._lowered: list[tuple[Bounds, _Decision]] = []  # (bounds before, decision) of each lowering
-        # The events last read, and the last decision they show (events).
-        self._shown: tuple[_Decision | None, list[Event[Bounds]]] = (None, [])
         # Committed memory, allocations merged where they touch: closed runs,
         # sorted, plus the open run [_run_start, arena_alloc) the cursor extends.
         # The cursor moves only by commits, which extend the open run, except
@@ -475,14 +473,7 @@ class Arena(Manager):
     @property
     def events(self) -> list[Event[Bounds]]:
         """One record per decision, in order (the last ``history`` of them)."""
-        kept = list(self._events)
-        # Built once per decision made: verify, the reports and a trace each read the same
-        # events, tens of thousands after a long run. A decision is only ever appended, a
-        # new tuple each time, so the last one says whether the events are those shown.
-        last = kept[-1] if kept else None
-        if self._shown[0] is not last:
-            self._shown = (last, self._built(kept))
-        return list(self._shown[1])  # the reader's own list: changing it changes nothing shown
+        return self._events_once(self._built)
 
     def _built(self, kept: list[_Decision]) -> list[Event[Bounds]]:
         """The events of the decisions ``kept`` (with a bounded history, the first only gives the bounds before)."""
