@@ -8,7 +8,7 @@ from typing import TypeAlias
 
 from ..harness.run import Outcome
 from ..managers import Bounds, HeapState
-from ..managers.vocabulary import AnyEvent, per_request
+from ..managers.vocabulary import AnyEvent, after_first, per_request
 from ..words import plural, size_text
 
 # What the rows of the demo's table mean, for a reader who has not met Go issue 20259.
@@ -280,9 +280,9 @@ def _decisions(events: Sequence[AnyEvent]) -> list[str]:
 def legend(outcomes: list[Outcome]) -> str:
     """What ``side_by_side(outcomes)`` means, a line each: ``LEGEND``, then each word its cells use
     that a reader who has not met Go's heap would not know."""
-    # The cells' decisions (each request's after the first reservation: per_request), not grouped
-    # into cells: no word has a space, so none spans two decisions.
-    said = " ".join(w for o in outcomes for w in _decisions([e for e in o.events if e.step != "first"]))
+    # The cells' decisions, not grouped into cells (per_request): no word has a space, so none
+    # spans two decisions.
+    said = " ".join(w for o in outcomes for w in _decisions(after_first(o.events)))
     return "\n".join([LEGEND] + [text for word, text in _WORDS.items() if word in said])
 
 

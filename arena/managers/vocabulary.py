@@ -117,6 +117,11 @@ def round_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
+def after_first(events: Sequence[_E]) -> list[_E]:
+    """The events after the first reservation: those the ``sys_alloc`` calls caused."""
+    return [e for e in events if e.step != "first"]
+
+
 def per_request(events: Sequence[_E]) -> list[list[_E]]:
     """The events after the first reservation, grouped by the ``sys_alloc`` call that caused them.
 
@@ -126,7 +131,7 @@ def per_request(events: Sequence[_E]) -> list[list[_E]]:
     """
     groups: list[list[_E]] = []
     current: list[_E] = []
-    steps = [e for e in events if e.step != "first"]
+    steps = after_first(events)
     for i, e in enumerate(steps):
         current.append(e)
         following = steps[i + 1].step if i + 1 < len(steps) else None
