@@ -8,6 +8,10 @@ from typing import Literal, NamedTuple
 
 from ..words import size_text
 
+# Flags read from a traced program's own calls, never passed by arena: a call that carries either
+# maps at an address the program chose (over what is there, with MAP_FIXED: the program's own
+# memory to decide), so no adversary may decide it (adjustable, below) and the tracer passes it
+# to the kernel unchanged.
 MAP_FIXED = 0x10
 MAP_FIXED_NOREPLACE = 0x100000
 PROT_NONE = 0
