@@ -65,3 +65,13 @@ def test_each_module_says_its_job_in_its_first_line():
             module = importlib.import_module(info.name)
         doc = (module.__doc__ or "").strip()
         assert doc and len(doc.splitlines()[0]) > 20, f"{info.name} has no first line saying its job"
+
+
+def test_the_command_line_starts_without_what_only_some_commands_need():
+    # A command's start is mostly imports (a tenth of a second): the tracer and the real programs' commands are
+    # imported by those commands, the package's data files by what reads them.
+    code = ("import sys, arena.interface.cli\n"
+            "print(' '.join(m for m in ('arena.tracer', 'arena.interface.programs', 'importlib.resources', 'subprocess')"
+            " if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "\n", done.stdout + done.stderr

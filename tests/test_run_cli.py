@@ -55,8 +55,10 @@ def test_a_failing_run_passes_its_output_through_and_says_why(go_linear, tmp_pat
     assert "MAP_FIXED mmaps" in out and "--all-calls" in out
     assert max(map(len, out.splitlines())) <= 100
     assert f"trace saved: {trace}" in flat and trace.is_file()
-    # Only the calls that matter, the rest counted: Go 1.8's ~800 commits are one line.
-    assert len(out.splitlines()) < 20
+    # Only the calls that matter, the rest counted: Go 1.8's ~800 commits are one line. (The table's rows, each
+    # starting with its call's number: how many lines the paths wrap to depends on the folder the test runs in.)
+    rows = [line for line in out.splitlines() if line[:1].isdigit()]
+    assert len(rows) < 10 and "other calls not shown" in rows[-1], rows
     every = arena_cmd("run", "--all-calls", "--adversary", "gap", "--", go_linear, "legacy")
     assert len(every.stdout.splitlines()) > 700 and "not shown" not in every.stdout
 

@@ -14,7 +14,6 @@ import functools
 import json
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
 import traceback
@@ -33,7 +32,7 @@ from ..policy.rules import RULES, RuleFailed
 from ..policy.rules import read as read_rule
 from ..spaces import EXAMPLE_MAPS, AnswerTaken, Crowd, example_maps
 from ..words import plural, size_text
-from . import demo, maps, programs, report
+from . import demo, maps, report
 from .maps import annotate, process_rows, process_text, rows_text
 
 if TYPE_CHECKING:  # imported when a hunt runs: hypothesis is optional
@@ -53,6 +52,9 @@ MAX_EXAMPLES, MAX_SECONDS = 1_000_000, 7 * 24 * 3600
 MAX_MAPS_BYTES = 64 << 20
 # Where the terminal's width is unknown (output to a pipe or a file).
 DEFAULT_WIDTH = 100
+# A real program's replay without --timeout stops after this many times the recorded run, and at least
+# REPLAY_FLOOR seconds: a replay that no longer ends as recorded may not end at all.
+REPLAY_FACTOR, REPLAY_FLOOR = 10, 60.0
 
 DESCRIPTION = """\
 arena reserves real address space the way Go's runtime did (mmap with address
@@ -251,8 +253,12 @@ def _findings(outcomes: list[Outcome], width: int) -> list[str]:
     return [_paragraphs(f"{o.rule}: {v}", width, "  ") for o in outcomes for v in o.violations]
 
 
+# The commands of real programs import arena.interface.programs where they run: with the tracer, it is a
+# third of what a command would import at its start, and the model's commands never need it.
 def _programs(start: Callable[[], T]) -> T:
     """A real-program command (``arena.interface.programs``); what cannot start is a usage error."""
+    from . import programs
+
     try:
         return start()
     except programs.Refused as exc:
@@ -267,6 +273,8 @@ def _only(args: argparse.Namespace, what: str, options: dict[str, str]) -> None:
 
 
 def cmd_demo_real(args: argparse.Namespace) -> tuple[int, str]:
+    from . import programs
+
     _only(args, "--real (real programs)", {"rule": "--rule", "layout": "--layout", "svg": "--svg", "crowd": "--crowd",
                                             "save_trace": "--save-trace"})
     return _programs(lambda: programs.demo(runs=args.runs or 1, as_json=args.json, width=_width(),
@@ -274,6 +282,8 @@ def cmd_demo_real(args: argparse.Namespace) -> tuple[int, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> tuple[int, str]:
+    from . import programs
+
     _outputs(args)
     return _programs(lambda: programs.run(args.program, args.adversary, timeout=args.timeout, save=args.save_trace,
                                           as_json=args.json, every=args.all_calls, width=_width()))
@@ -315,11 +325,14 @@ def cmd_demo(args: argparse.Namespace) -> tuple[int, str]:
 
 
 def cmd_replay(args: argparse.Namespace) -> tuple[int, str]:
+    from . import programs
+
     recorded = _programs(lambda: programs.process_trace(args.trace))
     if recorded is not None:
         _only(args, "a real program's trace", {"layout": "--layout", "svg": "--svg", "crowd": "--crowd"})
         chosen = None if args.rule in (None, "all") else (args.rule,)
-        return _programs(lambda: programs.replay(args.trace, recorded, rules=chosen, timeout=args.timeout,
+        limit = args.timeout if args.timeout is not None else max(REPLAY_FLOOR, REPLAY_FACTOR * recorded.wall_time)
+        return _programs(lambda: programs.replay(args.trace, recorded, rules=chosen, timeout=limit,
                                                  as_json=args.json, every=args.all_calls, width=_width()))
     _only(args, "the model's trace", {"timeout": "--timeout", "all_calls": "--all-calls"})
     _outputs(args)
@@ -712,6 +725,8 @@ def cmd_bench(args: argparse.Namespace) -> tuple[int, str]:
     except ImportError:
         raise UsageError("the benchmarks need pyperf: pip install 'mmap-arena[bench]', or make bench in the checkout") from None
     flags = (["--quick"] if args.quick else []) + (["--json"] if args.json else [])
+    import subprocess
+
     return subprocess.run([sys.executable, str(script), *flags]).returncode, ""
 
 
@@ -772,8 +787,8 @@ def _parser() -> argparse.ArgumentParser:
                    "decisions (exit 0 if it succeeds, 1 if it fails, as arena run), says whether its end repeats, and "
                    "shows the model given the same kernel answers")
     r.add_argument("--timeout", type=_positive(float, "seconds"), metavar="SECONDS",
-                   help=f"a real program's trace: stop the program after SECONDS (default: {programs.REPLAY_FACTOR} "
-                        f"times the recorded run, at least {programs.REPLAY_FLOOR:g} s)")
+                   help=f"a real program's trace: stop the program after SECONDS (default: {REPLAY_FACTOR} "
+                        f"times the recorded run, at least {REPLAY_FLOOR:g} s)")
     r.add_argument("--all-calls", action="store_true", help="a real program's trace: list every call, not only those that matter")
     r.set_defaults(run=cmd_replay)
     m = commands.add_parser("maps", parents=[common, _rule_options("all"), debugging],

@@ -22,8 +22,6 @@ from ..words import plural
 from . import realtext
 
 EXIT_OK, EXIT_FAILED = 0, 1
-# A replay without --timeout gets this many times the recorded run's time, and at least REPLAY_FLOOR seconds.
-REPLAY_FACTOR, REPLAY_FLOOR = 10, 60.0
 T = TypeVar("T")
 
 
@@ -131,12 +129,11 @@ def process_trace(path: str) -> tracer.Outcome | None:
         raise Refused(f"{path}: {exc}") from None
 
 
-def replay(path: str, recorded: tracer.Outcome, *, rules: tuple[str, ...] | None, timeout: float | None,
+def replay(path: str, recorded: tracer.Outcome, *, rules: tuple[str, ...] | None, timeout: float,
            as_json: bool, every: bool, width: int) -> tuple[int, str]:
-    """Run the recorded program again under the recorded decisions, say whether its end repeats, and put the
-    model beside it (fed the new run's answers). Exit as ``arena run`` would for the new run."""
-    limit = timeout if timeout is not None else max(REPLAY_FLOOR, REPLAY_FACTOR * recorded.wall_time)
-    again = _traced(lambda: tracer.replay(path, timeout=limit, capture=as_json))
+    """Run the recorded program again under the recorded decisions, stopped after ``timeout`` seconds; say whether
+    its end repeats, and put the model beside it (fed the new run's answers). Exit as ``arena run`` would."""
+    again = _traced(lambda: tracer.replay(path, timeout=timeout, capture=as_json))
     outcome = again.outcome
     try:
         model, unmodelled = beside(outcome, rules), None

@@ -1,7 +1,6 @@
 """Crowded address spaces: real blocker mappings that occupy hints, fill ranges or copy a real process's layout."""
 from __future__ import annotations
 
-import importlib.resources
 import operator
 from collections.abc import Iterable
 from typing import NamedTuple, NoReturn
@@ -16,6 +15,8 @@ def example_maps(name: str) -> str:
     """The text of a shipped maps dump (one of ``EXAMPLE_MAPS``), for ``Crowd.from_maps``."""
     if name not in EXAMPLE_MAPS:
         raise ValueError(f"no shipped maps dump {name!r}; there are {', '.join(EXAMPLE_MAPS)}")
+    import importlib.resources  # here: the package's data is read by few commands, imported by every one
+
     return importlib.resources.files("arena").joinpath(f"data/maps-{name}.txt").read_text(encoding="utf-8")
 
 
