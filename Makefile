@@ -47,8 +47,8 @@ test-real: install ## The real-program tests once, the slow ones too (arena demo
 
 # Both backends' runs at once, sharing the cores (tools/test-backends.sh): each backend's
 # run has the tests that make a memory backend, a third run the backend_independent ones,
-# once; pytest-xdist workers when a run has more than one core to itself, as
-# ARENA_BACKEND=cffi make test has (one run of everything).
+# once; each run over pytest-xdist workers, one more than its share of the cores (a
+# waiting worker's core is another's), as ARENA_BACKEND=cffi make test (one run of everything).
 # The profile (tests/budget.py): dev, a fifth of each property test's examples and
 # loop's repeats, unless $$CI is set or ARENA_TEST_PROFILE=ci names the whole budget.
 test: install ## Run the test suite once per backend (cffi, ctypes), both at once (dev profile: see README)

@@ -8,10 +8,15 @@
 # which are the same under any backend (tests/conftest.py checks the marker:
 # such a test makes no backend, here or in the commands it starts); with one
 # backend, one run has them all. Each run goes over $TEST_JOBS pytest-xdist
-# workers (default: the cores shared out among the runs; one or fewer means no
-# workers, the run is its pytest process), as ARENA_BACKEND=cffi make test has
-# a worker per core. Each run's output is shown whole as it ends; the exit
-# status is 1 if any run failed.
+# workers (one or fewer means no workers, the run is its pytest process). The
+# default is one more than the run's share of the cores: much of the suite
+# waits (a real program runs under a lock, one test of programs at a time on
+# the machine; a command is a subprocess; a hunt sleeps to its deadline), and a
+# waiting worker's core is another worker's. On 2 cores, 2 workers per run
+# (6 processes) took 93 s of wall time where 1 (3 processes) took 102 s and
+# 3 took 104 s, each worker paying its own start. ARENA_BACKEND=cffi make test
+# (one run) has a worker per core and one more. Each run's output is shown
+# whole as it ends; the exit status is 1 if any run failed.
 #
 # Every worker is a process of its own: the leak check (tests/conftest.py)
 # compares that process's mappings before and after each of its tests.
@@ -29,7 +34,7 @@ if ((${#backends[@]} > 1)); then
 else
     runs+=("${backends[0]} ${backends[0]} all")
 fi
-jobs="${TEST_JOBS:-$(($(nproc) / ${#runs[@]}))}"
+jobs="${TEST_JOBS:-$(( ($(nproc) + ${#runs[@]} - 1) / ${#runs[@]} + 1 ))}"
 ((jobs > 1)) && spread=(-n "$jobs" --dist worksteal) || spread=(-p no:xdist)
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
