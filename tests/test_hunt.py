@@ -1,4 +1,5 @@
 """arena hunt: the search API, its budget and seed, targets, and the command end to end with a user's rule."""
+import argparse
 import json
 import os
 import re
@@ -177,6 +178,19 @@ def test_hunt_finds_legacy_saves_a_replayable_trace_and_draws_it(capsys, tmp_pat
     assert cli.main(["replay", path, "--rule", "fixed"]) == 0
 
 
+@pytest.mark.backend_independent
+def test_a_clean_hunt_counts_only_the_scenarios_it_played():
+    # A scenario the address space stopped was drawn, not played: the rule did not hold for it.
+    result = hunt.HuntResult("fixed", arena.LAYOUT_32, 1, examples=502, shrink_steps=0, skipped=2, seconds=1.0,
+                             stopped="examples")
+    text = " ".join(cli._hunt_text(argparse.Namespace(time=None), result, []).split())
+    assert text.startswith("no counterexample: the rule held for 500 scenarios; 2 more could not be played in this "
+                           "process's address space rule fixed"), text
+    result.skipped = 0
+    text = " ".join(cli._hunt_text(argparse.Namespace(time=None), result, []).split())
+    assert text.startswith("no counterexample: the rule held for 502 scenarios rule fixed"), text
+
+
 def test_hunt_json_and_a_clean_rule_exits_0(capsys):
     code = cli.main(["hunt", "--rule", "strict", "--examples", str(budget(300)), "--json"])
     data = json.loads(capsys.readouterr().out)
@@ -271,9 +285,19 @@ def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path, monkeypatc
     done = run_arena("hunt", "--rule", "mine:OwnCursor", "--examples", str(budget(500)), "--seed", "1", cwd=tmp_path,
                      pythonpath=rules_dir)
     assert done.returncode == 0 and "no counterexample" in done.stdout, done.stdout + done.stderr
+    out = done.stdout
+    if sysmem.NATIVE_BITS == 32:
+        # A 32-bit process's own mappings can stop a scenario or two (seen in the i686 wheel's run): said, and
+        # the rule held for the rest.
+        unplayed = re.search(r"held for ([\d,]+) scenarios; ([\d,]+) more could not be played in this process's "
+                             r"address space", out)
+        if unplayed:
+            played, more = (int(n.replace(",", "")) for n in unplayed.groups())
+            assert played + more == budget(500), out
+            out = out.replace(unplayed.group(0), f"held for {budget(500):,} scenarios")
     # The docs' run, but with this profile's number of scenarios.
     doc = shown(DOCS, "arena hunt --rule mine:OwnCursor --examples 5000 --seed 1")
-    assert_shows([line.replace("5,000", f"{budget(500):,}") for line in doc], done.stdout)
+    assert_shows([line.replace("5,000", f"{budget(500):,}") for line in doc], out)
 
 
 def test_the_docs_subtler_example_is_caught(tmp_path, monkeypatch):
