@@ -289,11 +289,11 @@ def test_the_docs_example_rule_in_its_own_module_end_to_end(tmp_path, monkeypatc
     if sysmem.NATIVE_BITS == 32:
         # A 32-bit process's own mappings can stop a scenario or two (seen in the i686 wheel's run): said, and
         # the rule held for the rest.
-        unplayed = re.search(r"held for ([\d,]+) scenarios; ([\d,]+) more could not be played in this process's "
-                             r"address space", out)
+        unplayed = re.search(r"held for ([\d,]+) scenarios;\s+([\d,]+)\s+more\s+could\s+not\s+be\s+played\s+in\s+"
+                             r"this\s+process's\s+address\s+space", out)  # wrapped anywhere
         if unplayed:
-            played, more = (int(n.replace(",", "")) for n in unplayed.groups())
-            assert played + more == budget(500), out
+            # hypothesis draws another scenario for each one stopped: the rule held for the whole budget.
+            assert int(unplayed.group(1).replace(",", "")) == budget(500), out
             out = out.replace(unplayed.group(0), f"held for {budget(500):,} scenarios")
     # The docs' run, but with this profile's number of scenarios.
     doc = shown(DOCS, "arena hunt --rule mine:OwnCursor --examples 5000 --seed 1")
