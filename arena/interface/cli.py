@@ -537,9 +537,11 @@ def _progress() -> tuple[Callable[[hunting.Progress], None], Callable[[], None]]
 def _hunt_text(args: argparse.Namespace, result: hunting.HuntResult, outcomes: list[Outcome]) -> str:
     # A scenario the address space stopped (the kernel's own mappings where it places) was drawn but not played:
     # the rule held for the others.
-    budget = plural(result.examples - result.skipped, "scenario") + (
-        f"; {result.skipped:,} more could not be played in this process's address space" if result.skipped else "") + (
-        f" (the --time {args.time:g} s ran out)" if result.stopped == "time" else "")
+    budget = plural(result.examples - result.skipped, "scenario")
+    if result.skipped:
+        budget += f"; {result.skipped:,} more could not be played in this process's address space"
+    if result.stopped == "time":
+        budget += f" (the --time {args.time:g} s ran out)"
     # A counterexample's seed is its own process's: --seed alone repeats that search. Without one, each
     # process had a seed of its own, derived from the first: the same --jobs repeats them all.
     again = f"--seed {result.seed}" + (f" --jobs {result.jobs}" if result.jobs > 1 and result.counterexample is None else "")
