@@ -1,6 +1,6 @@
 """``arena ARGV`` through the command line's main() in this process: what it says about a mistake, without the
 start of an interpreter (a tenth of a second a command). A test of a run, of its output as a process writes it,
-of signals or of exit codes as the shell sees them starts a real subprocess instead."""
+of signals or of exit codes as the shell sees them starts a real subprocess instead (tests/commands.py)."""
 from __future__ import annotations
 
 import contextlib

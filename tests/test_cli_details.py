@@ -11,14 +11,8 @@ import pytest
 
 from arena.words import size_text
 from budget import budget
+from commands import arena_cmd
 from inprocess import arena_main
-
-
-def arena_cmd(*argv, env=None, cwd=None, timeout=120):
-    """``python -m arena ARGV``, as a user runs it."""
-    code = "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], env={**os.environ, **(env or {})}, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def usage_line(done, prog):

@@ -13,17 +13,10 @@ import pytest
 from arena.harness import trace
 from arena.managers import NAMES
 from budget import budget
+from commands import arena_argv, arena_cmd
 from inprocess import arena_main
 
 COMMANDS = ("demo", "replay", "maps", "hunt", "run", "bench")
-
-
-def arena_cmd(*argv, env=None, prelude="", timeout=120, **kwargs):
-    """``python -m arena ARGV``, as a user runs it; ``prelude`` runs first (to hide a module, say)."""
-    environment = {**os.environ, **(env or {})}
-    code = prelude + "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], env=environment, capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
 
 
 def one_line_usage_error(done, command):
@@ -169,8 +162,7 @@ def test_arena_backend_cffi_without_the_compiled_shim_is_one_line_naming_the_fix
 def test_without_the_compiled_shim_a_command_warns_in_one_line_and_runs():
     # As if the install had skipped the shim, with no backend chosen: the ctypes backend, said once.
     env = {k: v for k, v in os.environ.items() if k != "ARENA_BACKEND"}
-    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['arena._native'] = None; "
-                           "from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))", "demo", "--rule", "fixed"],
+    done = subprocess.run(arena_argv("demo", "--rule", "fixed", prelude="import sys; sys.modules['arena._native'] = None; "),
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "CtypesMemory" in done.stdout.splitlines()[0], done.stderr
     assert done.stderr.count("\n") == 1, done.stderr

@@ -3,8 +3,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from arena.harness import hunt
 from arena.harness.hunt import Answer, Scenario
 from arena.interface import cli
 from budget import budget
+from commands import arena_cmd
 from doc_output import assert_shows, shown
 
 MiB = 1 << 20
@@ -34,13 +33,9 @@ def module_from_docs(name: str) -> str:
 
 
 def run_arena(*argv, cwd, pythonpath=None, hide_hypothesis=False):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if pythonpath:
-        env["PYTHONPATH"] = str(pythonpath)
-    prelude = "import sys; sys.modules['hypothesis'] = None; " if hide_hypothesis else ""
-    # As the installed script runs: the working directory is not on sys.path.
-    code = prelude + "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    """``arena ARGV`` as the installed script runs it in ``cwd``, with ``pythonpath`` as its only PYTHONPATH."""
+    return arena_cmd(*argv, cwd=cwd, env={"PYTHONPATH": str(pythonpath)} if pythonpath else None, installed=True,
+                     prelude="import sys; sys.modules['hypothesis'] = None; " if hide_hypothesis else "", timeout=300)
 
 
 # -- scenarios -------------------------------------------------------------------

@@ -17,6 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from commands import arena_cmd
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # A relative link of the README: [text](path), not a URL and not a heading.
@@ -31,11 +33,6 @@ def setup_py():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def arena_cmd(*argv, prelude=""):
-    code = prelude + "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
 
 
 HIDE_PSUTIL = "import sys; sys.modules['psutil'] = None; "  # import psutil now raises ImportError

@@ -8,12 +8,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 
+import commands
 from arena import sysmem
 
 pytest_plugins = ["tracees"]
@@ -21,11 +21,9 @@ pytestmark = [pytest.mark.usefixtures("no_leftover_processes"), pytest.mark.back
 HOLE = "0x34202000"  # where gap puts go_linear's second growth: in the hole it left below the heap's end
 
 
-def arena_cmd(*argv, env=None, prelude="", timeout=120):
-    """``python -m arena ARGV``, as a user runs it; ``prelude`` runs first (to refuse ptrace, say)."""
-    code = prelude + "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], env={**os.environ, "COLUMNS": "100", **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+def arena_cmd(*argv, env=None, **kwargs):
+    """``arena ARGV`` (tests/commands.py), its tables 100 columns wide (``COLUMNS``)."""
+    return commands.arena_cmd(*argv, env={"COLUMNS": "100", **(env or {})}, **kwargs)
 
 
 def one_line(done, command="run"):
@@ -203,8 +201,7 @@ def test_a_program_that_uses_ptrace_itself(build):
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_arena_under_a_tracer_says_so():
-    code = "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run(["strace", "-f", "-o", os.devnull, sys.executable, "-c", code, "run", "--", "true"],
+    done = subprocess.run(["strace", "-f", "-o", os.devnull, *commands.arena_argv("run", "--", "true")],
                           capture_output=True, text=True, timeout=120)
     assert "itself being traced" in one_line(done)
 
@@ -238,9 +235,8 @@ def test_ctrl_c_kills_the_program_and_exits_130(build):
     # The program, killed with its tracer, is an orphan: it comes back to this process (as to init) to be reaped.
     _ptrace.prctl(_ptrace.PR_SET_CHILD_SUBREAPER, 1)
     # Ctrl-C as from a terminal, even if the suite was started with SIGINT ignored (by a command run with &).
-    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))")
-    p = subprocess.Popen([sys.executable, "-c", code, "run", "--", str(build("ignore_term"))],
+    default = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    p = subprocess.Popen(commands.arena_argv("run", "--", str(build("ignore_term")), prelude=default),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "ignoring SIGTERM\n"
     running = descendants(p.pid)

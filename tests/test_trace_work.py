@@ -4,8 +4,6 @@ one line and exit 2, at once; the largest trace the limits accept replays under 
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 import arena
 from arena.harness import trace
 from arena.policy.layout import MiB
+from commands import arena_cmd
 
 GOOD64 = {"format": "arena-trace", "version": 2, "rule": "go1.11", "answers": [],
           "layout": {"address_bits": 64, "max_mem": "0x7fffffffff", "first_hints": ["0x100000000000"]}}
@@ -23,11 +22,6 @@ GOOD64 = {"format": "arena-trace", "version": 2, "rule": "go1.11", "answers": []
 # test, say), not this command's.
 PEAK = ("import atexit, resource, sys; atexit.register(lambda: sys.stderr.write("
         "'\\npeak KiB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)); ")
-
-
-def arena_cmd(*argv, timeout=120, prelude=""):
-    code = prelude + "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=timeout)
 
 
 def hostile(layout=None, **fields):

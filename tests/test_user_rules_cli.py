@@ -2,13 +2,11 @@
 that fails is one line and exit 2 in demo and replay (``--traceback`` for the whole story) and a
 counterexample in hunt; a subclass of a built-in is itself; ``module:attr`` imports from here."""
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
+import commands
 from arena import sysmem
 
 FAILING = textwrap.dedent('''
@@ -97,12 +95,8 @@ FAILURES = {
 
 
 def arena_cmd(*argv, cwd):
-    """``arena ARGV`` in ``cwd`` as the installed script runs it: no PYTHONPATH, and ``-P`` keeps the
-    working directory off ``sys.path`` (the script's own folder is first there, not the user's)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    code = "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-P", "-c", code, *argv], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    """``arena ARGV`` in ``cwd`` as the installed script runs it (tests/commands.py)."""
+    return commands.arena_cmd(*argv, cwd=cwd, installed=True, timeout=300)
 
 
 def one_line(done, command):
