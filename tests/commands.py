@@ -9,23 +9,25 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 MAIN = "import sys; from arena.interface.cli import main; sys.exit(main(sys.argv[1:]))"
 """What the installed ``arena`` script runs, as ``python -c`` code."""
 
 
-def arena_argv(*argv: str, prelude: str = "", installed: bool = False) -> list[str]:
+def arena_argv(*argv: str, prelude: str = "", installed: bool = False, under: Sequence[str] = ()) -> list[str]:
     """The command line of ``arena ARGV``; ``prelude`` is Python run first (to hide a module, say).
 
     ``installed``: with ``-P``, so that the working directory is not on ``sys.path``, as with the
-    installed script (whose own folder comes first there, not the user's).
+    installed script (whose own folder comes first there, not the user's). ``under``: the command
+    that runs it (a tracer, a drop of privileges).
     """
-    return [sys.executable, *(["-P"] if installed else []), "-c", prelude + MAIN, *argv]
+    return [*under, sys.executable, *(["-P"] if installed else []), "-c", prelude + MAIN, *argv]
 
 
 def arena_cmd(*argv: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-              prelude: str = "", timeout: float = 120, installed: bool = False,
+              prelude: str = "", timeout: float = 120, installed: bool = False, under: Sequence[str] = (),
               **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """``arena ARGV`` run to its end; ``env`` adds to this process's environment.
 
@@ -33,5 +35,6 @@ def arena_cmd(*argv: str, env: dict[str, str] | None = None, cwd: str | os.PathL
     ``sys.path`` and without this process's ``PYTHONPATH`` (``env`` may set one).
     """
     environment = {k: v for k, v in os.environ.items() if not (installed and k == "PYTHONPATH")}
-    return subprocess.run(arena_argv(*argv, prelude=prelude, installed=installed), env={**environment, **(env or {})},
+    return subprocess.run(arena_argv(*argv, prelude=prelude, installed=installed, under=under),
+                          env={**environment, **(env or {})},
                           cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs)

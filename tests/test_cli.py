@@ -13,6 +13,7 @@ import arena
 from arena import sysmem
 from arena.harness.run import size_text
 from arena.interface import cli, demo
+from commands import arena_cmd
 
 
 def run(capsys, *argv):
@@ -190,14 +191,10 @@ def child(request):
         proc.wait(timeout=30)
 
 
-def arena_cmd(*argv, prefix=()):
-    return subprocess.run([*prefix, sys.executable, "-m", "arena", *argv], capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.backend_independent
 def test_maps_pid_lists_another_process_mappings_with_resident_bytes(child):
     pid, addr = child
-    done = arena_cmd("maps", "--pid", str(pid), "--json")
+    done = arena_cmd("maps", "--pid", str(pid), "--json", timeout=60)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["command"] == "maps" and data["pid"] == pid and data["exit"] == 0
@@ -209,7 +206,7 @@ def test_maps_pid_lists_another_process_mappings_with_resident_bytes(child):
     assert any(m["name"].endswith(os.path.basename(os.path.realpath(sys.executable))) for m in data["mappings"])
 
     # Wide enough for a row per mapping (tests/test_tables.py checks narrower terminals).
-    text = arena_cmd("maps", "--pid", str(pid), prefix=("env", "COLUMNS=250"))
+    text = arena_cmd("maps", "--pid", str(pid), env={"COLUMNS": "250"}, timeout=60)
     assert text.returncode == 0, text.stderr
     head, columns, *rows = text.stdout.splitlines()
     assert head.startswith(f"/proc/{pid}/smaps: {len(data['mappings'])} mappings, ")
@@ -222,7 +219,7 @@ def test_maps_pid_lists_another_process_mappings_with_resident_bytes(child):
 def test_maps_pid_of_no_process_exits_2_in_one_line():
     gone = subprocess.Popen(["true"])
     gone.wait()  # reaped: the pid names no process now
-    done = arena_cmd("maps", "--pid", str(gone.pid))
+    done = arena_cmd("maps", "--pid", str(gone.pid), timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"arena maps: no running process with pid {gone.pid}\n"
 
@@ -231,13 +228,13 @@ def test_maps_pid_of_no_process_exits_2_in_one_line():
 @pytest.mark.backend_independent
 def test_maps_pid_of_a_process_we_may_not_read_exits_2_in_one_line(child):
     pid, _ = child
-    prefix = ()
+    under = ()
     if os.geteuid() == 0:
         # Root reads anything; without its capabilities it is any other reader.
         if shutil.which("setpriv") is None:
             pytest.skip("running as root and setpriv (util-linux) is missing to drop the capabilities")
-        prefix = ("setpriv", "--inh-caps=-all", "--bounding-set=-all")
-    done = arena_cmd("maps", "--pid", str(pid), prefix=prefix)
+        under = ("setpriv", "--inh-caps=-all", "--bounding-set=-all")
+    done = arena_cmd("maps", "--pid", str(pid), under=under, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith(f"arena maps: pid {pid}: permission denied reading /proc/{pid}/smaps: it is ")
     # Advice that fits who asked: root is told what it lacks, another user to run as root.

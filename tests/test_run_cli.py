@@ -201,8 +201,7 @@ def test_a_program_that_uses_ptrace_itself(build):
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_arena_under_a_tracer_says_so():
-    done = subprocess.run(["strace", "-f", "-o", os.devnull, *commands.arena_argv("run", "--", "true")],
-                          capture_output=True, text=True, timeout=120)
+    done = arena_cmd("run", "--", "true", under=("strace", "-f", "-o", os.devnull))
     assert "itself being traced" in one_line(done)
 
 
