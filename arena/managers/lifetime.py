@@ -78,6 +78,7 @@ class _Ranges:
 # An event of one kind of manager (events: Event[Bounds] or Event[HeapState]).
 _E = TypeVar("_E")
 
+
 class Manager:
     """A lock, the mappings held (``_regions``), what was handed out (``_allocations``), views, and ``close``.
 
