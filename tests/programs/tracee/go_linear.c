@@ -76,6 +76,10 @@ static unsigned long sys_alloc(unsigned long n) {
             if (rule != GO19) used = cursor;
         }
     }
+    /* Go's sysMap: MAP_FIXED read-write at the cursor, which the code above keeps inside this program's own
+     * reservation (or its own fallback mapping) as Go 1.8's bookkeeping does; where that bookkeeping goes
+     * wrong, so does this imitation's, which is what the tests observe. Only this test program makes the call,
+     * in its own process: arena's tracer passes it to the kernel unchanged and never adds MAP_FIXED. */
     if (mmap((void *)cursor, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
         perror("go_linear: mmap MAP_FIXED");
         exit(1);
